@@ -1,0 +1,168 @@
+"""Verify a JWT: size, algorithm allow-list by key type, signature, exp/iat/nbf, TTL, aud, iss.
+
+`verify_token` is pure (it takes the keys and `now`); `TokenVerifier` adds the bounded cache of
+verified tokens and the one JWKS refresh an unknown `kid` may trigger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from gateway.auth.keys import SUPPORTED_ALGORITHMS, KeyRing, KeySource
+from gateway.errors import Code, Refusal
+
+MAX_TOKEN_BYTES: Final = 8192
+CACHE_SIZE: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: int = 30
+    max_ttl: int = 86400
+
+
+class UnknownKey(Exception):  # noqa: N818 - a signal to refresh keys, not a failure
+    """No configured key matches the token's `alg`/`kid` (a JWKS may need refreshing)."""
+
+    def __init__(self, kid: str | None) -> None:
+        super().__init__(kid)
+        self.kid = kid
+
+
+def _invalid(message: str) -> Refusal:
+    return Refusal(Code.INVALID_TOKEN, message)
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(f"token must carry {name!r} as a number of seconds since the epoch")
+    return float(value)
+
+
+def check_times(claims: Mapping[str, Any], policy: TokenPolicy, now: float) -> None:
+    """exp and iat required; lifetime within max_ttl; not expired, not from the future."""
+    expires, issued = _number(claims, "exp"), _number(claims, "iat")
+    if expires - issued > policy.max_ttl:
+        raise _invalid(
+            f"token lifetime (exp - iat = {int(expires - issued)} s) exceeds the "
+            f"{policy.max_ttl} s this gateway accepts; issue shorter-lived tokens"
+        )
+    if now > expires + policy.leeway:
+        raise Refusal(Code.TOKEN_EXPIRED, "token has expired; refresh it and retry")
+    if issued > now + policy.leeway:
+        raise _invalid("token is issued in the future; check the issuer's clock")
+    if "nbf" in claims and _number(claims, "nbf") > now + policy.leeway:
+        raise _invalid("token is not valid yet (nbf)")
+
+
+def verify_token(token: str, keys: KeySource, policy: TokenPolicy, now: float) -> dict[str, Any]:
+    """The verified claims of `token`, or Refusal; UnknownKey when no key fits its alg/kid."""
+    if len(token) > MAX_TOKEN_BYTES:
+        raise _invalid(f"token is longer than {MAX_TOKEN_BYTES} bytes")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise _invalid("token is not a well-formed JWT") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+        raise _invalid(f"token algorithm {str(alg)[:20]!r} is not accepted")
+    if kid is not None and not isinstance(kid, str):
+        raise _invalid("token `kid` must be a string")
+    candidates = keys.candidates(alg, kid)
+    if not candidates:
+        raise UnknownKey(kid)
+    options: dict[str, Any] = {
+        "verify_signature": True,
+        "verify_exp": False,  # times are checked below against `now`, with our leeway
+        "verify_iat": False,
+        "verify_nbf": False,
+        "verify_aud": policy.audience is not None,
+        "verify_iss": policy.issuer is not None,
+        "require": ["exp", "iat"],
+    }
+    for candidate in candidates:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                candidate.key,
+                algorithms=[alg],
+                options=options,  # type: ignore[arg-type]
+                audience=policy.audience,
+                issuer=policy.issuer,
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.MissingRequiredClaimError as error:
+            raise _invalid(f"token must carry {error.claim!r}") from None
+        except jwt.InvalidAudienceError:
+            raise _invalid("token audience (aud) is not this gateway's") from None
+        except jwt.InvalidIssuerError:
+            raise _invalid("token issuer (iss) is not trusted here") from None
+        except jwt.PyJWTError as error:
+            raise _invalid(f"token is not valid: {error}") from None
+        check_times(claims, policy, now)
+        return claims
+    raise _invalid("token signature does not verify")
+
+
+class TokenVerifier:
+    """`verify_token` with a bounded LRU of verified tokens, each kept no longer than its exp.
+
+    A live client re-sends the same token on every long-poll; the cache makes that a dict
+    lookup. Revocation is checked separately on every request, so caching never outlives it.
+    """
+
+    def __init__(self, keys: KeyRing, policy: TokenPolicy, size: int = CACHE_SIZE) -> None:
+        self.keys = keys
+        self.policy = policy
+        self._size = size
+        self._cache: OrderedDict[bytes, tuple[dict[str, Any], float]] = OrderedDict()
+        self._generation = 0
+
+    def _lookup(self, digest: bytes, now: float) -> dict[str, Any] | None:
+        generation = self.keys.jwks.generation if self.keys.jwks else 0
+        if generation != self._generation:  # keys rotated: re-verify everything
+            self._cache.clear()
+            self._generation = generation
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        claims, expires = entry
+        if now > expires + self.policy.leeway:
+            del self._cache[digest]
+            raise Refusal(Code.TOKEN_EXPIRED, "token has expired; refresh it and retry")
+        self._cache.move_to_end(digest)
+        return claims
+
+    async def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        if len(token) > MAX_TOKEN_BYTES:
+            raise _invalid(f"token is longer than {MAX_TOKEN_BYTES} bytes")
+        digest = hashlib.blake2b(token.encode(), digest_size=20).digest()
+        cached = self._lookup(digest, now)
+        if cached is not None:
+            return cached
+        try:
+            claims = verify_token(token, self.keys, self.policy, now)
+        except UnknownKey as unknown:
+            jwks = self.keys.jwks
+            if jwks is None or not await jwks.refresh():
+                raise _invalid(f"no trusted key matches this token (kid {unknown.kid!r})") from None
+            try:
+                claims = verify_token(token, self.keys, self.policy, now)
+            except UnknownKey:
+                raise _invalid(f"no trusted key matches this token (kid {unknown.kid!r})") from None
+        self._cache[digest] = (claims, float(claims["exp"]))
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return claims

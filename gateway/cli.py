@@ -1,0 +1,199 @@
+"""`shape-gateway` commands: argument parsing and exit codes only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import jwt
+
+from gateway.auth.identity import Identity
+from gateway.auth.keys import KeyConfigError, hmac_key
+from gateway.errors import Refusal
+from gateway.rules.load import RulesError, load_rules
+from gateway.rules.model import IdentityMap, Rules, Upstream
+from gateway.settings import Settings, SettingsError, load_settings
+from gateway.shape.params import parse_shape_query
+from gateway.shape.plan import UpstreamRequest, plan
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def _pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} expects NAME=VALUE, got {item!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _settings(env: Mapping[str, str], out: TextIO, **overrides: object) -> Settings | None:
+    try:
+        return load_settings(env, **overrides)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"configuration: {problem}", file=out)
+        return None
+
+
+def _rules(path: str, settings: Settings, env: Mapping[str, str], out: TextIO) -> Rules | None:
+    default = Upstream("default", settings.electric_url, settings.electric_secret)
+    try:
+        return load_rules(path, env=env, default_upstream=default)
+    except RulesError as error:
+        for problem in error.problems:
+            print(problem, file=out)
+        return None
+
+
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, sys.stderr)
+    if settings is None:
+        return EXIT_USAGE
+    path = args.path or settings.rules_path
+    rules = _rules(path, settings, env, sys.stdout)
+    if rules is None:
+        return EXIT_PROBLEM
+    print(
+        f"{path}: ok: {len(rules.shapes)} shapes, roles {', '.join(sorted(rules.roles))}, "
+        f"digest {rules.digest}"
+    )
+    return EXIT_OK
+
+
+def _print_request(request: UpstreamRequest) -> None:
+    print(
+        f"allowed: shape {request.shape!r} -> {request.table} on upstream {request.upstream.name!r}"
+    )
+    print(f"GET {request.url(redact=True)}")
+    print(f"  table    {request.table}")
+    print(f"  where    {request.where if request.where is not None else '(none: every row)'}")
+    for n, (value, source) in enumerate(zip(request.params, request.sources, strict=True), 1):
+        bound = "client" if source == "client" else f":{source}"
+        print(f"  ${n:<7} {json.dumps(value)}  ({bound})")
+    columns = ",".join(request.columns) if request.columns is not None else "(all)"
+    print(f"  columns  {columns}")
+
+
+def cmd_explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, sys.stderr)
+    if settings is None:
+        return EXIT_USAGE
+    rules = _rules(args.rules or settings.rules_path, settings, env, sys.stderr)
+    if rules is None:
+        return EXIT_USAGE
+    claims = dict(_pairs(args.claim, "--claim"))
+    identity = Identity(user=args.user, tenant=args.tenant, role=args.role, claims=claims)
+    query: list[tuple[str, str]] = [("table", args.shape), ("offset", "-1")]
+    if args.where is not None:
+        query.append(("where", args.where))
+    query += [(f"params[{n}]", v) for n, v in _pairs(args.param, "--param")]
+    if args.columns is not None:
+        query.append(("columns", args.columns))
+    try:
+        decision = plan(parse_shape_query(query), identity, rules)
+    except Refusal as refusal:
+        decision = refusal
+    if isinstance(decision, Refusal):
+        print(f"refused: {decision.status} {decision.code.value}")
+        print(decision.message)
+        return EXIT_PROBLEM
+    _print_request(decision)
+    return EXIT_OK
+
+
+def _claim_value(raw: str) -> Any:
+    if raw[:1] in ("{", "["):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise SystemExit(f"--claim value {raw!r} looks like JSON but does not parse") from None
+    return raw
+
+
+def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, sys.stderr)
+    if settings is None:
+        return EXIT_USAGE
+    if not settings.jwt_secret:
+        print("token: JWT_SECRET is not set; it signs the dev token (HS256)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        hmac_key(settings.jwt_secret)
+    except KeyConfigError as error:
+        print(f"token: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ttl > settings.jwt_max_ttl:
+        print(
+            f"token: --ttl {args.ttl} exceeds JWT_MAX_TTL ({settings.jwt_max_ttl})", file=sys.stderr
+        )
+        return EXIT_USAGE
+    mapping = IdentityMap()
+    path = args.rules or settings.rules_path
+    if os.path.exists(path):
+        rules = _rules(path, settings, env, sys.stderr)
+        if rules is None:
+            return EXIT_USAGE
+        mapping = rules.identity
+    now = int(time.time())
+    claims: dict[str, Any] = {k: _claim_value(v) for k, v in _pairs(args.claim, "--claim")}
+    claims |= {mapping.user: args.user, mapping.tenant: args.tenant, mapping.role: args.role}
+    claims |= {"iat": now, "exp": now + args.ttl, "jti": uuid.uuid4().hex}
+    if settings.jwt_audience:
+        claims.setdefault("aud", settings.jwt_audience)
+    if settings.jwt_issuer:
+        claims.setdefault("iss", settings.jwt_issuer)
+    print(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shape-gateway",
+        description="Authenticating, tenant-scoping proxy for Electric's shape API.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a rules file")
+    check.add_argument("path", nargs="?", help="rules file (default: GATEWAY_RULES)")
+    check.set_defaults(run=cmd_check)
+
+    explain = commands.add_parser("explain", help="show what a request would become upstream")
+    explain.add_argument("shape")
+    explain.add_argument("--user", required=True)
+    explain.add_argument("--tenant", required=True)
+    explain.add_argument("--role", required=True)
+    explain.add_argument("--claim", action="append", metavar="K=V")
+    explain.add_argument("--where")
+    explain.add_argument("--param", action="append", metavar="N=V")
+    explain.add_argument("--columns")
+    explain.add_argument("--rules", help="rules file (default: GATEWAY_RULES)")
+    explain.set_defaults(run=cmd_explain)
+
+    token = commands.add_parser("token", help="print a signed dev JWT (needs JWT_SECRET)")
+    token.add_argument("--user", required=True)
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--role", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--claim", action="append", metavar="K=V", help="JSON for {...} values")
+    token.add_argument("--rules", help="rules file for claim names (default: GATEWAY_RULES)")
+    token.set_defaults(run=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    result: int = args.run(args, os.environ if env is None else env)
+    return result

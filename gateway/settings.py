@@ -1,0 +1,133 @@
+"""Settings from the environment (flags override), read once into a frozen value.
+
+Every problem is collected and reported together, each naming the variable, what was wrong and
+what is accepted, so an operator fixes the deployment in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from gateway.auth.keys import SUPPORTED_ALGORITHMS
+
+_URL: Final = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_ORIGIN: Final = re.compile(r"\*|https?://[^\s/?#]+")
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    electric_url: str = "http://localhost:3000"
+    electric_secret: str | None = field(default=None, repr=False)
+    rules_path: str = "shape_rules.yaml"
+    host: str = "0.0.0.0"  # noqa: S104 - a sidecar listens on the pod's interfaces
+    port: int = 8080
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: frozenset[str] | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: int = 30
+    jwt_max_ttl: int = 86400
+    auth_cookie: str | None = None
+    redis_url: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    fail_mode: str = "closed"
+    log_format: str = "json"
+
+    @property
+    def has_key_source(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwt_jwks_url)
+
+
+_DEFAULTS: Final = Settings()
+_TEXT: Final = {
+    "electric_url": "ELECTRIC_URL",
+    "electric_secret": "ELECTRIC_SECRET",
+    "rules_path": "GATEWAY_RULES",
+    "host": "GATEWAY_HOST",
+    "jwt_secret": "JWT_SECRET",
+    "jwt_public_key": "JWT_PUBLIC_KEY",
+    "jwt_jwks_url": "JWT_JWKS_URL",
+    "jwt_audience": "JWT_AUDIENCE",
+    "jwt_issuer": "JWT_ISSUER",
+    "auth_cookie": "GATEWAY_AUTH_COOKIE",
+    "redis_url": "REDIS_URL",
+    "admin_token": "GATEWAY_ADMIN_TOKEN",
+    "fail_mode": "GATEWAY_FAIL_MODE",
+    "log_format": "LOG_FORMAT",
+}
+_INTEGERS: Final = {  # field: (variable, lowest, highest)
+    "port": ("GATEWAY_PORT", 0, 65535),
+    "jwt_leeway": ("JWT_LEEWAY", 0, 600),
+    "jwt_max_ttl": ("JWT_MAX_TTL", 1, 30 * 86400),
+}
+_CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
+
+
+def _algorithms(raw: str, problems: list[str]) -> frozenset[str] | None:
+    names = frozenset(a.strip() for a in raw.split(",") if a.strip())
+    unknown = sorted(names - SUPPORTED_ALGORITHMS)
+    if unknown:
+        problems.append(
+            f"JWT_ALGORITHMS: {', '.join(unknown)} not accepted ('none' never is); "
+            f"choose from {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
+        )
+    return (names & SUPPORTED_ALGORITHMS) or None
+
+
+def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
+    listed = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    bad = [o for o in listed if not _ORIGIN.fullmatch(o)]
+    if bad:
+        problems.append(
+            f"GATEWAY_CORS_ORIGINS: {', '.join(bad)} are not origins like "
+            "https://app.example.com (or *)"
+        )
+    return listed
+
+
+def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
+    """Read Settings from `env`; keyword overrides (from flags) win when not None."""
+    problems: list[str] = []
+    values: dict[str, object] = {name: env[var] for name, var in _TEXT.items() if env.get(var)}
+    for name, (var, low, high) in _INTEGERS.items():
+        raw = env.get(var)
+        if raw:
+            if raw.strip().isdigit() and low <= int(raw) <= high:
+                values[name] = int(raw)
+            else:
+                problems.append(f"{var}={raw!r}: must be a whole number from {low} to {high}")
+    if env.get("JWT_ALGORITHMS"):
+        values["jwt_algorithms"] = _algorithms(env["JWT_ALGORITHMS"], problems)
+    if env.get("GATEWAY_CORS_ORIGINS"):
+        values["cors_origins"] = _origins(env["GATEWAY_CORS_ORIGINS"], problems)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+
+    for name in ("electric_url", "jwt_jwks_url"):
+        url = values.get(name)
+        if isinstance(url, str) and not _URL.fullmatch(url):
+            problems.append(f"{_TEXT[name]}={url!r}: must be an http(s) URL")
+    for name, choices in _CHOICES.items():
+        if name in values and values[name] not in choices:
+            problems.append(f"{_TEXT[name]}={values[name]!r}: must be {' or '.join(choices)}")
+    redis_url = values.get("redis_url")
+    if isinstance(redis_url, str) and not redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        problems.append(f"REDIS_URL={redis_url!r}: must start with redis://, rediss:// or unix://")
+    if problems:
+        raise SettingsError(problems)
+    if isinstance(values.get("electric_url"), str):
+        values["electric_url"] = str(values["electric_url"]).rstrip("/")
+    return replace(_DEFAULTS, **values)  # type: ignore[arg-type]

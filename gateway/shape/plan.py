@@ -1,0 +1,250 @@
+"""The core decision: (client query, identity, rules) -> UpstreamRequest, or a Refusal.
+
+Pure: no I/O, no clock, no globals. `shape-gateway explain`, the tests and the serving path all
+call `plan_upstream_request`, so what ops inspect is exactly what traffic gets. The upstream
+query is rebuilt from scratch: the table, the rule's where and its bound values, the columns and
+the secret come from the rules; from the client only checked protocol values are carried over.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from yarl import URL
+
+from gateway.auth.identity import MAX_CLAIM_LENGTH, Identity
+from gateway.errors import Code, Refusal
+from gateway.rules.model import Grant, Rules, ShapeRule, Upstream
+from gateway.shape.client_where import check_client_where, check_order_by
+from gateway.shape.identifiers import (
+    IdentifierError,
+    format_column_list,
+    format_relation,
+    parse_relation,
+)
+from gateway.shape.params import ShapeQuery
+
+TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
+SHAPE_PATH: Final = "/v1/shape"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What the gateway will ask Electric; `query` excludes the secret, `url()` adds it."""
+
+    shape: str
+    table: str
+    upstream: Upstream
+    where: str | None
+    params: tuple[str, ...]  # params[1..n]; values, never logged
+    sources: tuple[str, ...]  # what each param is bound to: user, tenant, claims.X, client
+    columns: tuple[str, ...] | None
+    query: tuple[tuple[str, str], ...]
+    live: bool
+    sse: bool
+    subset: bool
+
+    def url(self, *, redact: bool = False) -> URL:
+        query = list(self.query)
+        if self.upstream.secret:
+            query.append(("secret", "REDACTED" if redact else self.upstream.secret))
+        return URL(self.upstream.url + SHAPE_PATH).with_query(query)
+
+
+def _bind(binding: str, identity: Identity) -> str:
+    if binding == "user":
+        return identity.user
+    if binding == "tenant":
+        return identity.tenant
+    if binding == "role":
+        return identity.role
+    claim = binding.removeprefix("claims.")
+    value = identity.claims.get(claim)
+    if not value or len(value) > MAX_CLAIM_LENGTH:
+        raise Refusal(
+            Code.MISSING_CLAIM,
+            f"this shape needs the token claim {claim!r} as a non-empty string; "
+            "ask your identity provider to include it",
+        )
+    return value
+
+
+def _table(shape: ShapeRule, identity: Identity) -> str:
+    table = shape.table
+    if shape.per_tenant_table:
+        if not TENANT_IN_TABLE.fullmatch(identity.tenant):
+            raise Refusal(
+                Code.INVALID_TENANT,
+                "this shape keeps each tenant in its own schema, and tenant ids used there must "
+                "be 1-48 characters of a-z, 0-9 and '-'",
+            )
+        table = table.replace("{tenant}", identity.tenant.replace("-", "_"))
+    try:
+        return format_relation(*parse_relation(table))
+    except IdentifierError as error:  # only reachable if the template itself is odd
+        raise Refusal(
+            Code.INVALID_TENANT, f"tenant id does not form a table name: {error}"
+        ) from None
+
+
+def _columns(query: ShapeQuery, grant: Grant) -> tuple[str, ...] | None:
+    if query.columns is None or grant.columns is None:
+        return query.columns or grant.columns
+    allowed = set(grant.columns)
+    for column in query.columns:
+        if column not in allowed:
+            raise Refusal(
+                Code.COLUMN_NOT_ALLOWED,
+                f"column {column!r} is not among the columns this shape offers you: "
+                f"{', '.join(grant.columns)}",
+            )
+    return query.columns
+
+
+def _client_columns(shape: ShapeRule, what: str) -> frozenset[str]:
+    if shape.client_where is None:
+        raise Refusal(
+            Code.WHERE_NOT_ALLOWED,
+            f"shape {shape.name!r} does not accept a client {what}; drop it from the request",
+        )
+    return shape.client_where
+
+
+def _check_params(expected: int, given: dict[int, str], what: str, name: str) -> None:
+    if set(given) != set(range(1, expected + 1)):
+        raise Refusal(
+            Code.INVALID_WHERE,
+            f"{what} uses {expected} parameter(s); send exactly "
+            + (", ".join(f"{name}[{n}]" for n in range(1, expected + 1)) or f"no {name}"),
+        )
+
+
+def _upstream(identity: Identity, rules: Rules) -> Upstream:
+    routing = rules.routing
+    name = routing.tenants.get(identity.tenant)
+    if name is None and routing.claim is not None:
+        name = identity.claims.get(routing.claim)
+    upstream = rules.upstreams.get(name or "default")
+    if upstream is None:
+        raise Refusal(
+            Code.UPSTREAM_MISCONFIGURED,
+            f"no upstream is configured for {routing.claim} {name!r}; tell the operator",
+        )
+    return upstream
+
+
+def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
+    """Decide what `identity` may ask Electric for with `query`. Raises Refusal."""
+    if identity.role not in rules.roles:
+        raise Refusal(
+            Code.UNKNOWN_ROLE,
+            f"role {identity.role[:64]!r} is not one this gateway knows; check the token's role",
+        )
+    shape = rules.shapes.get(query.shape)
+    if shape is None:
+        raise Refusal(
+            Code.UNKNOWN_SHAPE, f"there is no shape named {query.shape[:128]!r}; check `table`"
+        )
+    grant = shape.grants.get(identity.role)
+    if grant is None:
+        raise Refusal(
+            Code.SHAPE_NOT_ALLOWED,
+            f"role {identity.role!r} may not read shape {shape.name!r}",
+        )
+    table = _table(shape, identity)
+
+    where_parts: list[str] = []
+    params: list[str] = []
+    sources: list[str] = []
+    if grant.where is not None:
+        where_parts.append(grant.where.sql)
+        params += [_bind(binding, identity) for binding in grant.where.bindings]
+        sources += grant.where.bindings
+    columns = _columns(query, grant)
+    if query.where is not None:
+        checked = check_client_where(query.where, _client_columns(shape, "where"), len(params))
+        _check_params(checked.param_count, dict(query.params), "where", "params")
+        where_parts.append(checked.sql)
+        params += [query.params[n] for n in range(1, checked.param_count + 1)]
+        sources += ["client"] * checked.param_count
+    elif query.params:
+        raise Refusal(Code.INVALID_PARAMETER, "params[n] were sent without a where that uses them")
+    where = (
+        " AND ".join(f"({part})" for part in where_parts)
+        if len(where_parts) > 1
+        else (where_parts[0] if where_parts else None)
+    )
+
+    out: list[tuple[str, str]] = [("table", table)]
+    if where is not None:
+        out.append(("where", where))
+        out += [(f"params[{n}]", value) for n, value in enumerate(params, 1)]
+    if columns is not None:
+        out.append(("columns", format_column_list(columns)))
+    for key, value in (
+        ("replica", query.replica),
+        ("log", query.log),
+        ("offset", query.offset),
+        ("handle", query.handle),
+        ("cursor", query.cursor),
+        ("expired_handle", query.expired_handle),
+        ("cache-buster", query.cache_buster),
+    ):
+        if value is not None:
+            out.append((key, value))
+    if query.live:
+        out.append(("live", "true"))
+    if query.sse:
+        out += [("live_sse", "true"), ("experimental_live_sse", "true")]
+    if query.subset is not None:
+        out += _subset(query, shape)
+    return UpstreamRequest(
+        shape=shape.name,
+        table=table,
+        upstream=_upstream(identity, rules),
+        where=where,
+        params=tuple(params),
+        sources=tuple(sources),
+        columns=columns,
+        query=tuple(out),
+        live=query.live,
+        sse=query.live and query.sse,
+        subset=query.subset is not None,
+    )
+
+
+def _subset(query: ShapeQuery, shape: ShapeRule) -> list[tuple[str, str]]:
+    """Subset parameters: Electric ANDs them with the main where; we check them like `where`."""
+    subset = query.subset
+    assert subset is not None
+    out: list[tuple[str, str]] = []
+    if subset.where is not None:
+        allowed = _client_columns(shape, "subset__where")
+        checked = check_client_where(subset.where, allowed, 0, "subset__where")
+        _check_params(checked.param_count, dict(subset.params), "subset__where", "subset__params")
+        out.append(("subset__where", checked.sql))
+        if subset.params:
+            out.append(
+                ("subset__params", json.dumps({str(k): v for k, v in subset.params.items()}))
+            )
+    elif subset.params:
+        raise Refusal(Code.INVALID_PARAMETER, "subset__params were sent without a subset__where")
+    if subset.limit is not None:
+        out.append(("subset__limit", str(subset.limit)))
+    if subset.offset is not None:
+        out.append(("subset__offset", str(subset.offset)))
+    if subset.order_by is not None:
+        allowed = _client_columns(shape, "subset__order_by")
+        out.append(("subset__order_by", check_order_by(subset.order_by, allowed)))
+    return out
+
+
+def plan(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest | Refusal:
+    """`plan_upstream_request` with the refusal returned instead of raised."""
+    try:
+        return plan_upstream_request(query, identity, rules)
+    except Refusal as refusal:
+        return refusal
