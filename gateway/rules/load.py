@@ -248,6 +248,66 @@ def _table(reader: _Reader, node: yaml.Node, key: str) -> str:
     return table
 
 
+Origin = tuple[yaml.Node, str, bool]  # where a grant is defined, its key, whether it compiled
+
+
+def _grants(
+    reader: _Reader,
+    *,
+    key: str,
+    key_node: yaml.Node,
+    entries: dict[str, tuple[yaml.Node, yaml.Node]],
+    shape_grant: Grant,
+    roles: frozenset[str],
+    public: bool,
+) -> tuple[dict[str, Grant], dict[str, Origin]]:
+    """Role -> Grant from `public`/`allow`; overrides get their own origin for line numbers."""
+    where = shape_grant.where
+    shape_compiled = "where" not in entries or where is not None
+    grants: dict[str, Grant] = {}
+    origins: dict[str, Origin] = {}
+    allow_node = entries["allow"][1] if "allow" in entries else None
+    if public:
+        for field in ("where", "allow"):
+            if field in entries:
+                reader.problem(
+                    entries[field][0],
+                    f"{key}.{field}",
+                    "a public shape is open to every role without a filter; remove "
+                    f"`{field}` or `public`",
+                )
+        grants = dict.fromkeys(sorted(roles), shape_grant)
+    elif allow_node is None:
+        reader.problem(
+            key_node, key, 'needs `allow` (a list of roles, "*" or a role map) or `public: true`'
+        )
+    elif isinstance(allow_node, yaml.ScalarNode) and allow_node.value == "*":
+        grants = dict.fromkeys(sorted(roles), shape_grant)
+    elif isinstance(allow_node, yaml.SequenceNode):
+        grants = dict.fromkeys(reader.strings(allow_node, f"{key}.allow"), shape_grant)
+    elif isinstance(allow_node, yaml.MappingNode):
+        for role, (role_node, override) in reader.mapping(allow_node, f"{key}.allow").items():
+            at = f"{key}.allow.{role}"
+            fields = reader.mapping(override, at, ("where", "columns"))
+            if "where" not in fields and "columns" not in fields:
+                grants[role] = shape_grant
+                continue
+            role_where = (
+                _where(reader, fields["where"][1], f"{at}.where") if "where" in fields else where
+            )
+            role_columns = (
+                tuple(reader.strings(fields["columns"][1], f"{at}.columns"))
+                if "columns" in fields
+                else shape_grant.columns
+            )
+            grants[role] = Grant(where=role_where, columns=role_columns)
+            compiled = "where" not in fields or role_where is not None
+            origins[role] = (role_node, at, compiled and shape_compiled)
+    else:
+        reader.problem(allow_node, f"{key}.allow", 'must be a list of roles, "*" or a role map')
+    return grants, origins
+
+
 def _shape(
     reader: _Reader, key: str, key_node: yaml.Node, node: yaml.Node, roles: frozenset[str]
 ) -> ShapeRule | None:
@@ -263,7 +323,7 @@ def _shape(
 
     table = get("table", lambda n, k: _table(reader, n, k), "")
     if "table" not in entries:
-        reader.problem(node, key, "needs a table")
+        reader.problem(key_node, key, "needs a table")
     public = get("public", reader.boolean, False)
     unscoped = get("unscoped", reader.boolean, False)
     where = get("where", lambda n, k: _where(reader, n, k), None)
@@ -271,56 +331,37 @@ def _shape(
     client_where = get("client_where", reader.strings, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
-    grants: dict[str, Grant] = {}
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
-    if public:
-        for field in ("where", "allow"):
-            if field in entries:
-                reader.problem(
-                    entries[field][0],
-                    f"{key}.{field}",
-                    "a public shape is open to every role without a filter; remove "
-                    f"`{field}` or `public`",
-                )
-        grants = dict.fromkeys(sorted(roles), shape_grant)
-    elif allow_node is None:
+    shape_origin = (key_node, key, "where" not in entries or where is not None)
+    grants, origins = _grants(
+        reader,
+        key=key,
+        key_node=key_node,
+        entries=entries,
+        shape_grant=shape_grant,
+        roles=roles,
+        public=public,
+    )
+    unknown = sorted(set(grants) - roles)
+    if unknown and allow_node is not None:
         reader.problem(
-            node, key, 'needs `allow` (a list of roles, "*" or a role map) or `public: true`'
+            allow_node,
+            f"{key}.allow",
+            f"role {', '.join(map(repr, unknown))} is not in roles ({', '.join(sorted(roles))})",
         )
-    elif isinstance(allow_node, yaml.ScalarNode) and allow_node.value == "*":
-        grants = dict.fromkeys(sorted(roles), shape_grant)
-    elif isinstance(allow_node, yaml.SequenceNode):
-        for role in reader.strings(allow_node, f"{key}.allow"):
-            grants[role] = shape_grant
-    elif isinstance(allow_node, yaml.MappingNode):
-        for role, (_, override) in reader.mapping(allow_node, f"{key}.allow").items():
-            at = f"{key}.allow.{role}"
-            fields = reader.mapping(override, at, ("where", "columns"))
-            role_where = (
-                _where(reader, fields["where"][1], f"{at}.where") if "where" in fields else where
-            )
-            role_columns = (
-                tuple(reader.strings(fields["columns"][1], f"{at}.columns"))
-                if "columns" in fields
-                else shape_grant.columns
-            )
-            grants[role] = Grant(where=role_where, columns=role_columns)
-    else:
-        reader.problem(allow_node, f"{key}.allow", 'must be a list of roles, "*" or a role map')
-
+    by_grant: dict[int, list[str]] = {}
     for role, grant in grants.items():
-        at = f"{key}.allow"
-        line_node = allow_node if allow_node is not None else node
-        if role not in roles:
-            reader.problem(
-                line_node, at, f"role {role!r} is not in roles ({', '.join(sorted(roles))})"
-            )
+        by_grant.setdefault(id(grant), []).append(role)
+    for grant_roles in by_grant.values():
+        grant = grants[grant_roles[0]]
+        line_node, at, compiled = origins.get(grant_roles[0], shape_origin)
         scoped = "{tenant}" in table or (grant.where is not None and grant.where.scoped)
-        if not (public or unscoped or scoped):
+        if compiled and not (public or unscoped or scoped):
+            who = "role " + ", ".join(map(repr, grant_roles))
             reader.problem(
                 line_node,
-                f"{key}" if grant is shape_grant else f"{at}.{role}",
-                f"role {role!r} would read {table or 'this table'} across every tenant: "
+                at,
+                f"{who} would read {table or 'this table'} across every tenant: "
                 "give it a where with `column = :tenant` or `column = :user` as a top-level "
                 "AND term (not under OR or NOT), a `{tenant}` table, or say `unscoped: true` "
                 "if that is intended",
@@ -331,8 +372,8 @@ def _shape(
                 reader.problem(
                     entries["client_where"][1],
                     f"{key}.client_where",
-                    f"{', '.join(hidden)} not in the columns role {role!r} may read; a client "
-                    "could filter on a column it cannot see",
+                    f"{', '.join(hidden)} not in the columns {', '.join(grant_roles)} may "
+                    "read; a client could filter on a column it cannot see",
                 )
     return ShapeRule(
         name=name,
@@ -340,7 +381,7 @@ def _shape(
         grants=grants,
         client_where=frozenset(client_where) if client_where is not None else None,
         public=public,
-        line=node.start_mark.line + 1,
+        line=key_node.start_mark.line + 1,
     )
 
 

@@ -1,0 +1,72 @@
+"""Identity from verified claims: mapping, memberships, X-Tenant-Id and claim shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.auth.identity import resolve_identity
+from gateway.errors import Code, Refusal
+from gateway.rules.model import IdentityMap
+from tests.factories import make_claims
+
+MAPPING = IdentityMap(memberships="tenants", plan="plan")
+
+
+def refused(claims: dict[str, Any], header: str | None = None) -> Refusal:
+    with pytest.raises(Refusal) as caught:
+        resolve_identity(claims, MAPPING, header)
+    return caught.value
+
+
+def test_identity_comes_from_the_mapped_claims() -> None:
+    identity = resolve_identity(make_claims(plan="free", sid="s1", org="sales"), MAPPING)
+    assert (identity.user, identity.tenant, identity.role) == ("alice", "acme", "member")
+    assert identity.plan == "free"
+    assert identity.session == "s1"
+    assert identity.claims["org"] == "sales"
+    assert not identity.tenant_selected
+
+
+def test_custom_claim_names_are_honoured() -> None:
+    mapping = IdentityMap(user="uid", tenant="org_id", role="org_role")
+    claims = make_claims(sub=None, tid=None, role=None, uid="u1", org_id="o1", org_role="admin")
+    identity = resolve_identity(claims, mapping)
+    assert (identity.user, identity.tenant, identity.role) == ("u1", "o1", "admin")
+
+
+def test_x_tenant_id_picks_a_membership_and_its_role() -> None:
+    claims = make_claims(tenants={"acme": "member", "globex": "admin"})
+    identity = resolve_identity(claims, MAPPING, "globex")
+    assert (identity.tenant, identity.role) == ("globex", "admin")
+    assert identity.tenant_selected
+
+
+def test_x_tenant_id_outside_memberships_is_refused_tenant_not_member() -> None:
+    claims = make_claims(tenants={"acme": "member"})
+    assert refused(claims, "globex").code is Code.TENANT_NOT_MEMBER
+    assert refused(make_claims(), "globex").code is Code.TENANT_NOT_MEMBER
+
+
+def test_memberships_alone_suffice_when_the_header_picks_a_tenant() -> None:
+    claims = make_claims(tid=None, role=None, tenants={"acme": "member"})
+    assert resolve_identity(claims, MAPPING, "acme").role == "member"
+    assert refused(claims).code is Code.INVALID_TOKEN  # no header, no tid: which tenant?
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"sub": None},
+        {"sub": ""},
+        {"sub": 42},
+        {"sub": "x" * 257},
+        {"tid": ["acme"]},
+        {"role": None},
+        {"tenants": ["acme"]},
+        {"tenants": {"acme": 1}},
+    ],
+)
+def test_identity_claims_must_be_short_non_empty_strings(overrides: dict[str, Any]) -> None:
+    assert refused(make_claims(**overrides)).code is Code.INVALID_TOKEN

@@ -1,0 +1,152 @@
+"""Rules loading: the shipped file is clean, and each broken file reports PATH:LINE: key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.rules.load import RulesError, load_rules, parse_rules
+from tests.factories import DEFAULT_UPSTREAM, SHIPPED_RULES, make_rules
+
+GOOD = """\
+version: 1
+roles: [admin, member]
+shapes:
+  things:
+    table: public.things
+    where: "tenant_id = :tenant"
+    allow: [admin, member]
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(RulesError) as caught:
+        parse_rules(
+            textwrap.dedent(text), path="r.yaml", env=env or {}, default_upstream=DEFAULT_UPSTREAM
+        )
+    return [str(p) for p in caught.value.problems]
+
+
+def test_shipped_rules_load_and_cover_every_feature() -> None:
+    rules = load_rules(SHIPPED_RULES, env={}, default_upstream=DEFAULT_UPSTREAM)
+    shapes = rules.shapes
+    assert shapes["countries"].public
+    assert shapes["projects"].grants["member"].columns is not None
+    assert shapes["tasks"].grants["member"].where != shapes["tasks"].grants["admin"].where
+    assert shapes["tasks"].client_where
+    assert shapes["drafts"].grants["member"].where is not None
+    assert "user" in shapes["drafts"].grants["member"].where.bindings
+    assert shapes["documents"].per_tenant_table
+    assert rules.digest
+
+
+def test_allow_star_grants_every_role_and_list_grants_those_listed() -> None:
+    rules = make_rules()
+    assert set(rules.shapes["drafts"].grants) == {"admin", "manager", "member"}
+    assert set(rules.shapes["org_notes"].grants) == {"admin"}
+
+
+def test_env_variables_are_expanded_after_parsing() -> None:
+    rules = make_rules(
+        GOOD + "upstreams:\n  eu: {url: '${EU_URL}', secret: '${EU_SECRET}'}\n",
+        env={"EU_URL": "http://eu:3000", "EU_SECRET": "a: b\nc: d"},
+    )
+    assert rules.upstreams["eu"].url == "http://eu:3000"
+    assert rules.upstreams["eu"].secret == "a: b\nc: d"  # a value, never YAML structure
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("version: 1", "version: 2"), "r.yaml:1: version: must be 1"),
+        (GOOD + "colour: blue\n", "r.yaml:8: colour: unknown key; accepted: version, identity"),
+        (GOOD.replace("    where:", "    wher:"), "r.yaml:6: shapes.things.wher: unknown key"),
+        (GOOD.replace(":tenant", ":tenat"), "r.yaml:6: shapes.things.where: unknown placeholder"),
+        (
+            GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant)"),
+            "r.yaml:6: shapes.things.where: syntax error",
+        ),
+        (
+            GOOD.replace("allow: [admin, member]", "allow: [admin, owner]"),
+            "r.yaml:7: shapes.things.allow: role 'owner' is not in roles",
+        ),
+        (
+            GOOD.replace('    where: "tenant_id = :tenant"\n', ""),
+            "r.yaml:4: shapes.things: role 'admin', 'member' would read public.things across",
+        ),
+        (GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant OR true"), "across every tenant"),
+        (
+            GOOD.replace("    allow: [admin, member]\n", ""),
+            "r.yaml:4: shapes.things: needs `allow`",
+        ),
+        (
+            GOOD.replace("public.things", "public.things.x"),
+            "r.yaml:5: shapes.things.table: 'public.things.x' has more than one dot",
+        ),
+        (
+            GOOD.replace("public.things", "t_{org}.things"),
+            "r.yaml:5: shapes.things.table: {org} is not a placeholder",
+        ),
+        (GOOD + '    where: "user_id = :user"\n', "r.yaml:8: shapes.things.where: duplicate key"),
+        (
+            GOOD + "upstreams:\n  eu: {url: '${NOPE}'}\n",
+            "r.yaml:9: upstreams.eu.url: environment variable NOPE is not set",
+        ),
+        (
+            GOOD + "upstreams:\n  eu: {url: 'ftp://x'}\n",
+            "r.yaml:9: upstreams.eu.url: 'ftp://x' is not an http(s) URL",
+        ),
+        (
+            GOOD + "routing: {tenants: {acme: moon}}\n",
+            "r.yaml:8: routing.tenants.acme: no upstream named 'moon'",
+        ),
+        (
+            GOOD + "limits: {default: {requests_per_minute: 0}}\n",
+            "r.yaml:8: limits.default.requests_per_minute: must be a whole number of at least 1",
+        ),
+        (GOOD + "limits: {default: {rpm: 5}}\n", "r.yaml:8: limits.default.rpm: unknown key"),
+        (
+            GOOD.replace("    allow: [admin, member]\n", "    public: true\n    allow: [admin]\n"),
+            "r.yaml:8: shapes.things.allow: a public shape is open to every role",
+        ),
+        (
+            GOOD.replace("allow: [admin, member]", "allow: {member: {where: 'true'}}"),
+            "r.yaml:7: shapes.things.allow.member: role 'member' would read",
+        ),
+        (
+            GOOD.replace(
+                "    allow: [admin, member]\n",
+                "    client_where: [salary]\n    columns: [id]\n    allow: [admin]\n",
+            ),
+            "r.yaml:7: shapes.things.client_where: salary not in the columns admin may read",
+        ),
+        (
+            GOOD.replace("roles: [admin, member]", "roles: []"),
+            "r.yaml:2: roles: must list at least one role",
+        ),
+        ("version: 1\nroles: [a]\nshapes: {x: [1]}\n", "r.yaml:3: shapes.x: must be a mapping"),
+        ("version: 1\n  bad: indent\n", "r.yaml:2: (yaml)"),
+        ("", "r.yaml:1: (file): must hold exactly one YAML document"),
+    ],
+)
+def test_each_broken_rules_file_reports_its_line_and_key(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(p.startswith(expected) or expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = GOOD.replace("version: 1", "version: 3") + "extra: 1\n"
+    found = problems(text.replace(":tenant", ":tenat"))
+    assert len(found) == 3
+
+
+def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot be read"):
+        load_rules(tmp_path / "nope.yaml", env={}, default_upstream=DEFAULT_UPSTREAM)
+
+
+def test_unscoped_true_allows_a_deliberately_shared_table() -> None:
+    text = GOOD.replace('    where: "tenant_id = :tenant"\n', "    unscoped: true\n")
+    assert make_rules(text).shapes["things"].grants["admin"].where is None

@@ -1,0 +1,92 @@
+"""Client where clauses: the allowed grammar passes, everything else is invalid_where."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import Code, Refusal
+from gateway.shape.client_where import check_client_where, check_order_by
+
+ALLOWED = frozenset({"status", "project_id", "created_at"})
+
+
+@pytest.mark.parametrize(
+    ("where", "forwarded"),
+    [
+        ("status = 'open'", "status = 'open'"),
+        ("status <> 'x' AND project_id IN (1, 2)", "status <> 'x' AND project_id IN (1, 2)"),
+        ("NOT (status = 'a' OR status = 'b')", "NOT(status = 'a' OR status = 'b')"),
+        ("project_id BETWEEN 1 AND 5", "project_id BETWEEN 1 AND 5"),
+        ("status IS NOT NULL", "status IS NOT NULL"),
+        ("status ILIKE 'op%'", "status ILIKE 'op%'"),
+        ("status NOT LIKE '%x'", "status NOT LIKE '%x'"),
+        (
+            "created_at::timestamptz > '2024-01-01'",
+            "CAST(created_at AS timestamptz) > '2024-01-01'",
+        ),
+        ("status = 'it''s'", "status = 'it''s'"),
+        ("  status   =   'spaced'  ", "status = 'spaced'"),
+    ],
+)
+def test_allowed_where_is_forwarded_as_its_canonical_deparse(where: str, forwarded: str) -> None:
+    assert check_client_where(where, ALLOWED, 0).sql == forwarded
+
+
+def test_params_are_renumbered_after_the_rules_params() -> None:
+    checked = check_client_where("status = $1 OR project_id = $2", ALLOWED, 3)
+    assert checked.sql == "status = $4 OR project_id = $5"
+    assert checked.param_count == 2
+
+
+def test_dollar_inside_a_string_literal_is_not_a_parameter() -> None:
+    assert check_client_where("status = '$1'", ALLOWED, 5).sql == "status = '$1'"
+
+
+@pytest.mark.parametrize(
+    ("where", "fragment"),
+    [
+        ("tenant_id = 'x'", "may not use column 'tenant_id'"),
+        ("tasks.status = 'x'", "plain columns"),
+        ("status = upper('x')", "only columns, literals"),
+        ("status = (SELECT 1)", "only columns, literals"),
+        ("status IN (SELECT 'a')", "only columns, literals"),
+        ("status ~ 'x'", "operator '~'"),
+        ("project_id + 1 = 2", "only columns, literals"),
+        ("status IS DISTINCT FROM 'a'", "DISTINCT"),
+        ("status = ANY('{a}')", "OP_ANY"),
+        ("status = 'a' -- tail", "comments"),
+        ("status = 'a' /* x */", "comments"),
+        ("status = 'a'; SELECT 1", "';'"),
+        ("status = 'a' ORDER BY status", "does not parse"),
+        ("status = 'a' UNION SELECT 1", "does not parse"),
+        ("status = $2", "without gaps"),
+        ("status = $0", "without gaps"),
+        ("status::pg_catalog.regclass IS NULL", "cast to pg_catalog.regclass"),
+        ("status::public.evil IS NULL", "cast to public.evil"),
+        ("status::text[] IS NULL", "cast to text"),
+        ("'unterminated", "does not parse"),
+        ("ROW(status, project_id) = ROW('a', 1)", "only columns, literals"),
+        ("x" * 9000, "longer than"),
+    ],
+)
+def test_disallowed_where_is_refused_with_a_precise_message(where: str, fragment: str) -> None:
+    with pytest.raises(Refusal) as caught:
+        check_client_where(where, ALLOWED, 0)
+    assert caught.value.code is Code.INVALID_WHERE
+    assert fragment in caught.value.message
+
+
+def test_order_by_accepts_columns_with_direction_and_nulls() -> None:
+    assert (
+        check_order_by("status DESC NULLS LAST, created_at", ALLOWED)
+        == "status DESC NULLS LAST, created_at"
+    )
+
+
+@pytest.mark.parametrize(
+    "order_by", ["tenant_id", "lower(status)", "1", "status USING <", "status; SELECT 1", ""]
+)
+def test_order_by_outside_the_grammar_is_refused(order_by: str) -> None:
+    with pytest.raises(Refusal) as caught:
+        check_order_by(order_by, ALLOWED)
+    assert caught.value.code is Code.INVALID_WHERE

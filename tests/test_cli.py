@@ -1,0 +1,85 @@
+"""The commands as ops run them: check, explain and token through the real console entry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from gateway.cli import main
+from tests.factories import SECRET, SHIPPED_RULES
+
+
+def test_check_on_shipped_rules_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(SHIPPED_RULES)], env={}) == 0
+    assert "ok: 5 shapes" in capsys.readouterr().out
+
+
+def test_check_prints_path_line_key_per_problem_and_exits_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "bad.yaml"
+    rules.write_text(SHIPPED_RULES.read_text().replace(":tenant AND assigned_to", ":tenat AND x"))
+    assert main(["check", str(rules)], env={}) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out
+    assert all(line.startswith(f"{rules}:") for line in out)
+    assert "shapes.tasks.allow.member.where: unknown placeholder :tenat" in out[0]
+
+
+def test_explain_shows_the_upstream_request_with_secret_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["explain", "tasks", "--user", "alice", "--tenant", "acme", "--role", "member"]
+    args += ["--rules", str(SHIPPED_RULES), "--where", "status = $1", "--param", "1=open"]
+    code = main(args, env={"ELECTRIC_SECRET": "topsecret"})
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "secret=REDACTED" in out
+    assert "topsecret" not in out
+    assert "(tenant_id = $1 AND assigned_to = $2) AND (status = $3)" in out
+    assert '"acme"  (:tenant)' in out
+
+
+def test_explain_shows_the_refusal_and_exits_one(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["explain", "tasks", "--user", "a", "--tenant", "acme", "--role", "member"]
+    code = main([*args, "--rules", str(SHIPPED_RULES), "--where", "tenant_id = 'globex'"], env={})
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "refused: 400 invalid_where" in out
+
+
+def test_token_prints_a_jwt_the_gateway_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "--user", "alice", "--tenant", "acme", "--role", "member", "--ttl", "60"]
+    code = main([*args, "--rules", str(SHIPPED_RULES), "--claim", 'tenants={"acme": "member"}'],
+                env={"JWT_SECRET": SECRET})  # fmt: skip
+    assert code == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["tid"], claims["role"]) == ("alice", "acme", "member")
+    assert claims["tenants"] == {"acme": "member"}
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_token_without_secret_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "--user", "a", "--tenant", "t", "--role", "r"], env={}) == 2
+    assert "JWT_SECRET is not set" in capsys.readouterr().err
+
+
+def test_bad_settings_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(SHIPPED_RULES)], env={"GATEWAY_PORT": "x"}) == 2
+    assert "GATEWAY_PORT" in capsys.readouterr().err
+
+
+def test_python_dash_m_gateway_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", str(SHIPPED_RULES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok:" in result.stdout

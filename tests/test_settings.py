@@ -1,0 +1,54 @@
+"""Settings: defaults, flag overrides, and every problem reported at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import SettingsError, load_settings
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = load_settings({})
+    assert settings.electric_url == "http://localhost:3000"
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert settings.rules_path == "shape_rules.yaml"
+    assert (settings.jwt_leeway, settings.jwt_max_ttl) == (30, 86400)
+    assert settings.fail_mode == "closed"
+    assert settings.log_format == "json"
+    assert not settings.has_key_source
+
+
+def test_environment_is_read_and_flags_override_it() -> None:
+    env = {
+        "ELECTRIC_URL": "http://electric:3000/",
+        "GATEWAY_PORT": "9000",
+        "JWT_SECRET": "x" * 32,
+        "JWT_ALGORITHMS": "HS256, RS256",
+        "GATEWAY_CORS_ORIGINS": "https://app.example.com/, http://localhost:5173",
+    }
+    settings = load_settings(env, port=9100, electric_url=None)
+    assert settings.electric_url == "http://electric:3000"
+    assert settings.port == 9100
+    assert settings.jwt_algorithms == frozenset({"HS256", "RS256"})
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:5173")
+    assert settings.has_key_source
+
+
+def test_every_problem_is_reported_together_naming_the_variable() -> None:
+    env = {
+        "GATEWAY_PORT": "eighty",
+        "JWT_LEEWAY": "-1",
+        "JWT_ALGORITHMS": "none,HS256",
+        "ELECTRIC_URL": "localhost:3000",
+        "GATEWAY_FAIL_MODE": "maybe",
+        "LOG_FORMAT": "xml",
+        "REDIS_URL": "localhost:6379",
+        "GATEWAY_CORS_ORIGINS": "app.example.com",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    problems = "\n".join(caught.value.problems)
+    assert len(caught.value.problems) == 8
+    for variable in env:
+        assert variable in problems
+    assert "'none' never is" in problems
