@@ -58,7 +58,9 @@ def main() -> None:
         "verify token (HS256, uncached)": per_call_us(
             lambda: verify_token(token, keys, TokenPolicy(), now), 5_000
         ),
-        "verify token (cached)": per_call_us(lambda: loop.run_until_complete(verifier.verify(token))),
+        "verify token (cached)": per_call_us(
+            lambda: loop.run_until_complete(verifier.verify(token))
+        ),
         "resolve identity": per_call_us(lambda: resolve_identity(claims, RULES.identity)),
         "parse query + plan (live poll, no client where)": per_call_us(
             lambda: plan_upstream_request(parse_shape_query(live), identity, RULES)
