@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
 import jwt
@@ -16,11 +17,13 @@ import jwt
 from gateway.auth.identity import Identity
 from gateway.auth.keys import KeyConfigError, hmac_key
 from gateway.errors import Refusal
+from gateway.logs import configure_logging
 from gateway.rules.load import RulesError, load_rules
 from gateway.rules.model import IdentityMap, Rules, Upstream
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan
+from gateway.web.server import serve
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -155,12 +158,64 @@ def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(
+        env,
+        sys.stderr,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        rules_path=getattr(args, "rules", None),
+        electric_url=getattr(args, "upstream", None),
+    )
+    if settings is None:
+        return EXIT_USAGE
+    if not settings.has_key_source:
+        print(
+            "serve: no JWT key source is configured; set JWT_SECRET (HS256), JWT_PUBLIC_KEY "
+            "(PEM or path) or JWT_JWKS_URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    configure_logging(settings.log_format)
+    try:
+        run_async(serve(settings, env))
+    except RulesError as error:
+        print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyConfigError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"serve: cannot listen on {settings.host}:{settings.port}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop when it is installed (the `speed` extra)."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shape-gateway",
         description="Authenticating, tenant-scoping proxy for Electric's shape API.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", help="run the gateway (the default command)")
+    serve_cmd.add_argument("--host", help="listen address (GATEWAY_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
+    serve_cmd.add_argument("--rules", help="rules file (GATEWAY_RULES)")
+    serve_cmd.add_argument("--upstream", help="Electric's URL (ELECTRIC_URL)")
+    serve_cmd.set_defaults(run=cmd_serve)
 
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("path", nargs="?", help="rules file (default: GATEWAY_RULES)")
@@ -193,7 +248,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_USAGE
+        args = parser.parse_args(["serve"])
     result: int = args.run(args, os.environ if env is None else env)
     return result

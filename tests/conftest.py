@@ -43,3 +43,6 @@ def pg(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") and _skipped_services and exitstatus == 0:
         session.exitstatus = 1
+
+
+pytest_plugins = ["tests.gateway"]

@@ -184,6 +184,19 @@ class JwksKeys:
     def stale(self) -> bool:
         return time.monotonic() - self._fetched_at > self._max_age
 
+    def next_refresh_in(self) -> float:
+        """Seconds until the keys go stale (retry at the rate limit while they never loaded)."""
+        if self._fetched_at == float("-inf"):
+            return self._min_refresh
+        age = time.monotonic() - self._fetched_at
+        return max(self._max_age - age, self._min_refresh)
+
+    async def maintain(self) -> None:
+        """Refresh whenever the keys go stale; runs until cancelled."""
+        while True:
+            await asyncio.sleep(self.next_refresh_in())
+            await self.refresh(force=True)
+
     async def refresh(self, *, force: bool = False) -> bool:
         """Fetch the JWKS unless one was attempted within the rate limit; True if keys changed."""
         async with self._lock:

@@ -205,3 +205,50 @@ def parse_shape_query(items: Iterable[tuple[str, str]]) -> ShapeQuery:
         else None,
         subset=subset,
     )
+
+
+SUBSET_BODY_KEYS: Final = frozenset(
+    {"where", "params", "limit", "offset", "order_by", "where_expr", "order_by_expr"}
+)
+
+
+def parse_subset_body(document: object) -> SubsetQuery:
+    """POST /v1/shape body: the subset keys at top level or nested under `subset`."""
+    if isinstance(document, dict) and set(document) == {"subset"}:
+        document = document["subset"]
+    if not isinstance(document, dict):
+        raise _invalid("the body must be a JSON object of subset parameters")
+    unknown = sorted(set(document) - SUBSET_BODY_KEYS)
+    if unknown:
+        raise Refusal(
+            Code.UNKNOWN_PARAMETER,
+            f"body key {unknown[0][:64]!r} is not accepted; "
+            f"use {', '.join(sorted(SUBSET_BODY_KEYS))}",
+        )
+
+    def text(key: str) -> str | None:
+        value = document.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _invalid(f"{key} must be a string")
+        return _text(value, key)
+
+    def count(key: str) -> int | None:
+        value = document.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**9:
+            raise _invalid(f"{key} must be a whole number")
+        return value
+
+    for unused in ("where_expr", "order_by_expr"):
+        if unused in document and len(json.dumps(document[unused])) > MAX_VALUE_LENGTH:
+            raise _invalid(f"{unused} is too large")
+    return SubsetQuery(
+        where=text("where"),
+        params=parse_subset_params(document["params"], "params") if "params" in document else {},
+        limit=count("limit"),
+        offset=count("offset"),
+        order_by=text("order_by"),
+    )

@@ -1,0 +1,57 @@
+"""Open shape requests, so they can be ended on purpose: at shutdown (live ones, so clients
+reconnect to another replica) and on revocation (every stream of the revoked principal).
+
+Stopping cancels the request's task with a reason; the proxy sees its own reason, un-cancels,
+and answers with it (before headers) or ends the stream cleanly (after).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from gateway.auth.identity import Identity
+from gateway.errors import Refusal
+
+
+@dataclass(eq=False, slots=True)
+class OpenStream:
+    identity: Identity
+    live: bool
+    task: asyncio.Task[object] | None
+    reason: Refusal | None = field(default=None)
+
+    def stop(self, reason: Refusal) -> None:
+        if self.reason is None and self.task is not None:
+            self.reason = reason
+            self.task.cancel()
+
+
+class OpenStreams:
+    def __init__(self) -> None:
+        self._open: set[OpenStream] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    @contextmanager
+    def track(self, identity: Identity, live: bool) -> Iterator[OpenStream]:
+        stream = OpenStream(identity, live, asyncio.current_task())
+        self._open.add(stream)
+        try:
+            yield stream
+        finally:
+            self._open.discard(stream)
+
+    def stop_where(self, matches: Callable[[OpenStream], bool], reason: Refusal) -> int:
+        """Stop every open stream for which `matches` holds; returns how many."""
+        stopped = [s for s in self._open if s.reason is None and matches(s)]
+        for stream in stopped:
+            stream.stop(reason)
+        return len(stopped)
+
+    @property
+    def live_count(self) -> int:
+        return sum(1 for s in self._open if s.live)

@@ -1,0 +1,121 @@
+"""The application: state, the request pipeline and the routes, in request order, in one place.
+
+Pipeline for every request (outermost first):
+  1. audit_and_render  one audit line; OPTIONS preflights; refusals rendered as JSON
+  2. authenticate      JWT (or admin token on /admin/*); nothing else runs before it
+  3. the route         /v1/shape: parse -> plan -> proxy
+  on_response_prepare  private caching, Vary, CORS on every response, proxied or ours
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Final
+
+from aiohttp import web
+
+from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
+from gateway.auth.tokens import TokenPolicy, TokenVerifier
+from gateway.errors import Code, Refusal
+from gateway.logs import REDACTOR
+from gateway.rules.model import Upstream
+from gateway.rules.watch import RulesHolder
+from gateway.settings import Settings
+from gateway.streams import OpenStreams
+from gateway.tasks import TaskGroup
+from gateway.upstream.client import make_session
+from gateway.web import admin, health, shape
+from gateway.web.auth import authenticate
+from gateway.web.keys import RULES, SESSION, SETTINGS, STREAMS, TASKS, VERIFIER
+from gateway.web.middlewares import audit_and_render, finish_headers
+
+MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
+MAX_FIELD: Final = 16 * 1024
+
+
+def static_keys(settings: Settings) -> StaticKeys:
+    """Keys known at start-up; raises KeyConfigError naming the variable at fault."""
+    keys = []
+    if settings.jwt_secret:
+        keys.append(hmac_key(settings.jwt_secret, settings.jwt_algorithms))
+    if settings.jwt_public_key:
+        keys.append(public_key(settings.jwt_public_key, settings.jwt_algorithms))
+    return StaticKeys(tuple(keys))
+
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    return TokenPolicy(
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway=settings.jwt_leeway,
+        max_ttl=settings.jwt_max_ttl,
+    )
+
+
+async def _client_context(app: web.Application) -> AsyncIterator[None]:
+    """The pooled upstream session, JWKS keys and the token verifier live as long as the app."""
+    settings = app[SETTINGS]
+    session = make_session()
+    app[SESSION] = session
+    jwks = None
+    if settings.jwt_jwks_url:
+        jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
+        await jwks.refresh(force=True)
+        app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
+    app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
+    yield
+    await session.close()
+
+
+async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
+    tasks = TaskGroup()
+    app[TASKS] = tasks
+    tasks.spawn(app[RULES].watch(), "rules-watch")
+    yield
+    await tasks.close()
+
+
+async def _end_live_streams(app: web.Application) -> None:
+    """On shutdown: end held long-polls and SSE streams so clients reconnect elsewhere; let
+    snapshots in flight finish within the runner's grace period."""
+    app[STREAMS].stop_where(
+        lambda s: s.live,
+        Refusal(Code.UPSTREAM_UNAVAILABLE, "this gateway instance is shutting down; retry"),
+    )
+
+
+def make_app(settings: Settings, env: Mapping[str, str]) -> web.Application:
+    """Build the app; raises RulesError or KeyConfigError for the caller to report."""
+    static_keys(settings)  # fail now, not at the first request
+    holder = RulesHolder.load(
+        settings.rules_path,
+        env,
+        Upstream("default", settings.electric_url, settings.electric_secret),
+    )
+    for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
+        REDACTOR.add_secret(secret)
+    for upstream in holder.rules.upstreams.values():
+        REDACTOR.add_secret(upstream.secret)
+
+    app = web.Application(
+        middlewares=[audit_and_render, authenticate],
+        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
+        client_max_size=64 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[RULES] = holder
+    app[STREAMS] = OpenStreams()
+    app.cleanup_ctx.append(_tasks_context)
+    app.cleanup_ctx.append(_client_context)
+    app.on_response_prepare.append(finish_headers)
+    app.on_shutdown.append(_end_live_streams)
+
+    app.router.add_get("/v1/shape", shape.get_shape)  # HEAD too
+    app.router.add_post("/v1/shape", shape.post_shape)
+    app.router.add_delete("/v1/shape", shape.delete_shape)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    if settings.admin_token:
+        app.router.add_get("/admin/rules", admin.get_rules)
+        app.router.add_post("/admin/reload", admin.reload_rules)
+    return app

@@ -1,0 +1,26 @@
+"""Typed application and request state (aiohttp AppKey/RequestKey), declared once."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+from gateway.audit.records import AuditRecord
+from gateway.auth.identity import Identity
+from gateway.auth.tokens import TokenVerifier
+from gateway.rules.watch import RulesHolder
+from gateway.settings import Settings
+from gateway.streams import OpenStreams
+from gateway.tasks import TaskGroup
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+RULES: Final = web.AppKey("rules", RulesHolder)
+VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
+SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
+STREAMS: Final = web.AppKey("streams", OpenStreams)
+TASKS: Final = web.AppKey("tasks", TaskGroup)
+
+IDENTITY: Final = web.RequestKey("identity", Identity)
+AUDIT: Final = web.RequestKey("audit", AuditRecord)

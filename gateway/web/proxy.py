@@ -1,0 +1,89 @@
+"""Stream an upstream response to the client as it arrives: never buffered, never re-encoded.
+
+Chunks are written the moment aiohttp reads them (`iter_any`), so snapshot chunks are never
+held whole and each SSE event reaches the client when Electric flushes it. A client that goes
+away cancels this handler (the server runs with handler_cancellation), which closes the upstream
+connection at once (electric PR #4768: an abandoned long-poll otherwise pins Electric ~20 s).
+A stream stopped on purpose (shutdown, revocation) answers with its reason if nothing was sent
+yet, or ends cleanly if it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import structlog
+from aiohttp import hdrs, web
+
+from gateway.shape.plan import UpstreamRequest
+from gateway.upstream.client import send
+from gateway.upstream.headers import client_headers
+from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS
+
+log = structlog.get_logger(__name__)
+
+
+async def _stream_body(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+) -> None:
+    record = request[AUDIT]
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+            record.bytes += len(chunk)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        # Headers are gone; the only honest signal left is an unterminated body.
+        log.warning("upstream_aborted_mid_body", request_id=record.request_id, reason=str(error))
+        record.reason = "upstream_aborted"
+        if request.transport is not None:
+            request.transport.close()
+        return
+    await response.write_eof()
+
+
+async def proxy(
+    request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None = None
+) -> web.StreamResponse:
+    """Send `planned` upstream and stream the answer back; raises Refusal before any byte."""
+    streams = request.app[STREAMS]
+    with streams.track(request[IDENTITY], live=planned.live) as stream:
+        response: web.StreamResponse | None = None
+        upstream: aiohttp.ClientResponse | None = None
+        try:
+            upstream = await send(request.app[SESSION], planned, method, request.headers, body)
+            response = web.StreamResponse(
+                status=upstream.status, headers=client_headers(upstream.headers)
+            )
+            length = upstream.headers.get(hdrs.CONTENT_LENGTH)
+            if length is not None and length.isdigit():
+                response.content_length = int(length)
+            await response.prepare(request)
+            if method == hdrs.METH_HEAD:
+                await response.write_eof()
+            else:
+                await _stream_body(request, upstream, response)
+            upstream.release()
+            return response
+        except asyncio.CancelledError:
+            if upstream is not None:
+                upstream.close()  # never return a half-read connection to the pool
+            if stream.reason is None:
+                raise  # the client went away, or the server is cancelling us
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            request[AUDIT].reason = f"stopped:{stream.reason.code.value}"
+            if response is None or not response.prepared:
+                raise stream.reason from None
+            if planned.sse:
+                await response.write_eof()  # SSE ends cleanly; the client reconnects
+            elif request.transport is not None:
+                request.transport.close()  # a cut body must not look complete
+            return response
+        except BaseException:
+            if upstream is not None:
+                upstream.close()
+            raise

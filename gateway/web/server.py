@@ -1,0 +1,55 @@
+"""Run the gateway: listen, reload rules on SIGHUP, shut down gracefully on SIGTERM/SIGINT.
+
+Shutdown order (aiohttp AppRunner.cleanup): stop listening; on_shutdown ends held long-polls
+and SSE streams (clients reconnect to another replica); snapshots in flight get GRACE seconds to
+finish; then the upstream session and background tasks are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+from typing import Final
+
+import structlog
+from aiohttp import web
+
+from gateway.settings import Settings
+from gateway.web.app import make_app
+from gateway.web.keys import RULES
+
+log = structlog.get_logger(__name__)
+GRACE: Final = 30.0
+
+
+async def start(
+    settings: Settings, env: Mapping[str, str], grace: float = GRACE
+) -> tuple[web.AppRunner, web.TCPSite]:
+    """Start serving on settings.host/port; returns the runner (cleanup() stops it)."""
+    app = make_app(settings, env)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    return runner, site
+
+
+async def serve(settings: Settings, env: Mapping[str, str]) -> None:
+    runner, site = await start(settings, env)
+    app = runner.app
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: app[RULES].reload("sighup"))
+    log.info(
+        "gateway_listening",
+        url=site.name,
+        upstream=settings.electric_url,
+        rules=app[RULES].rules.digest,
+    )
+    await stop.wait()
+    log.info("gateway_stopping", grace_seconds=GRACE)
+    await runner.cleanup()
+    log.info("gateway_stopped")

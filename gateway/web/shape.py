@@ -1,0 +1,61 @@
+"""/v1/shape: glue only. Authenticated identity + client query -> plan -> proxy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Final
+
+from aiohttp import hdrs, web
+
+from gateway.errors import Code, Refusal
+from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
+from gateway.shape.plan import UpstreamRequest, plan_upstream_request
+from gateway.web.keys import AUDIT, IDENTITY, RULES
+from gateway.web.proxy import proxy
+
+MAX_BODY: Final = 64 * 1024
+
+
+def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
+    record = request[AUDIT]
+    record.shape = query.shape
+    planned = plan_upstream_request(query, request[IDENTITY], request.app[RULES].rules)
+    record.allow(planned)
+    return planned
+
+
+async def get_shape(request: web.Request) -> web.StreamResponse:
+    """GET and HEAD: the shape log, live long-polls and SSE."""
+    planned = _plan(request, parse_shape_query(request.rel_url.query.items()))
+    return await proxy(request, planned, request.method)
+
+
+async def post_shape(request: web.Request) -> web.StreamResponse:
+    """POST: a subset snapshot whose subset parameters come in a JSON body."""
+    query = parse_shape_query(request.rel_url.query.items())
+    if query.subset is not None:
+        raise Refusal(
+            Code.DUPLICATE_PARAMETER, "send subset parameters in the body or the query, not both"
+        )
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise Refusal(Code.INVALID_PARAMETER, f"the body must be at most {MAX_BODY} bytes")
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise Refusal(Code.INVALID_PARAMETER, "the body must be JSON") from None
+    query = dataclasses.replace(query, subset=parse_subset_body(document))
+    planned = _plan(request, query)
+    subset = {k.removeprefix("subset__"): v for k, v in planned.query if k.startswith("subset__")}
+    if "params" in subset:
+        subset["params"] = json.loads(subset["params"])
+    body = json.dumps(subset).encode()
+    planned = dataclasses.replace(
+        planned, query=tuple((k, v) for k, v in planned.query if not k.startswith("subset__"))
+    )
+    return await proxy(request, planned, hdrs.METH_POST, body)
+
+
+async def delete_shape(request: web.Request) -> web.StreamResponse:
+    raise Refusal(Code.METHOD_NOT_ALLOWED, "shapes cannot be deleted through the gateway")

@@ -1,0 +1,61 @@
+"""The response header policy, rule by rule."""
+
+from __future__ import annotations
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.upstream.headers import add_vary, client_headers, private_cache_control
+
+
+@pytest.mark.parametrize(
+    ("upstream", "client"),
+    [
+        ("public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
+         "private, max-age=604800, stale-while-revalidate=2629746"),
+        ("public, max-age=60, must-revalidate", "private, max-age=60, must-revalidate"),
+        ("public, max-age=5, stale-while-revalidate=5", "private, max-age=5, stale-while-revalidate=5"),
+        ("no-store", "no-store"),
+        ("no-cache", "private, no-cache"),
+        (None, "private, no-store"),
+        ("PUBLIC, max-age=1", "private, max-age=1"),
+    ],
+)  # fmt: skip
+def test_cache_control_is_made_private(upstream: str | None, client: str) -> None:
+    assert private_cache_control(upstream) == client
+    assert private_cache_control(client) == client  # idempotent
+
+
+def test_only_electric_and_content_headers_pass_through() -> None:
+    upstream = CIMultiDictProxy(
+        CIMultiDict(
+            [
+                ("electric-handle", "1-2"),
+                ("electric-offset", "0_0"),
+                ("Electric-Schema", "{}"),
+                ("etag", '"a"'),
+                ("retry-after", "5"),
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+                ("access-control-allow-origin", "*"),
+                ("access-control-expose-headers", "*"),
+                ("connection", "keep-alive"),
+                ("transfer-encoding", "chunked"),
+                ("set-cookie", "x=1"),
+                ("server", "Bandit"),
+                ("cache-control", "public, max-age=60"),
+            ]
+        )
+    )
+    out = client_headers(upstream)
+    assert sorted(k.lower() for k in out) == sorted(
+        ["electric-handle", "electric-offset", "electric-schema", "etag", "retry-after",
+         "content-type", "content-encoding", "cache-control"]
+    )  # fmt: skip
+    assert out["cache-control"] == "private, max-age=60"
+
+
+def test_vary_is_merged_without_duplicates() -> None:
+    headers: CIMultiDict[str] = CIMultiDict({"Vary": "accept-encoding"})
+    add_vary(headers, ["Authorization", "Accept-Encoding", "X-Tenant-Id"])
+    assert headers["Vary"] == "accept-encoding, Authorization, X-Tenant-Id"

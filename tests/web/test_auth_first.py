@@ -1,0 +1,96 @@
+"""Authentication comes first: nothing is examined or answered before it, except preflights
+and health routes; every refusal is JSON `{error, message}` with private caching."""
+
+from __future__ import annotations
+
+import pytest
+from multidict import CIMultiDict
+from yarl import URL
+
+from tests.factories import make_token
+from tests.gateway import GatewayFactory
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/shape?table=tasks&offset=-1"),
+        ("GET", "/v1/shape?secret=x&table=a&table=b"),  # not even parameters are looked at
+        ("DELETE", "/v1/shape"),
+        ("POST", "/v1/shape"),
+        ("GET", "/nowhere"),
+        ("GET", "/v1/events"),
+        ("GET", "/admin/rules"),
+    ],
+)
+async def test_unauthenticated_request_gets_401_missing_token_and_nothing_else(
+    gateway_factory: GatewayFactory, method: str, path: str
+) -> None:
+    gateway = await gateway_factory()
+    async with gateway.session.request(method, gateway.url.join(URL(path))) as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == "missing_token"
+        assert "private" in response.headers["Cache-Control"]
+        assert "Authorization" in response.headers["Vary"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [
+        ("Basic YWxpY2U6cHc=", "invalid_token"),
+        ("Bearer", "invalid_token"),
+        ("Bearer not-a-jwt", "invalid_token"),
+        (f"Bearer {make_token(key='some-other-secret-some-other-secret')}", "invalid_token"),
+        (f"Bearer {make_token(iat=1_000_000, exp=1_000_060)}", "token_expired"),
+        (f"Bearer {'x' * 9000}", "invalid_token"),
+    ],
+)
+async def test_bad_credentials_are_refused_with_their_code(
+    gateway_factory: GatewayFactory, authorization: str, code: str
+) -> None:
+    gateway = await gateway_factory()
+    async with gateway.request(
+        "GET", token=None, headers={"Authorization": authorization}, params={"table": "tasks"}
+    ) as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == code
+
+
+async def test_two_authorization_headers_are_refused(gateway_factory: GatewayFactory) -> None:
+    gateway = await gateway_factory()
+    headers = CIMultiDict([("Authorization", f"Bearer {make_token()}"),
+                           ("Authorization", f"Bearer {make_token(sub='bob')}")])  # fmt: skip
+    async with gateway.session.get(gateway.url.with_path("/v1/shape"), headers=headers) as response:
+        assert response.status == 400
+
+
+async def test_health_routes_need_no_token(gateway_factory: GatewayFactory) -> None:
+    gateway = await gateway_factory()
+    async with gateway.session.get(gateway.url.with_path("/healthz")) as response:
+        assert response.status == 200
+    async with gateway.session.get(gateway.url.with_path("/readyz")) as response:
+        body = await response.json()
+        assert response.status == 200
+        assert body["rules"]["digest"]
+
+
+async def test_authenticated_unknown_path_is_404_and_delete_is_405(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory()
+    async with gateway.request("GET", "/nowhere") as response:
+        assert response.status == 404
+        assert (await response.json())["error"] == "not_found"
+    async with gateway.request("DELETE", "/v1/shape", params={"table": "tasks"}) as response:
+        assert response.status == 405
+        assert (await response.json())["error"] == "method_not_allowed"
+
+
+async def test_upstream_that_refuses_connections_is_502_upstream_unavailable(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory(upstream="http://127.0.0.1:9")
+    async with gateway.shape({"table": "tasks", "offset": "-1"}) as response:
+        assert response.status == 502
+        assert (await response.json())["error"] == "upstream_unavailable"
