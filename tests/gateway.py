@@ -15,6 +15,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.settings import Settings, load_settings
+from gateway.upstream.client import Timeouts
 from gateway.web.server import start
 from tests.factories import RULES_YAML, SECRET, make_token
 
@@ -37,7 +38,7 @@ class Gateway:
         method: str,
         path: str = "/v1/shape",
         *,
-        token: str | None = "default",
+        token: str | None = "default",  # noqa: S107 - a marker, not a credential
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> Any:
@@ -63,6 +64,7 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         rules: str = RULES_YAML,
         env: dict[str, str] | None = None,
         grace: float = 5.0,
+        timeouts: Timeouts | None = None,
         **overrides: Any,
     ) -> Gateway:
         rules_path = tmp_path / f"rules-{len(started)}.yaml"
@@ -77,7 +79,7 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             admin_token=ADMIN_TOKEN,
         )
         settings = dataclasses.replace(settings, **overrides)
-        runner, _ = await start(settings, env or {}, grace=grace)
+        runner, _ = await start(settings, env or {}, grace=grace, timeouts=timeouts)
         host, port = runner.addresses[0][:2]
         gateway = Gateway(URL(f"http://{host}:{port}"), runner, rules_path, aiohttp.ClientSession())
         started.append(gateway)

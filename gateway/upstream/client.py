@@ -8,6 +8,7 @@ failures mapped to the spec's codes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -19,9 +20,17 @@ from gateway.shape.plan import UpstreamRequest
 
 log = structlog.get_logger(__name__)
 
-CONNECT_TIMEOUT: Final = 5.0
-READ_TIMEOUT: Final = 35.0  # Electric holds a long-poll 20 s; answer well before a client's 45 s
-SSE_READ_TIMEOUT: Final = 65.0  # Electric's SSE stream lives 60 s (keep-alives every 21 s)
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. Reads outlast Electric's 20 s long-poll (and answer well before the client's
+    45 s watchdog) and its 60 s SSE stream, whose keep-alives come every 21 s."""
+
+    connect: float = 5.0
+    read: float = 35.0
+    sse_read: float = 65.0
+
+
 # Request headers a client may send that Electric uses; everything else stays here.
 FORWARDED: Final = (
     hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.IF_NONE_MATCH, hdrs.CONTENT_TYPE, "traceparent",
@@ -38,11 +47,11 @@ def make_session() -> aiohttp.ClientSession:
     )
 
 
-def timeout_for(request: UpstreamRequest) -> aiohttp.ClientTimeout:
+def timeout_for(request: UpstreamRequest, timeouts: Timeouts) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=None,
-        connect=CONNECT_TIMEOUT,
-        sock_read=SSE_READ_TIMEOUT if request.sse else READ_TIMEOUT,
+        connect=timeouts.connect,
+        sock_read=timeouts.sse_read if request.sse else timeouts.read,
     )
 
 
@@ -53,9 +62,11 @@ def forwarded_headers(incoming: Mapping[str, str]) -> dict[str, str]:
 async def send(
     session: aiohttp.ClientSession,
     request: UpstreamRequest,
+    *,
     method: str,
     headers: Mapping[str, str],
     body: bytes | None = None,
+    timeouts: Timeouts,
 ) -> aiohttp.ClientResponse:
     """Send and return the response with its headers read (the body is the caller's to stream).
 
@@ -71,7 +82,7 @@ async def send(
             request.url(),
             headers=outgoing,
             data=body,
-            timeout=timeout_for(request),
+            timeout=timeout_for(request, timeouts),
             allow_redirects=False,
         )
     except TimeoutError:

@@ -23,10 +23,10 @@ from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
-from gateway.upstream.client import make_session
+from gateway.upstream.client import Timeouts, make_session
 from gateway.web import admin, health, shape
 from gateway.web.auth import authenticate
-from gateway.web.keys import RULES, SESSION, SETTINGS, STREAMS, TASKS, VERIFIER
+from gateway.web.keys import RULES, SESSION, SETTINGS, STREAMS, TASKS, TIMEOUTS, VERIFIER
 from gateway.web.middlewares import audit_and_render, finish_headers
 
 MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
@@ -84,7 +84,9 @@ async def _end_live_streams(app: web.Application) -> None:
     )
 
 
-def make_app(settings: Settings, env: Mapping[str, str]) -> web.Application:
+def make_app(
+    settings: Settings, env: Mapping[str, str], timeouts: Timeouts | None = None
+) -> web.Application:
     """Build the app; raises RulesError or KeyConfigError for the caller to report."""
     static_keys(settings)  # fail now, not at the first request
     holder = RulesHolder.load(
@@ -105,6 +107,7 @@ def make_app(settings: Settings, env: Mapping[str, str]) -> web.Application:
     app[SETTINGS] = settings
     app[RULES] = holder
     app[STREAMS] = OpenStreams()
+    app[TIMEOUTS] = timeouts or Timeouts()
     app.cleanup_ctx.append(_tasks_context)
     app.cleanup_ctx.append(_client_context)
     app.on_response_prepare.append(finish_headers)

@@ -14,6 +14,7 @@ from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
+from gateway.upstream.client import Timeouts
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 RULES: Final = web.AppKey("rules", RulesHolder)
@@ -21,6 +22,7 @@ VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
 STREAMS: Final = web.AppKey("streams", OpenStreams)
 TASKS: Final = web.AppKey("tasks", TaskGroup)
+TIMEOUTS: Final = web.AppKey("timeouts", Timeouts)
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 AUDIT: Final = web.RequestKey("audit", AuditRecord)

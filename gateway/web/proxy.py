@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import send
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS
+from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS, TIMEOUTS
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,14 @@ async def proxy(
         response: web.StreamResponse | None = None
         upstream: aiohttp.ClientResponse | None = None
         try:
-            upstream = await send(request.app[SESSION], planned, method, request.headers, body)
+            upstream = await send(
+                request.app[SESSION],
+                planned,
+                method=method,
+                headers=request.headers,
+                body=body,
+                timeouts=request.app[TIMEOUTS],
+            )
             response = web.StreamResponse(
                 status=upstream.status, headers=client_headers(upstream.headers)
             )

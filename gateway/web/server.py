@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from gateway.settings import Settings
+from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
 from gateway.web.keys import RULES
 
@@ -24,10 +25,13 @@ GRACE: Final = 30.0
 
 
 async def start(
-    settings: Settings, env: Mapping[str, str], grace: float = GRACE
+    settings: Settings,
+    env: Mapping[str, str],
+    grace: float = GRACE,
+    timeouts: Timeouts | None = None,
 ) -> tuple[web.AppRunner, web.TCPSite]:
     """Start serving on settings.host/port; returns the runner (cleanup() stops it)."""
-    app = make_app(settings, env)
+    app = make_app(settings, env, timeouts)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)

@@ -1,0 +1,168 @@
+"""The `/v1/shape` pipeline in Electric's order (`router.ex` auth, `serve_shape_plug.ex`):
+
+authenticate (`secret`/`api_secret`, not for OPTIONS) -> CORS -> admission (our injected
+faults) -> POST body -> parameters -> shape definition -> shape lookup/creation -> handle
+check (409) -> serve (log, live, SSE or subset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any, Final
+
+from aiohttp import hdrs, web
+
+from tests.electric.call import ClientGone, ShapeCall
+from tests.electric.definitions import resolve_definition
+from tests.electric.errors import ElectricError, InvalidRequestError, MustRefetchError
+from tests.electric.faults import Fault
+from tests.electric.headers import PLUG_DEFAULT_CACHE, SHAPE_METHODS, ShapeResponse, shape_headers
+from tests.electric.messages import encode
+from tests.electric.params import cast_subset, merge_request, validate_params
+from tests.electric.query import decode_query
+from tests.electric.recorder import RecordedRequest
+from tests.electric.responses import ResponseAborted, error_response, json_response
+from tests.electric.serve import serve_log
+from tests.electric.state import ElectricState
+from tests.electric.subset import serve_subset
+
+CORS = web.RequestKey("electric_cors", str)  # the methods to advertise, once past auth
+SHAPE_ROUTE_METHODS: Final = frozenset(SHAPE_METHODS.split(", "))
+_ALLOWED_PREFLIGHT_HEADERS: Final = ("if-none-match", "traceparent")
+_OVERLOADED: Final = "Concurrent initial request limit exceeded (limit: 300), please retry"
+
+
+async def shape_route(request: web.Request, state: ElectricState) -> web.StreamResponse:
+    """Record the request, count it while it runs, and turn internal signals into responses."""
+    record = state.recorder.record(request)
+    state.stats.active_requests += 1
+    response: web.StreamResponse
+    try:
+        response = await _shape(request, state, record)
+    except ResponseAborted as aborted:
+        response = aborted.response
+    except ClientGone:
+        response = web.Response(status=499)
+    finally:
+        state.stats.active_requests -= 1
+    record.status = response.status
+    return response
+
+
+async def _shape(
+    request: web.Request, state: ElectricState, record: RecordedRequest
+) -> web.StreamResponse:
+    if request.method == hdrs.METH_OPTIONS:
+        request[CORS] = SHAPE_METHODS
+        return _preflight(request)
+    if not _authorized(record, state.config.secret):
+        # Electric halts in `authenticate` before the CORS plug: no CORS, no content type.
+        body = encode({"message": "Unauthorized - Invalid API secret"}).encode()
+        response = web.Response(
+            status=401, body=body, headers={hdrs.CACHE_CONTROL: PLUG_DEFAULT_CACHE}
+        )
+        response.content_type = "application/octet-stream"
+        return response
+    request[CORS] = SHAPE_METHODS
+    fault = state.faults.take()
+    if fault is not None:
+        refusal = await _apply_fault(fault)
+        if refusal is not None:
+            return refusal
+    if request.method == hdrs.METH_DELETE:
+        meta = ShapeResponse(status=405, method=request.method)
+        return json_response(
+            405, {"message": "DELETE not allowed"}, shape_headers(state.config, meta)
+        )
+    return await _serve(request, state, fault)
+
+
+async def _serve(
+    request: web.Request, state: ElectricState, fault: Fault | None
+) -> web.StreamResponse:
+    config = state.config
+    body = await _read_body(request) if request.method == hdrs.METH_POST else None
+    if isinstance(body, web.Response):
+        return body
+    api_meta = ShapeResponse(status=400, method=request.method)
+    try:
+        params = validate_params(
+            merge_request(decode_query(request.rel_url.raw_query_string), body)
+        )
+        async with state.db.session() as conn:
+            definition, table, selected = await resolve_definition(conn, params)
+            subset = cast_subset(params.subset) if params.subset is not None else None
+            shape = await state.shapes.get_or_create(conn, definition, table, selected)
+    except ElectricError as error:
+        return error_response(config, error, api_meta)
+    call = ShapeCall(request=request, state=state, params=params, shape=shape, fault=fault)
+    if params.handle is not None and params.handle != shape.handle:
+        return error_response(config, MustRefetchError(shape.handle), call.meta())
+    try:
+        if subset is not None:
+            return await serve_subset(call, subset)
+        return await serve_log(call)
+    except InvalidRequestError as error:
+        return error_response(config, error, api_meta)
+    except MustRefetchError as error:
+        return error_response(config, error, call.meta())
+
+
+def _authorized(record: RecordedRequest, secret: str | None) -> bool:
+    if secret is None:
+        return True
+    given = record.param("secret")
+    if given is None:
+        given = record.param("api_secret")
+    return given is not None and secrets.compare_digest(given.encode(), secret.encode())
+
+
+def _preflight(request: web.Request) -> web.Response:
+    """`Api.Options`: 204, unauthenticated, allow only if-none-match/traceparent (whole values)."""
+    headers = {"access-control-max-age": "86400", hdrs.CONNECTION: "keep-alive"}
+    wanted = request.headers.getall(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, [])
+    allowed = [value for value in wanted if value.lower() in _ALLOWED_PREFLIGHT_HEADERS]
+    if allowed:
+        headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ",".join(allowed)
+    return web.Response(status=204, headers=headers)
+
+
+async def _apply_fault(fault: Fault) -> web.Response | None:
+    """A refusal for overload/crash faults; delay sleeps; abort is applied while streaming."""
+    if fault.kind == "delay":
+        await asyncio.sleep(fault.seconds)
+        return None
+    if fault.kind == "overloaded":
+        headers = {
+            hdrs.CACHE_CONTROL: "no-store",
+            "surrogate-control": "no-store",
+            "electric-internal-known-error": "true",
+            hdrs.RETRY_AFTER: str(fault.retry_after),
+        }
+        body = {"code": "concurrent_request_limit_exceeded", "message": _OVERLOADED}
+        return json_response(503, body, headers)
+    if fault.kind == "internal_error":
+        # Electric's crash handler: no cache headers of its own, Plug's default remains.
+        return json_response(
+            500, {"error": "Internal server error"}, {hdrs.CACHE_CONTROL: PLUG_DEFAULT_CACHE}
+        )
+    return None
+
+
+async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """`parse_body/2`: empty is `{}`, anything but a JSON object is a 400."""
+    raw = await request.read()
+    if not raw:
+        return {}
+    headers: dict[str, str] = {hdrs.CACHE_CONTROL: PLUG_DEFAULT_CACHE}
+    try:
+        decoded = json.loads(raw)
+    except ValueError as error:
+        return json_response(
+            400, {"error": "Invalid JSON in request body", "details": str(error)}, headers
+        )
+    if not isinstance(decoded, dict):
+        return json_response(400, {"error": "Request body must be a JSON object"}, headers)
+    return decoded

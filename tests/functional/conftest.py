@@ -1,0 +1,115 @@
+"""Functional fixtures: our Electric-protocol upstream on real PostgreSQL, a schema of rows of
+several tenants and users, and rules pointing at it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+from psycopg import sql
+from yarl import URL
+
+from tests.electric import ELECTRIC, ElectricConfig, ElectricState, make_electric_app
+
+ELECTRIC_SECRET = "electric-secret-for-tests"
+
+
+@dataclass
+class Electric:
+    url: URL
+    state: ElectricState
+    runner: web.AppRunner
+
+
+ElectricFactory = Callable[..., Awaitable[Electric]]
+
+
+@pytest.fixture
+async def electric_factory(database_url: str) -> AsyncIterator[ElectricFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def make(**config: Any) -> Electric:
+        options: dict[str, Any] = {"secret": ELECTRIC_SECRET, "long_poll_timeout": 3.0}
+        options.update(config)
+        app = make_electric_app(ElectricConfig(dsn=database_url, **options))
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return Electric(URL(f"http://{host}:{port}"), app[ELECTRIC], runner)
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def electric(electric_factory: ElectricFactory) -> Electric:
+    return await electric_factory()
+
+
+@dataclass(frozen=True)
+class World:
+    """A schema with tasks of two tenants and three users, and rules scoped to it."""
+
+    schema: str
+    database_url: str
+
+    @property
+    def rules(self) -> str:
+        return f"""\
+version: 1
+identity: {{user: sub, tenant: tid, role: role, memberships: tenants}}
+roles: [admin, manager, member]
+shapes:
+  tasks:
+    table: {self.schema}.tasks
+    where: "tenant_id = :tenant"
+    client_where: [status, project_id]
+    allow:
+      admin: {{}}
+      manager: {{}}
+      member:
+        where: "tenant_id = :tenant AND assigned_to = :user"
+        columns: [id, tenant_id, project_id, title, status, assigned_to]
+  big:
+    table: {self.schema}.big
+    unscoped: true
+    allow: [admin]
+"""
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL(query).format(schema=sql.Identifier(self.schema)), params)
+
+
+TASK_ROWS = [
+    (1, "acme", 1, "write spec", "open", "alice"),
+    (2, "acme", 1, "review spec", "done", "bob"),
+    (3, "acme", 2, "ship", "open", "alice"),
+    (4, "globex", 1, "globex secret plan", "open", "alice"),
+    (5, "globex", 2, "globex other", "open", "carol"),
+]
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[World]:
+    schema = f"gw_f_{uuid.uuid4().hex[:8]}"
+    world = World(schema, database_url)
+    world.execute("CREATE SCHEMA {schema}")
+    world.execute(
+        "CREATE TABLE {schema}.tasks (id int PRIMARY KEY, tenant_id text NOT NULL, "
+        "project_id int, title text, status text, assigned_to text, salary int DEFAULT 1000)"
+    )
+    for row in TASK_ROWS:
+        world.execute("INSERT INTO {schema}.tasks VALUES (%s, %s, %s, %s, %s, %s)", row)
+    world.execute("CREATE TABLE {schema}.big (id int PRIMARY KEY, payload text)")
+    yield world
+    world.execute("DROP SCHEMA {schema} CASCADE")
