@@ -40,16 +40,17 @@ async def start(
 
 
 async def serve(settings: Settings, env: Mapping[str, str]) -> None:
-    runner, site = await start(settings, env)
+    runner, _ = await start(settings, env)
     app = runner.app
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: app[RULES].reload("sighup"))
+    host, port = runner.addresses[0][:2]
     log.info(
         "gateway_listening",
-        url=site.name,
+        url=f"http://{host}:{port}",
         upstream=settings.electric_url,
         rules=app[RULES].rules.digest,
     )
