@@ -1,0 +1,95 @@
+"""Every upstream failure maps to the spec's answer; Electric's own errors pass through."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from gateway.upstream.client import Timeouts
+from tests.electric import Fault
+from tests.factories import make_token
+from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
+from tests.gateway import GatewayFactory
+
+pytestmark = pytest.mark.postgres
+
+ADMIN = make_token(sub="root", tid="acme", role="admin")
+SNAPSHOT = {"table": "tasks", "offset": "-1"}
+
+
+async def test_electric_overload_503_passes_through_with_retry_after(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("overloaded", retry_after=7))
+    async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "7"
+        assert (await response.json())["code"] == "concurrent_request_limit_exceeded"
+        assert response.headers["Cache-Control"].startswith(("private", "no-store"))
+
+
+async def test_electric_500_passes_through(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("internal_error"))
+    async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+        assert response.status == 500
+        assert await response.json() == {"error": "Internal server error"}
+
+
+async def test_electric_400_for_a_where_postgres_rejects_passes_through(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    query = {**SNAPSHOT, "where": "project_id = 'not a number'"}
+    async with gateway.shape(query, token=ADMIN) as response:
+        assert response.status == 400
+        body = await response.json()
+        assert body["message"] == "Invalid request"
+        assert "where" in body["errors"]
+
+
+async def test_electric_refusing_our_secret_is_502_upstream_misconfigured_never_401(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret="not-the-secret")  # fmt: skip
+    async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+        assert response.status == 502
+        body = await response.json()
+        assert body["error"] == "upstream_misconfigured"
+        assert "not-the-secret" not in str(body)
+
+
+async def test_slow_upstream_is_504_upstream_timeout(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(
+        upstream=str(electric.url), rules=world.rules, electric_secret=ELECTRIC_SECRET,
+        timeouts=Timeouts(connect=1.0, read=0.3, sse_read=0.3),
+    )  # fmt: skip
+    electric.state.inject(Fault("delay", seconds=2.0))
+    async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+        assert response.status == 504
+        assert (await response.json())["error"] == "upstream_timeout"
+
+
+async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+) -> None:
+    electric = await electric_factory(chunk_rows=10_000)
+    world.execute(
+        "INSERT INTO {schema}.big SELECT g, repeat('x', 1000) FROM generate_series(1, 500) g"
+    )
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("abort", after_bytes=50_000))
+    async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
