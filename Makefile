@@ -1,8 +1,8 @@
-# Two commands a newcomer needs: `make run` (issue: serving) and `make test`.
+# A newcomer needs two commands: `make demo` (run it, with demo data) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint format check
+.PHONY: install test lint format check run demo bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -15,13 +15,23 @@ test: $(PY)
 	$(PY) -m pytest
 
 lint: $(PY)
-	$(PY) -m ruff check gateway tests bench
-	$(PY) -m ruff format --check gateway tests bench
+	$(PY) -m ruff check gateway tests bench deploy
+	$(PY) -m ruff format --check gateway tests bench deploy
 	$(PY) -m mypy
 
 format: $(PY)
-	$(PY) -m ruff format gateway tests bench
-	$(PY) -m ruff check --fix gateway tests bench
+	$(PY) -m ruff format gateway tests bench deploy
+	$(PY) -m ruff check --fix gateway tests bench deploy
 
 check: $(PY)
 	$(VENV)/bin/shape-gateway check shape_rules.yaml
+
+run: $(PY)  # configuration from the environment: see README "Configuration"
+	$(VENV)/bin/shape-gateway serve
+
+demo: $(PY)
+	$(PY) -m deploy.demo
+
+bench: $(PY)
+	$(PY) -m bench.planner
+	$(PY) -m bench.http

@@ -8,30 +8,39 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import NoReturn
 
 import psycopg
 import pytest
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests import services
+
 _skipped_services: list[str] = []
 
 
-def _unavailable(service: str, reason: str) -> None:
-    message = f"{service} is not reachable ({reason})"
+def _unavailable(service: str, reason: str) -> NoReturn:
+    message = reason
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must run every {service} test", pytrace=False)
     _skipped_services.append(service)
     pytest.skip(message)
+    raise AssertionError  # pytest.skip raises; this line only informs the type checker
 
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
     try:
-        with psycopg.connect(DATABASE_URL, connect_timeout=3) as connection:
-            connection.execute("SELECT 1")
-    except psycopg.Error as error:
-        _unavailable("PostgreSQL", str(error).strip())
-    return DATABASE_URL
+        return services.postgres_url()
+    except services.ServiceUnavailableError as error:
+        _unavailable("PostgreSQL", str(error))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        return services.redis_url()
+    except services.ServiceUnavailableError as error:
+        _unavailable("Redis", str(error))
 
 
 @pytest.fixture
