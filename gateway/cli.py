@@ -12,12 +12,16 @@ import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
+import aiohttp
 import jwt
+from redis.exceptions import RedisError
 
 from gateway.auth.identity import Identity
 from gateway.auth.keys import KeyConfigError, hmac_key
 from gateway.errors import Refusal
 from gateway.logs import configure_logging
+from gateway.revocation.events import EventError, EventRequest, EventType, parse_event_request
+from gateway.revocation.store import RedisStore
 from gateway.rules.load import RulesError, load_rules
 from gateway.rules.model import IdentityMap, Rules, Upstream
 from gateway.settings import Settings, SettingsError, load_settings
@@ -158,6 +162,64 @@ def cmd_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+async def _publish_via_redis(request: EventRequest, settings: Settings, wait: float) -> str:
+    """Append to the stream, retrying while Redis is unreachable for up to `wait` seconds."""
+    assert settings.redis_url is not None
+    store = RedisStore(settings.redis_url, settings.redis_prefix)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                return (await store.publish(request)).id
+            except (RedisError, OSError) as error:
+                if time.monotonic() >= deadline:
+                    raise SystemExit(
+                        f"revoke: Redis is unreachable ({error}); nothing was published"
+                    ) from None
+                await asyncio.sleep(0.5)
+    finally:
+        await store.close()
+
+
+async def _publish_via_gateway(request: EventRequest, url: str, token: str) -> str:
+    endpoint = url.rstrip("/") + "/admin/revocations"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(endpoint, json=request.fields(), headers=headers) as response,
+    ):
+        body = await response.json(content_type=None)
+        if response.status != 202:
+            raise SystemExit(f"revoke: the gateway refused: {response.status} {body}")
+        return str(body["id"])
+
+
+def cmd_revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = _settings(env, sys.stderr)
+    if settings is None:
+        return EXIT_USAGE
+    fields = {"type": args.type, "user": args.user, "tenant": args.tenant, "role": args.role,
+              "session": args.session}  # fmt: skip
+    try:
+        request = parse_event_request({k: v for k, v in fields.items() if v is not None})
+    except EventError as error:
+        print(f"revoke: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.gateway:
+        if not settings.admin_token:
+            print("revoke: --gateway needs GATEWAY_ADMIN_TOKEN", file=sys.stderr)
+            return EXIT_USAGE
+        event_id = asyncio.run(_publish_via_gateway(request, args.gateway, settings.admin_token))
+    elif settings.redis_url:
+        event_id = asyncio.run(_publish_via_redis(request, settings, args.wait))
+    else:
+        print("revoke: set REDIS_URL, or pass --gateway URL (with GATEWAY_ADMIN_TOKEN)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    print(event_id)
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = _settings(
         env,
@@ -241,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--claim", action="append", metavar="K=V", help="JSON for {...} values")
     token.add_argument("--rules", help="rules file for claim names (default: GATEWAY_RULES)")
     token.set_defaults(run=cmd_token)
+    revoke = commands.add_parser("revoke", help="publish a revocation event")
+    revoke.add_argument("type", choices=[t.value for t in EventType])
+    revoke.add_argument("--user")
+    revoke.add_argument("--tenant")
+    revoke.add_argument("--role", help="the new role (role.changed)")
+    revoke.add_argument("--session", help="one session's sid/jti (session.revoked)")
+    revoke.add_argument("--gateway", metavar="URL", help="publish through a gateway's admin API")
+    revoke.add_argument("--wait", type=float, default=30.0,
+                        help="seconds to keep retrying while Redis is unreachable")  # fmt: skip
+    revoke.set_defaults(run=cmd_revoke)
     return parser
 
 

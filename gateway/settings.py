@@ -40,6 +40,7 @@ class Settings:
     jwt_max_ttl: int = 86400
     auth_cookie: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = "shape-gateway"  # keys: <prefix>:revocations, <prefix>:audit, ...
     admin_token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     fail_mode: str = "closed"
@@ -63,6 +64,7 @@ _TEXT: Final = {
     "jwt_issuer": "JWT_ISSUER",
     "auth_cookie": "GATEWAY_AUTH_COOKIE",
     "redis_url": "REDIS_URL",
+    "redis_prefix": "GATEWAY_REDIS_PREFIX",
     "admin_token": "GATEWAY_ADMIN_TOKEN",
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",

@@ -21,6 +21,7 @@ class OpenStream:
     identity: Identity
     live: bool
     task: asyncio.Task[object] | None
+    feed: bool = False  # a /v1/events stream: ended at shutdown, never by a revocation
     reason: Refusal | None = field(default=None)
 
     def stop(self, reason: Refusal) -> None:
@@ -37,8 +38,8 @@ class OpenStreams:
         return len(self._open)
 
     @contextmanager
-    def track(self, identity: Identity, live: bool) -> Iterator[OpenStream]:
-        stream = OpenStream(identity, live, asyncio.current_task())
+    def track(self, identity: Identity, live: bool, *, feed: bool = False) -> Iterator[OpenStream]:
+        stream = OpenStream(identity, live, asyncio.current_task(), feed=feed)
         self._open.add(stream)
         try:
             yield stream
@@ -47,10 +48,17 @@ class OpenStreams:
 
     def stop_where(self, matches: Callable[[OpenStream], bool], reason: Refusal) -> int:
         """Stop every open stream for which `matches` holds; returns how many."""
-        stopped = [s for s in self._open if s.reason is None and matches(s)]
-        for stream in stopped:
-            stream.stop(reason)
-        return len(stopped)
+        return self.stop_each(lambda s: reason if matches(s) else None)
+
+    def stop_each(self, decide: Callable[[OpenStream], Refusal | None]) -> int:
+        """Stop each open stream for which `decide` gives a reason; returns how many."""
+        stopped = 0
+        for stream in list(self._open):
+            reason = decide(stream) if stream.reason is None else None
+            if reason is not None:
+                stream.stop(reason)
+                stopped += 1
+        return stopped
 
     @property
     def live_count(self) -> int:

@@ -3,7 +3,7 @@
 Pipeline for every request (outermost first):
   1. audit_and_render  one audit line; OPTIONS preflights; refusals rendered as JSON
   2. authenticate      JWT (or admin token on /admin/*); nothing else runs before it
-  3. the route         /v1/shape: parse -> plan -> proxy
+  3. the route         /v1/shape: revocation check -> parse -> plan -> proxy
   on_response_prepare  private caching, Vary, CORS on every response, proxied or ours
 """
 
@@ -18,15 +18,30 @@ from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_ke
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
 from gateway.errors import Code, Refusal
 from gateway.logs import REDACTOR
+from gateway.metrics import Metrics
+from gateway.revocation.enforcer import Revocations
+from gateway.revocation.feed import FeedHub
+from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
 from gateway.rules.model import Upstream
 from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, make_session
-from gateway.web import admin, health, shape
+from gateway.web import admin, health, revocations, shape
 from gateway.web.auth import authenticate
-from gateway.web.keys import RULES, SESSION, SETTINGS, STREAMS, TASKS, TIMEOUTS, VERIFIER
+from gateway.web.keys import (
+    FEED,
+    METRICS,
+    REVOCATIONS,
+    RULES,
+    SESSION,
+    SETTINGS,
+    STREAMS,
+    TASKS,
+    TIMEOUTS,
+    VERIFIER,
+)
 from gateway.web.middlewares import audit_and_render, finish_headers
 
 MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
@@ -75,6 +90,28 @@ async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
     await tasks.close()
 
 
+async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
+    """The revocation view: followed from Redis (or memory) for the app's whole life."""
+    settings = app[SETTINGS]
+    store: RevocationStore = (
+        RedisStore(settings.redis_url, settings.redis_prefix)
+        if settings.redis_url
+        else MemoryStore()
+    )
+    revocations = Revocations(
+        store,
+        retention=settings.jwt_max_ttl + settings.jwt_leeway,
+        streams=app[STREAMS],
+        metrics=app[METRICS],
+        fail_closed=settings.fail_mode == "closed",
+    )
+    revocations.listeners.append(app[FEED].publish)
+    app[REVOCATIONS] = revocations
+    app[TASKS].spawn(revocations.run(), "revocations")
+    yield
+    await store.close()
+
+
 async def _end_live_streams(app: web.Application) -> None:
     """On shutdown: end held long-polls and SSE streams so clients reconnect elsewhere; let
     snapshots in flight finish within the runner's grace period."""
@@ -108,17 +145,24 @@ def make_app(
     app[RULES] = holder
     app[STREAMS] = OpenStreams()
     app[TIMEOUTS] = timeouts or Timeouts()
+    app[METRICS] = Metrics()
+    app[FEED] = FeedHub()
     app.cleanup_ctx.append(_tasks_context)
     app.cleanup_ctx.append(_client_context)
+    app.cleanup_ctx.append(_revocation_context)
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(_end_live_streams)
 
     app.router.add_get("/v1/shape", shape.get_shape)  # HEAD too
     app.router.add_post("/v1/shape", shape.post_shape)
     app.router.add_delete("/v1/shape", shape.delete_shape)
+    app.router.add_get("/v1/events", revocations.get_events)
+    app.router.add_get("/v1/memberships", revocations.get_memberships)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
     if settings.admin_token:
         app.router.add_get("/admin/rules", admin.get_rules)
         app.router.add_post("/admin/reload", admin.reload_rules)
+        app.router.add_post("/admin/revocations", revocations.post_revocation)
     return app

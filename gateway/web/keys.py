@@ -10,6 +10,9 @@ from aiohttp import web
 from gateway.audit.records import AuditRecord
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenVerifier
+from gateway.metrics import Metrics
+from gateway.revocation.enforcer import Revocations
+from gateway.revocation.feed import FeedHub
 from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
@@ -23,6 +26,9 @@ SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
 STREAMS: Final = web.AppKey("streams", OpenStreams)
 TASKS: Final = web.AppKey("tasks", TaskGroup)
 TIMEOUTS: Final = web.AppKey("timeouts", Timeouts)
+METRICS: Final = web.AppKey("metrics", Metrics)
+REVOCATIONS: Final = web.AppKey("revocations", Revocations)
+FEED: Final = web.AppKey("feed", FeedHub)
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 AUDIT: Final = web.RequestKey("audit", AuditRecord)

@@ -11,10 +11,17 @@ from aiohttp import hdrs, web
 from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
-from gateway.web.keys import AUDIT, IDENTITY, RULES
+from gateway.web.keys import AUDIT, IDENTITY, REVOCATIONS, RULES
 from gateway.web.proxy import proxy
 
 MAX_BODY: Final = 64 * 1024
+
+
+def check_revocations(request: web.Request) -> None:
+    """Refuse a revoked principal (or, failing closed, any caller while the view is stale)."""
+    refusal = request.app[REVOCATIONS].check(request[IDENTITY])
+    if refusal is not None:
+        raise refusal
 
 
 def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
@@ -27,12 +34,14 @@ def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
 
 async def get_shape(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: the shape log, live long-polls and SSE."""
+    check_revocations(request)
     planned = _plan(request, parse_shape_query(request.rel_url.query.items()))
     return await proxy(request, planned, request.method)
 
 
 async def post_shape(request: web.Request) -> web.StreamResponse:
     """POST: a subset snapshot whose subset parameters come in a JSON body."""
+    check_revocations(request)
     query = parse_shape_query(request.rel_url.query.items())
     if query.subset is not None:
         raise Refusal(

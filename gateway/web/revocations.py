@@ -1,0 +1,77 @@
+"""Revocation routes: the caller's event feed, their memberships, and the admin publish API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from gateway.errors import Code, Refusal
+from gateway.revocation.events import EventError, parse_event_request
+from gateway.revocation.feed import last_event_id, stream_events
+from gateway.web.keys import FEED, IDENTITY, REVOCATIONS, STREAMS
+
+
+async def get_events(request: web.Request) -> web.StreamResponse:
+    """GET /v1/events: SSE of the revocation events that concern the caller."""
+    identity = request[IDENTITY]
+    revocations = request.app[REVOCATIONS]
+    since = last_event_id(request)
+    with request.app[STREAMS].track(identity, live=True, feed=True) as stream:
+        try:
+            return await stream_events(
+                request, identity, request.app[FEED], lambda: revocations.after(since)
+            )
+        except asyncio.CancelledError:
+            if stream.reason is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return web.Response(status=204)  # shutting down: nothing more to say
+
+
+async def get_memberships(request: web.Request) -> web.Response:
+    """GET /v1/memberships: the token's tenants and roles minus revocations, for clients
+    pruning local data at start-up. A tenant missing here must be dropped locally."""
+    identity = request[IDENTITY]
+    state = request.app[REVOCATIONS].state
+    memberships = []
+    for tenant, role in sorted(identity.memberships.items()):
+        if tenant in state.suspended:
+            continue
+        if state.membership_revoked(identity.user, tenant, identity.issued_at):
+            continue
+        stale = state.role_stale(identity.user, tenant, identity.issued_at)
+        memberships.append(
+            {
+                "tenant": tenant,
+                "role": role,
+                "active": tenant == identity.tenant,
+                "status": "stale" if stale else "ok",
+            }
+        )
+    return web.json_response({"user": identity.user, "memberships": memberships})
+
+
+async def post_revocation(request: web.Request) -> web.Response:
+    """POST /admin/revocations: validate, publish, answer 202 with the event id."""
+    try:
+        document = json.loads(await request.content.read(16 * 1024))
+    except ValueError:
+        raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON event") from None
+    if not isinstance(document, dict):
+        raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON object")
+    try:
+        event_request = parse_event_request(document)
+    except EventError as error:
+        raise Refusal(Code.INVALID_PARAMETER, str(error)) from None
+    try:
+        event = await request.app[REVOCATIONS].publish(event_request)
+    except (RedisError, OSError):
+        raise Refusal(
+            Code.REVOCATION_STATE_STALE, "Redis is unreachable; the event was not accepted, retry"
+        ) from None
+    return web.json_response({"id": event.id, "event": event.as_json()}, status=202)
