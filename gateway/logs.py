@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any, Final
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 MASK: Final = "[REDACTED]"
 SENSITIVE_KEYS: Final = frozenset(
@@ -61,6 +62,16 @@ class Redactor:
 REDACTOR: Final = Redactor()
 
 
+def _quiet_malformed(record: logging.LogRecord) -> bool:
+    """aiohttp logs a client's malformed HTTP with a traceback at ERROR; it is the client's
+    mistake, already answered with a 400: keep one warning line, no traceback."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.msg, record.args, record.exc_info = f"malformed_request: {error.message}", (), None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
 def configure_logging(
     log_format: str = "json", level: int = logging.INFO, *, cache: bool = True
 ) -> None:
@@ -69,6 +80,26 @@ def configure_logging(
         if log_format == "console"
         else structlog.processors.JSONRenderer()
     )
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(sys.stderr)  # aiohttp's and asyncio's own log records
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                REDACTOR,
+                renderer,
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
+    handler.addFilter(_quiet_malformed)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -113,3 +113,19 @@ def world(database_url: str) -> Iterator[World]:
     world.execute("CREATE TABLE {schema}.big (id int PRIMARY KEY, payload text)")
     yield world
     world.execute("DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own in the real Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"gw-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
