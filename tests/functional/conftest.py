@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 from aiohttp import web
 from psycopg import sql
 from yarl import URL
@@ -118,8 +119,6 @@ def world(database_url: str) -> Iterator[World]:
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own in the real Redis; its keys are deleted afterwards."""
-    import redis
-
     prefix = f"gw-test-{uuid.uuid4().hex[:10]}"
     yield prefix
     client = redis.Redis.from_url(redis_url)

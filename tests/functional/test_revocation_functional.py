@@ -210,8 +210,8 @@ async def test_memberships_list_the_tokens_tenants_minus_revocations(
     redis_prefix: str,
 ) -> None:  # fmt: skip
     a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
-    token = make_token(sub="alice", tid="acme", role="member",
-                       tenants={"acme": "member", "globex": "admin", "initech": "member"})  # fmt: skip
+    tenants = {"acme": "member", "globex": "admin", "initech": "member"}
+    token = make_token(sub="alice", tid="acme", role="member", tenants=tenants)
     await revoke(a, type="membership.revoked", user="alice", tenant="globex")
     await revoke(a, type="role.changed", user="alice", tenant="initech", role="admin")
     async with a.request("GET", "/v1/memberships", token=token) as response:
