@@ -1,0 +1,134 @@
+"""Break Redis for real: kill it, publish during the outage, bring it back empty. Nothing is
+lost: replicas reconnect and enforce the new event, the stream is restored from their memory,
+and a replica started afterwards enforces every event, each exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.factories import make_token
+from tests.functional.conftest import Electric, World
+from tests.functional.test_revocation_functional import (
+    read_events,
+    ready,
+    replica,
+    revoke,
+    status_of,
+)
+from tests.gateway import Gateway, GatewayFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+class OwnRedis:
+    """A redis-server process of this test's own, so it can be killed and restarted."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            message = "redis-server is not on PATH (apt-get install redis-server)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.binary = binary
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    client.close()
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.kill()
+
+
+async def until(
+    gateway: Gateway, token: str, expected: tuple[int, str | None], within: float
+) -> None:
+    deadline = time.monotonic() + within
+    while (got := await status_of(gateway, token)) != expected:
+        assert time.monotonic() < deadline, f"{got}, wanted {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_restart_loses_nothing(
+    gateway_factory: GatewayFactory, world: World, electric: Electric, own_redis: OwnRedis
+) -> None:
+    prefix = "gw-restart"
+    a = await replica(gateway_factory, world, electric, own_redis.url, prefix, fail_mode="open")
+    b = await replica(gateway_factory, world, electric, own_redis.url, prefix, fail_mode="open")
+    before = int(time.time()) - 5
+    alice = make_token(sub="alice", tid="acme", role="member", iat=before)
+    bob = make_token(sub="bob", tid="acme", role="member", iat=before)
+    await revoke(a, type="membership.revoked", user="alice", tenant="acme")
+    await until(b, alice, (403, "access_revoked"), 1.0)
+
+    own_redis.kill()
+    env = {**os.environ, "REDIS_URL": own_redis.url, "GATEWAY_REDIS_PREFIX": prefix}
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "revoke", "session.revoked", "--user", "bob",
+        "--wait", "30", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 8  # the view counts as stale 5 s after the last read
+    while True:
+        async with b.request("GET", "/readyz", token=None) as response:
+            if response.status == 503:
+                break
+        assert time.monotonic() < deadline, "replica still ready with Redis down"
+        await asyncio.sleep(0.2)
+    assert await status_of(b, make_token(sub="carol", tid="acme", role="admin")) == (200, None)
+    assert cli.returncode is None  # still waiting for Redis
+    own_redis.start()  # back, and empty: this Redis keeps nothing on disk
+    out, err = await asyncio.wait_for(cli.communicate(), 20)
+    assert await cli.wait() == 0, err
+    assert out.strip()
+
+    await until(a, bob, (401, "session_revoked"), 5.0)
+    await until(b, bob, (401, "session_revoked"), 5.0)
+    assert await status_of(b, alice) == (403, "access_revoked")
+    await ready(a)
+
+    late = await replica(gateway_factory, world, electric, own_redis.url, prefix)
+    await until(late, alice, (403, "access_revoked"), 5.0)
+    assert await status_of(late, bob) == (401, "session_revoked")
+    async with late.request("GET", "/v1/events", token=alice) as feed:
+        events = await read_events(feed, 1)
+        with pytest.raises(TimeoutError):
+            await read_events(feed, 1, within=0.5)  # the restored copy is not a second event
+    assert [e["event"] for e in events] == ["membership.revoked"]
