@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from typing import Any
 
@@ -256,3 +258,40 @@ async def test_unreachable_redis_fails_closed_or_open_and_is_not_ready(
     async with gateway.request("GET", "/readyz", token=None) as response:
         assert response.status == 503
         assert (await response.json())["revocations"]["fresh"] is False
+
+
+async def test_cli_revoke_publishes_through_a_gateway_or_redis(
+    gateway_factory: GatewayFactory, world: World, electric: Electric, redis_url: str,
+    redis_prefix: str,
+) -> None:  # fmt: skip
+    a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
+    alice = make_token(sub="alice", tid="acme", role="member", iat=int(time.time()) - 5)
+    carol = make_token(sub="carol", tid="acme", role="admin", iat=int(time.time()) - 5)
+    env = {**os.environ, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    via_gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "revoke", "membership.revoked", "--user", "alice",
+        "--tenant", "acme", "--gateway", str(a.url), env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await via_gateway.communicate()
+    assert via_gateway.returncode == 0
+    assert out.decode().strip().count("-") == 1  # a stream id
+    await eventually(a, alice, (403, "access_revoked"))
+
+    env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": redis_prefix}
+    via_redis = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "revoke", "role.changed", "--user", "carol",
+        "--tenant", "acme", "--role", "member", env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await via_redis.communicate()
+    assert via_redis.returncode == 0
+    await eventually(a, carol, (401, "token_stale"))
+
+
+async def test_cli_revoke_refuses_an_incomplete_event() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "revoke", "role.changed", "--user", "carol",
+        env={**os.environ, "REDIS_URL": "redis://127.0.0.1:9/0"}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    assert b"role.changed needs `tenant`" in err
