@@ -80,12 +80,13 @@ STATUS: Final[dict[Code, int]] = {
 class Refusal(Exception):  # noqa: N818 - a refusal is a decision, not an error of ours
     """A request the gateway will not serve: a spec code and one sentence saying what to do."""
 
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "retry_after")
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, retry_after: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429s, 503s)
 
     @property
     def status(self) -> int:

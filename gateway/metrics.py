@@ -1,7 +1,9 @@
 """Prometheus metrics: one registry per app, so tests and replicas never share counters.
 
-No user or tenant labels (unbounded cardinality); shape names and reason codes are bounded by
-the rules and the spec.
+No user or tenant labels by default (unbounded cardinality); shape names (bounded by the
+rules; anything else is `unknown`) and reason codes (bounded by the spec) are labels.
+`GATEWAY_METRICS_TENANT_LABELS=true` adds a tenant label to the request counter for small
+fleets.
 """
 
 from __future__ import annotations
@@ -11,14 +13,73 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BYTES_BUCKETS = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 
 
 @dataclass
 class Metrics:
+    tenant_labels: bool = False
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
         r = self.registry
+        labels = ["shape", "decision", "reason", "status"] + (
+            ["tenant"] if self.tenant_labels else []
+        )
+        self.requests = Counter(
+            "shape_gateway_requests_total",
+            "Requests by shape, decision, reason code and status.",
+            labels,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "shape_gateway_request_duration_seconds",
+            "Request duration, by decision and whether it was live.",
+            ["decision", "live"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.response_bytes = Histogram(
+            "shape_gateway_response_bytes",
+            "Body bytes streamed to clients per proxied request.",
+            buckets=BYTES_BUCKETS,
+            registry=r,
+        )
+        self.live_connections = Gauge(
+            "shape_gateway_live_connections",
+            "Live shape requests (long-polls, SSE) held open on this replica.",
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "shape_gateway_upstream_errors_total",
+            "Upstream failures by kind (unavailable, timeout, misconfigured, aborted).",
+            ["kind"],
+            registry=r,
+        )
+        self.rules_reloads = Counter(
+            "shape_gateway_rules_reloads_total", "Rules reloads that changed the rules.", registry=r
+        )
+        self.rules_reload_failures = Counter(
+            "shape_gateway_rules_reload_failures_total",
+            "Rules reloads that failed (the last good rules stayed active).",
+            registry=r,
+        )
+        self.rules_info = Gauge(
+            "shape_gateway_rules_info", "The active rules, by digest (value 1).", ["digest"],
+            registry=r,
+        )  # fmt: skip
+        self.limited = Counter(
+            "shape_gateway_limit_refusals_total",
+            "Requests refused by rate limits or live-connection caps, by code.",
+            ["code"],
+            registry=r,
+        )
+        self.security_events_dropped = Counter(
+            "shape_gateway_security_events_dropped_total",
+            "Refusal events not written to the audit stream (queue full).",
+            registry=r,
+        )
         self.revocation_lag = Histogram(
             "shape_gateway_revocation_lag_seconds",
             "Time from a revocation event being accepted to it being applied on this replica.",
@@ -41,3 +102,7 @@ class Metrics:
             "1 when this replica's revocation view is confirmed fresh, else 0.",
             registry=r,
         )
+
+    def set_rules(self, digest: str) -> None:
+        self.rules_info.clear()
+        self.rules_info.labels(digest).set(1)

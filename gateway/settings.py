@@ -45,6 +45,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     fail_mode: str = "closed"
     log_format: str = "json"
+    metrics_tenant_labels: bool = False
 
     @property
     def has_key_source(self) -> bool:
@@ -112,6 +113,11 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
                 problems.append(f"{var}={raw!r}: must be a whole number from {low} to {high}")
     if env.get("JWT_ALGORITHMS"):
         values["jwt_algorithms"] = _algorithms(env["JWT_ALGORITHMS"], problems)
+    labels = env.get("GATEWAY_METRICS_TENANT_LABELS")
+    if labels:
+        if labels.lower() not in ("true", "false", "1", "0"):
+            problems.append(f"GATEWAY_METRICS_TENANT_LABELS={labels!r}: must be true or false")
+        values["metrics_tenant_labels"] = labels.lower() in ("true", "1")
     if env.get("GATEWAY_CORS_ORIGINS"):
         values["cors_origins"] = _origins(env["GATEWAY_CORS_ORIGINS"], problems)
     values.update({k: v for k, v in overrides.items() if v is not None})

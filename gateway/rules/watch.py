@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -53,6 +53,7 @@ class RulesHolder:
         self.last_error: tuple[str, ...] = ()
         self.reloads = 0
         self.failures = 0
+        self.observers: list[Callable[[ReloadResult], None]] = []
         self._signature = _signature(path)
 
     @classmethod
@@ -79,15 +80,22 @@ class RulesHolder:
                 kept=self.rules.digest,
                 problems=list(self.last_error),
             )
-            return ReloadResult(
-                ok=False, changed=False, digest=self.rules.digest, problems=self.last_error
+            return self._tell(
+                ReloadResult(
+                    ok=False, changed=False, digest=self.rules.digest, problems=self.last_error
+                )
             )
         changed = rules.digest != self.rules.digest
         self.rules, self.last_error, self.loaded_at = rules, (), time.time()
         if changed:
             self.reloads += 1
             log.info("rules_reloaded", trigger=trigger, path=self.path, digest=rules.digest)
-        return ReloadResult(ok=True, changed=changed, digest=rules.digest)
+        return self._tell(ReloadResult(ok=True, changed=changed, digest=rules.digest))
+
+    def _tell(self, result: ReloadResult) -> ReloadResult:
+        for observer in self.observers:
+            observer(result)
+        return result
 
     def changed_on_disk(self) -> bool:
         return _signature(self.path) != self._signature

@@ -14,27 +14,33 @@ from typing import Final
 
 from aiohttp import web
 
+from gateway.audit.client_events import AuditSink, LogSink, RedisSink
+from gateway.audit.security import SecurityEvents
 from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
 from gateway.errors import Code, Refusal
+from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
 from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
 from gateway.rules.model import Upstream
-from gateway.rules.watch import RulesHolder
+from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, make_session
-from gateway.web import admin, health, revocations, shape
+from gateway.web import admin, audit, health, revocations, shape
 from gateway.web.auth import authenticate
 from gateway.web.keys import (
+    AUDIT_SINK,
     FEED,
+    LIMITER,
     METRICS,
     REVOCATIONS,
     RULES,
+    SECURITY,
     SESSION,
     SETTINGS,
     STREAMS,
@@ -112,6 +118,40 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]:
+    """Rate limits, live caps and the audit stream: shared through Redis, else in-process."""
+    settings = app[SETTINGS]
+    limiter: Limiter
+    sink: AuditSink
+    if settings.redis_url:
+        limiter = RedisLimiter(settings.redis_url, settings.redis_prefix)
+        sink = RedisSink(settings.redis_url, settings.redis_prefix)
+    else:
+        limiter, sink = MemoryLimiter(), LogSink()
+    app[LIMITER], app[AUDIT_SINK] = limiter, sink
+    security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
+    app[SECURITY] = security
+    app[TASKS].spawn(limiter.run(), "live-lease-renewal")
+    app[TASKS].spawn(security.run(), "security-events")
+    yield
+    await limiter.close()
+    await sink.close()
+
+
+def _observe_rules(app: web.Application) -> None:
+    metrics, holder = app[METRICS], app[RULES]
+    metrics.set_rules(holder.rules.digest)
+
+    def observe(result: ReloadResult) -> None:
+        if not result.ok:
+            metrics.rules_reload_failures.inc()
+        elif result.changed:
+            metrics.rules_reloads.inc()
+            metrics.set_rules(result.digest)
+
+    holder.observers.append(observe)
+
+
 async def _end_live_streams(app: web.Application) -> None:
     """On shutdown: end held long-polls and SSE streams so clients reconnect elsewhere; let
     snapshots in flight finish within the runner's grace period."""
@@ -145,11 +185,13 @@ def make_app(
     app[RULES] = holder
     app[STREAMS] = OpenStreams()
     app[TIMEOUTS] = timeouts or Timeouts()
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(tenant_labels=settings.metrics_tenant_labels)
+    _observe_rules(app)
     app[FEED] = FeedHub()
     app.cleanup_ctx.append(_tasks_context)
     app.cleanup_ctx.append(_client_context)
     app.cleanup_ctx.append(_revocation_context)
+    app.cleanup_ctx.append(_limits_and_audit_context)
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(_end_live_streams)
 
@@ -158,6 +200,7 @@ def make_app(
     app.router.add_delete("/v1/shape", shape.delete_shape)
     app.router.add_get("/v1/events", revocations.get_events)
     app.router.add_get("/v1/memberships", revocations.get_memberships)
+    app.router.add_post("/v1/audit-events", audit.post_audit_events)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

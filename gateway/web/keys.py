@@ -7,9 +7,12 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from gateway.audit.client_events import AuditSink
 from gateway.audit.records import AuditRecord
+from gateway.audit.security import SecurityEvents
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenVerifier
+from gateway.limits import Limiter
 from gateway.metrics import Metrics
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
@@ -29,6 +32,9 @@ TIMEOUTS: Final = web.AppKey("timeouts", Timeouts)
 METRICS: Final = web.AppKey("metrics", Metrics)
 REVOCATIONS: Final = web.AppKey("revocations", Revocations)
 FEED: Final = web.AppKey("feed", FeedHub)
+LIMITER: Final = web.AppKey("limiter", Limiter)
+AUDIT_SINK: Final = web.AppKey("audit_sink", AuditSink)
+SECURITY: Final = web.AppKey("security", SecurityEvents)
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 AUDIT: Final = web.RequestKey("audit", AuditRecord)

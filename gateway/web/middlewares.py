@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import structlog
 from aiohttp import hdrs, web
@@ -18,7 +19,7 @@ from gateway.audit.records import AuditRecord
 from gateway.errors import Code, Refusal
 from gateway.upstream.headers import add_vary, private_cache_control
 from gateway.web.cors import apply_cors, preflight
-from gateway.web.keys import AUDIT, RULES, SETTINGS
+from gateway.web.keys import AUDIT, METRICS, RULES, SECURITY, SETTINGS
 
 log = structlog.get_logger(__name__)
 REQUEST_ID = "X-Request-Id"
@@ -31,6 +32,8 @@ _HTTP_CODES = {
 
 def refusal_response(refusal: Refusal, headers: dict[str, str] | None = None) -> web.Response:
     response = web.json_response(refusal.as_json(), status=refusal.status, headers=headers)
+    if refusal.retry_after is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(refusal.retry_after)
     if refusal.code in (Code.MISSING_TOKEN, Code.INVALID_TOKEN, Code.TOKEN_EXPIRED):
         response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="shape-gateway"'
     return response
@@ -71,7 +74,52 @@ async def audit_and_render(request: web.Request, handler: Handler) -> web.Stream
         )
     record.status = response.status
     record.emit()
+    observe(request, record)
     return response
+
+
+UPSTREAM_REASONS = frozenset(
+    {Code.UPSTREAM_UNAVAILABLE.value, Code.UPSTREAM_TIMEOUT.value,
+     Code.UPSTREAM_MISCONFIGURED.value, "upstream_aborted"}
+)  # fmt: skip
+LIMIT_REASONS = frozenset({Code.RATE_LIMITED.value, Code.TOO_MANY_LIVE_CONNECTIONS.value})
+
+
+def observe(request: web.Request, record: AuditRecord) -> None:
+    """Metrics for the request, and a security event for every refused (4xx) decision."""
+    metrics = request.app[METRICS]
+    shapes = request.app[RULES].rules.shapes
+    shape = record.shape if record.shape in shapes else ("unknown" if record.shape else "-")
+    labels = [shape, record.decision, record.reason, str(record.status)]
+    if metrics.tenant_labels:
+        labels.append(record.identity.tenant if record.identity else "-")
+    metrics.requests.labels(*labels).inc()
+    live = record.upstream is not None and record.upstream.live
+    metrics.duration.labels(record.decision, str(live).lower()).observe(
+        time.monotonic() - record.started
+    )
+    if record.upstream is not None:
+        metrics.response_bytes.observe(record.bytes)
+    if record.reason in UPSTREAM_REASONS:
+        metrics.upstream_errors.labels(record.reason.removeprefix("upstream_")).inc()
+    if record.reason in LIMIT_REASONS:
+        metrics.limited.labels(record.reason).inc()
+    if record.decision == "refused" and 400 <= record.status < 500:
+        identity = record.identity
+        request.app[SECURITY].record(
+            {
+                "reason": record.reason,
+                "status": str(record.status),
+                "method": record.method,
+                "path": record.path,
+                "shape": shape or "-",
+                "user": identity.user if identity else "",
+                "tenant": identity.tenant if identity else "",
+                "role": identity.role if identity else "",
+                "request_id": record.request_id,
+                "at": f"{time.time():.3f}",
+            }
+        )
 
 
 def _allow_header(error: web.HTTPException) -> dict[str, str] | None:

@@ -16,10 +16,11 @@ import aiohttp
 import structlog
 from aiohttp import hdrs, web
 
+from gateway.limits import too_many_live
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import send
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS, TIMEOUTS
+from gateway.web.keys import AUDIT, IDENTITY, LIMITER, METRICS, RULES, SESSION, STREAMS, TIMEOUTS
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,25 @@ async def proxy(
     request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None = None
 ) -> web.StreamResponse:
     """Send `planned` upstream and stream the answer back; raises Refusal before any byte."""
+    if not planned.live:
+        return await _proxy(request, planned, method, body)
+    identity, limiter = request[IDENTITY], request.app[LIMITER]
+    plan = request.app[RULES].rules.limits.plan_for(identity.plan)
+    lease = await limiter.acquire(identity, plan)
+    if lease is None:
+        raise too_many_live(plan.live_connections_per_user)
+    gauge = request.app[METRICS].live_connections
+    gauge.inc()
+    try:
+        return await _proxy(request, planned, method, body)
+    finally:
+        gauge.dec()
+        await limiter.release(identity, lease)
+
+
+async def _proxy(
+    request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None
+) -> web.StreamResponse:
     streams = request.app[STREAMS]
     with streams.track(request[IDENTITY], live=planned.live) as stream:
         response: web.StreamResponse | None = None

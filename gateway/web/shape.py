@@ -11,17 +11,23 @@ from aiohttp import hdrs, web
 from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
-from gateway.web.keys import AUDIT, IDENTITY, REVOCATIONS, RULES
+from gateway.web.keys import AUDIT, IDENTITY, LIMITER, REVOCATIONS, RULES
 from gateway.web.proxy import proxy
 
 MAX_BODY: Final = 64 * 1024
 
 
-def check_revocations(request: web.Request) -> None:
-    """Refuse a revoked principal (or, failing closed, any caller while the view is stale)."""
-    refusal = request.app[REVOCATIONS].check(request[IDENTITY])
+async def admit(request: web.Request) -> None:
+    """Before anything else about the request: revoked principals (or, failing closed, everyone
+    while the view is stale) are refused, then the caller's request budget is charged."""
+    identity = request[IDENTITY]
+    refusal = request.app[REVOCATIONS].check(identity)
     if refusal is not None:
         raise refusal
+    plan = request.app[RULES].rules.limits.plan_for(identity.plan)
+    decision = await request.app[LIMITER].take(identity, plan)
+    if decision.refusal is not None:
+        raise decision.refusal
 
 
 def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
@@ -34,14 +40,14 @@ def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
 
 async def get_shape(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: the shape log, live long-polls and SSE."""
-    check_revocations(request)
+    await admit(request)
     planned = _plan(request, parse_shape_query(request.rel_url.query.items()))
     return await proxy(request, planned, request.method)
 
 
 async def post_shape(request: web.Request) -> web.StreamResponse:
     """POST: a subset snapshot whose subset parameters come in a JSON body."""
-    check_revocations(request)
+    await admit(request)
     query = parse_shape_query(request.rel_url.query.items())
     if query.subset is not None:
         raise Refusal(

@@ -153,7 +153,8 @@ async def test_malformed_requests_get_clean_4xx_while_300_long_polls_are_held(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as group:
         held_gateway = Gateway(gateway.url, gateway.runner, gateway.rules_path, session)
-        polls = [group.create_task(fetch(held_gateway, live, ADMIN)) for _ in range(300)]
+        admins = [make_token(sub=f"admin-{n}", tid="acme", role="admin") for n in range(300)]
+        polls = [group.create_task(fetch(held_gateway, live, token)) for token in admins]
         await electric.state.wait_for(lambda s: s.held_requests == 300, within=20)
 
         base = f"Authorization: Bearer {ADMIN}\r\nHost: x\r\n".encode()

@@ -1,0 +1,239 @@
+"""Per-user and per-tenant request budgets, and per-user caps on live connections, shared by
+every replica through Redis (one atomic script call each), in-process without Redis.
+
+Budgets are token buckets refilled continuously at the plan's per-minute rate, using Redis's
+clock so replicas with skewed clocks agree. Live slots are leases that expire: a held
+long-poll or SSE stream renews its slot while it lasts, so a replica that dies leaks its slots
+for at most one lease. If Redis cannot be reached, limits fail open (logged): revocation, not
+rate limiting, is what keeps data safe, and it has its own fail mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from gateway.auth.identity import Identity
+from gateway.errors import Code, Refusal
+from gateway.rules.model import LimitPlan
+
+log = structlog.get_logger(__name__)
+
+LEASE_SECONDS: Final = 15.0
+RENEW_SECONDS: Final = 5.0
+BUCKET_TTL_MS: Final = 120_000
+
+# KEYS: user bucket, tenant bucket. ARGV: user per-minute rate, tenant per-minute rate.
+# Returns {allowed (1/0), retry-after seconds, which (0 none, 1 user, 2 tenant)}.
+TAKE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function level(key, rate)
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(b[1]) or rate
+  local ts = tonumber(b[2]) or now
+  return math.min(rate, tokens + (now - ts) * rate / 60000)
+end
+local ur, tr = tonumber(ARGV[1]), tonumber(ARGV[2])
+local u, tn = level(KEYS[1], ur), level(KEYS[2], tr)
+if u < 1 or tn < 1 then
+  local wait, which = 0, 2
+  if u < 1 then wait = (1 - u) * 60 / ur; which = 1 end
+  if tn < 1 then wait = math.max(wait, (1 - tn) * 60 / tr) end
+  return {0, math.ceil(wait), which}
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(u - 1), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'tokens', tostring(tn - 1), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {1, 0, 0}
+"""
+# KEYS: the user's lease set. ARGV: lease id, cap, lease ms. Returns 1 if a slot was taken.
+ACQUIRE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# KEYS: lease sets. ARGV: lease ms, then one lease id per key.
+RENEW: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
+LIVE_RETRY_AFTER: Final = 5
+
+
+def rate_limited(retry_after: int, tenant_wide: bool) -> Refusal:
+    scope = "your tenant's" if tenant_wide else "your"
+    return Refusal(
+        Code.RATE_LIMITED,
+        f"{scope} request budget is spent; retry after {retry_after} s",
+        retry_after,
+    )
+
+
+def too_many_live(cap: int) -> Refusal:
+    return Refusal(
+        Code.TOO_MANY_LIVE_CONNECTIONS,
+        f"at most {cap} live connections per user; close one or retry later",
+        LIVE_RETRY_AFTER,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    refusal: Refusal | None = None
+    retry_after: int = 0
+
+
+class Limiter(Protocol):
+    async def take(self, identity: Identity, plan: LimitPlan) -> Decision: ...
+
+    async def acquire(self, identity: Identity, plan: LimitPlan) -> str | None:
+        """A lease id, or None when the user's live connections are at the cap."""
+
+    async def release(self, identity: Identity, lease: str) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class MemoryLimiter:
+    """One process: the same buckets and caps, in dicts."""
+
+    buckets: dict[tuple[str, ...], _Bucket] = field(default_factory=dict)
+    live: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def _level(self, key: tuple[str, ...], rate: int, now: float) -> _Bucket:
+        bucket = self.buckets.setdefault(key, _Bucket(rate, now))
+        bucket.tokens = min(rate, bucket.tokens + (now - bucket.at) * rate / 60)
+        bucket.at = now
+        return bucket
+
+    async def take(self, identity: Identity, plan: LimitPlan) -> Decision:
+        now = time.monotonic()
+        user = self._level(("u", identity.tenant, identity.user), plan.requests_per_minute, now)
+        tenant = self._level(("t", identity.tenant), plan.tenant_requests_per_minute, now)
+        if user.tokens < 1 or tenant.tokens < 1:
+            wait = 0.0
+            if user.tokens < 1:
+                wait = (1 - user.tokens) * 60 / plan.requests_per_minute
+            if tenant.tokens < 1:
+                wait = max(wait, (1 - tenant.tokens) * 60 / plan.tenant_requests_per_minute)
+            retry = max(math.ceil(wait), 1)
+            return Decision(rate_limited(retry, user.tokens >= 1), retry)
+        user.tokens -= 1
+        tenant.tokens -= 1
+        return Decision()
+
+    async def acquire(self, identity: Identity, plan: LimitPlan) -> str | None:
+        held = self.live.setdefault((identity.tenant, identity.user), set())
+        if len(held) >= plan.live_connections_per_user:
+            return None
+        lease = secrets.token_hex(8)
+        held.add(lease)
+        return lease
+
+    async def release(self, identity: Identity, lease: str) -> None:
+        self.live.get((identity.tenant, identity.user), set()).discard(lease)
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisLimiter:
+    def __init__(self, url: str, prefix: str, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self.prefix = prefix
+        self.lease_ms = int(lease_seconds * 1000)
+        self.renew_every = lease_seconds / 3
+        self._take = self.client.register_script(TAKE)
+        self._acquire = self.client.register_script(ACQUIRE)
+        self._renew = self.client.register_script(RENEW)
+        self._leases: dict[str, str] = {}  # lease id -> its key, renewed while held
+
+    def _live_key(self, identity: Identity) -> str:
+        return f"{self.prefix}:live:{identity.tenant}:{identity.user}"
+
+    async def take(self, identity: Identity, plan: LimitPlan) -> Decision:
+        keys = [f"{self.prefix}:rl:u:{identity.tenant}:{identity.user}",
+                f"{self.prefix}:rl:t:{identity.tenant}"]  # fmt: skip
+        args = [plan.requests_per_minute, plan.tenant_requests_per_minute, BUCKET_TTL_MS]
+        try:
+            allowed, retry, which = await self._take(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            log.warning("rate_limit_unavailable", reason=str(error))
+            return Decision()
+        if allowed:
+            return Decision()
+        retry = max(int(retry), 1)
+        return Decision(rate_limited(retry, int(which) == 2), retry)
+
+    async def acquire(self, identity: Identity, plan: LimitPlan) -> str | None:
+        lease, key = secrets.token_hex(8), self._live_key(identity)
+        try:
+            ok = await self._acquire(
+                keys=[key], args=[lease, plan.live_connections_per_user, self.lease_ms]
+            )
+        except (RedisError, OSError) as error:
+            log.warning("live_cap_unavailable", reason=str(error))
+            return lease
+        if not ok:
+            return None
+        self._leases[lease] = key
+        return lease
+
+    async def release(self, identity: Identity, lease: str) -> None:
+        key = self._leases.pop(lease, None)
+        if key is None:
+            return
+        try:
+            await self.client.zrem(key, lease)
+        except (RedisError, OSError) as error:
+            log.warning("live_release_failed", reason=str(error))  # the lease expires anyway
+
+    async def run(self) -> None:
+        """Renew every held lease, in one script call, a few times per lease."""
+        while True:
+            await asyncio.sleep(self.renew_every)
+            leases = dict(self._leases)
+            if not leases:
+                continue
+            try:
+                await self._renew(keys=list(leases.values()), args=[self.lease_ms, *leases])
+            except (RedisError, OSError) as error:
+                log.warning("live_renew_failed", reason=str(error))
+
+    async def close(self) -> None:
+        await self.client.aclose()
