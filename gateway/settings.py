@@ -46,6 +46,7 @@ class Settings:
     fail_mode: str = "closed"
     log_format: str = "json"
     metrics_tenant_labels: bool = False
+    live_lease_seconds: int = 15  # how long a dead replica's live-connection slots linger
 
     @property
     def has_key_source(self) -> bool:
@@ -74,6 +75,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "port": ("GATEWAY_PORT", 0, 65535),
     "jwt_leeway": ("JWT_LEEWAY", 0, 600),
     "jwt_max_ttl": ("JWT_MAX_TTL", 1, 30 * 86400),
+    "live_lease_seconds": ("GATEWAY_LIVE_LEASE_SECONDS", 3, 300),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 

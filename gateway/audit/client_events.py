@@ -129,7 +129,7 @@ class LogSink:
             self._seen[key] = None
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
-            log.info("client_audit_event", event=json.loads(entry))
+            log.info("client_audit_event", audit_event=json.loads(entry))
             out.append(True)
         return out
 

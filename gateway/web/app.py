@@ -124,7 +124,9 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
     limiter: Limiter
     sink: AuditSink
     if settings.redis_url:
-        limiter = RedisLimiter(settings.redis_url, settings.redis_prefix)
+        limiter = RedisLimiter(
+            settings.redis_url, settings.redis_prefix, settings.live_lease_seconds
+        )
         sink = RedisSink(settings.redis_url, settings.redis_prefix)
     else:
         limiter, sink = MemoryLimiter(), LogSink()
