@@ -1,24 +1,49 @@
 // Drives the real @electric-sql/client ShapeStream against the gateway for pytest.
 // Config comes as JSON in argv[2]: {url, table, token, where?, params?, liveSse?, columns?}.
-// Every event is one JSON line on stdout; pytest reads them as they happen.
+// Every event is one JSON line on stdout; pytest reads them as they happen:
+//   {kind: "request", n, t, live, sse, offset, handle, params}   before each fetch
+//   {kind: "response", n, t, status, sse, handle, offset}        when its headers arrive
+//   {kind: "fetch_failed", n, t, message}                        network error or abort
+//   {kind: "change", op, key, value} / {kind: "control", control}  what subscribers get
+//   {kind: "error", status, body, name, message}                  what onError gets
+//   {kind: "warn", message} (console.warn), {kind: "fatal", message}, {kind: "stopped"}
+// `n` numbers the fetches, `t` is milliseconds since the driver started.
 // On an error the stream pauses and reads one line from stdin: a new token to retry with,
-// or an empty line to stop.
+// or an empty line (or end of input) to stop.
 import { ShapeStream } from "@electric-sql/client";
 import { createInterface } from "node:readline";
 
 const config = JSON.parse(process.argv[2]);
-const emit = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+const started = Date.now();
+// int8 columns arrive as BigInt, which JSON.stringify refuses: send them as strings.
+const plain = (_key, value) => (typeof value === "bigint" ? value.toString() : value);
+const emit = (event) => process.stdout.write(JSON.stringify(event, plain) + "\n");
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 console.warn = (...args) => emit({ kind: "warn", message: args.map(String).join(" ") });
 
 let token = config.token;
+let fetches = 0;
 const fetchClient = async (input, init) => {
   const url = new URL(typeof input === "string" ? input : input.url);
-  emit({ kind: "request", live: url.searchParams.get("live") === "true",
-         sse: url.searchParams.get("live_sse") === "true", offset: url.searchParams.get("offset") });
-  const response = await fetch(input, init);
-  emit({ kind: "response", status: response.status, sse: url.searchParams.get("live_sse") === "true" });
+  const query = url.searchParams;
+  const n = ++fetches;
+  const sse = query.get("live_sse") === "true";
+  emit({
+    kind: "request", n, t: Date.now() - started, live: query.get("live") === "true", sse,
+    offset: query.get("offset"), handle: query.get("handle"), params: Object.fromEntries(query),
+  });
+  let response;
+  try {
+    response = await fetch(input, init);
+  } catch (error) {
+    emit({ kind: "fetch_failed", n, t: Date.now() - started, message: String(error) });
+    throw error;
+  }
+  emit({
+    kind: "response", n, t: Date.now() - started, status: response.status, sse,
+    handle: response.headers.get("electric-handle"), offset: response.headers.get("electric-offset"),
+  });
   return response;
 };
 
@@ -34,7 +59,10 @@ const stream = new ShapeStream({
   liveSse: Boolean(config.liveSse),
   fetchClient,
   onError: async (error) => {
-    emit({ kind: "error", status: error.status ?? null, body: error.json ?? error.text ?? String(error) });
+    emit({
+      kind: "error", status: error.status ?? null, body: error.json ?? error.text ?? String(error),
+      name: error.name ?? null, message: error.message ?? String(error),
+    });
     const next = await lines.next();
     if (next.done || !next.value.trim()) {
       emit({ kind: "stopped" });

@@ -125,7 +125,7 @@ async def test_audit_without_redis_deduplicates_in_process(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules)
-    status, body = await post(gateway, EVENTS)
+    _, body = await post(gateway, EVENTS)
     assert body["accepted"] == ["e1", "e2"], body
     assert (await post(gateway, EVENTS))[1]["duplicates"] == ["e1", "e2"]
 
