@@ -59,7 +59,3 @@ class OpenStreams:
                 stream.stop(reason)
                 stopped += 1
         return stopped
-
-    @property
-    def live_count(self) -> int:
-        return sum(1 for s in self._open if s.live)

@@ -26,7 +26,6 @@ class Identity:
     issued_at: int = 0
     expires_at: int = 0
     session: str | None = None  # `sid`, else `jti`: what session.revoked names
-    tenant_selected: bool = False  # the tenant came from X-Tenant-Id (responses Vary on it)
 
 
 def _identity_string(value: object, claim: str) -> str:
@@ -89,5 +88,4 @@ def resolve_identity(
         issued_at=int(claims.get("iat", 0)),
         expires_at=int(claims.get("exp", 0)),
         session=session if isinstance(session, str) else None,
-        tenant_selected=tenant_header is not None,
     )

@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -177,13 +176,6 @@ class JwksKeys:
     def candidates(self, alg: str, kid: str | None) -> list[VerificationKey]:
         return [k for k in self._keys if alg in k.algorithms and (kid is None or k.kid == kid)]
 
-    def knows(self, kid: str | None) -> bool:
-        return kid is None or any(k.kid == kid for k in self._keys)
-
-    @property
-    def stale(self) -> bool:
-        return time.monotonic() - self._fetched_at > self._max_age
-
     def next_refresh_in(self) -> float:
         """Seconds until the keys go stale (retry at the rate limit while they never loaded)."""
         if self._fetched_at == float("-inf"):
@@ -237,11 +229,3 @@ class KeyRing:
         if self.jwks is not None:
             found += self.jwks.candidates(alg, kid)
         return found
-
-
-def static_keys(keys: Iterable[VerificationKey]) -> StaticKeys:
-    return StaticKeys(tuple(keys))
-
-
-def algorithms_of(keys: Sequence[VerificationKey]) -> frozenset[str]:
-    return frozenset().union(*(k.algorithms for k in keys))

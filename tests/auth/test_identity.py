@@ -26,7 +26,6 @@ def test_identity_comes_from_the_mapped_claims() -> None:
     assert identity.plan == "free"
     assert identity.session == "s1"
     assert identity.claims["org"] == "sales"
-    assert not identity.tenant_selected
 
 
 def test_custom_claim_names_are_honoured() -> None:
@@ -40,7 +39,6 @@ def test_x_tenant_id_picks_a_membership_and_its_role() -> None:
     claims = make_claims(tenants={"acme": "member", "globex": "admin"})
     identity = resolve_identity(claims, MAPPING, "globex")
     assert (identity.tenant, identity.role) == ("globex", "admin")
-    assert identity.tenant_selected
 
 
 def test_x_tenant_id_outside_memberships_is_refused_tenant_not_member() -> None:
