@@ -37,6 +37,7 @@ ROOT: Final = CLIENT_DIR.parent.parent
 DRIVER: Final = CLIENT_DIR / "sync.mjs"
 CLIENT_PACKAGE: Final = CLIENT_DIR / "node_modules" / "@electric-sql" / "client" / "package.json"
 ELECTRIC_SECRET: Final = "electric-secret-for-client-tests"
+ADMIN_TOKEN: Final = "admin-token-for-client-tests-0123456789"
 START_TIMEOUT: Final = 20.0  # seconds for a process to say it is listening
 STOP_TIMEOUT: Final = 5.0  # seconds between SIGTERM and SIGKILL
 
@@ -208,6 +209,20 @@ class Stack:
             assert response.status < 300, await response.text()
             return await response.json()
 
+    async def revoke(self, **event: str) -> str:
+        """Publish a revocation event through the gateway's admin API; its id."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{self.gateway}/admin/revocations",
+                json=event,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as response,
+        ):
+            assert response.status == 202, await response.text()
+            body: dict[str, Any] = await response.json()
+            return str(body["id"])
+
     async def rotate(self) -> list[dict[str, str]]:
         """Replace the table's shapes: Electric answers their handles with 409 from now on."""
         rotated: list[dict[str, str]] = (
@@ -252,6 +267,7 @@ async def stack(node: str, tasks: Tasks, tmp_path: Path) -> AsyncIterator[Stack]
         "ELECTRIC_SECRET": ELECTRIC_SECRET,
         "LOG_FORMAT": "json",
         "JWT_LEEWAY": "0",  # a token expires at its exp: the refresh test need not wait 30 s
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,  # the revocation test publishes through it
     }
     async with running(
         "fake Electric", electric_args, electric_log, _electric_url, _clean_environment()

@@ -7,7 +7,11 @@
 //   {kind: "change", op, key, value} / {kind: "control", control}  what subscribers get
 //   {kind: "error", status, body, name, message}                  what onError gets
 //   {kind: "warn", message} (console.warn), {kind: "fatal", message}, {kind: "stopped"}
+//   {kind: "revocation", type, tenant, id}, {kind: "cleared", rows}  with config.events (below)
 // `n` numbers the fetches, `t` is milliseconds since the driver started.
+// With `events: true` the app also follows the gateway's /v1/events feed, as the README shows:
+// on membership.revoked or tenant.suspended for its tenant it stops the shape and deletes its
+// local rows.
 // On an error the stream pauses and reads one line from stdin: a new token to retry with,
 // or an empty line (or end of input) to stop.
 import { ShapeStream } from "@electric-sql/client";
@@ -73,14 +77,47 @@ const stream = new ShapeStream({
   },
 });
 
+const rows = new Map(); // the app's local copy of the shape
 stream.subscribe((messages) => {
   for (const message of messages) {
     if ("key" in message) {
+      if (message.headers.operation === "delete") rows.delete(message.key);
+      else rows.set(message.key, { ...rows.get(message.key), ...message.value });
       emit({ kind: "change", op: message.headers.operation, key: message.key, value: message.value });
     } else if (message.headers?.control) {
+      if (message.headers.control === "must-refetch") rows.clear();
       emit({ kind: "control", control: message.headers.control });
     }
   }
 }, (error) => emit({ kind: "fatal", message: String(error) }));
+
+// The revocation feed: SSE read with fetch, because EventSource cannot send Authorization.
+async function followRevocations() {
+  const response = await fetch(new URL("/v1/events", config.url), {
+    headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream" },
+  });
+  emit({ kind: "feed", status: response.status });
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of response.body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split("\n").find((line) => line.startsWith("data: "));
+      if (!data) continue;
+      const event = JSON.parse(data.slice(6));
+      emit({ kind: "revocation", type: event.type, tenant: event.tenant ?? null, id: event.id });
+      if ((event.type === "membership.revoked" || event.type === "tenant.suspended")
+          && event.tenant === config.tenant) {
+        stream.unsubscribeAll();
+        rows.clear();
+        emit({ kind: "cleared", rows: rows.size });
+      }
+    }
+  }
+}
+if (config.events) followRevocations().catch((error) => emit({ kind: "fatal", message: String(error) }));
 
 process.on("SIGTERM", () => { stream.unsubscribeAll(); process.exit(0); });

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
+import aiohttp
 import pytest
 
 from tests.client.conftest import (
@@ -249,3 +250,30 @@ async def test_live_sse_streams_changes_without_falling_back_to_long_polling(
     assert upstream_live
     assert all(query.get("live_sse") == "true" for query in upstream_live)
     assert (await stack.electric_stats())["held_requests"] >= 1, "the stream is still open"
+
+
+async def test_app_stops_and_clears_a_revoked_tenants_shape_on_the_event(
+    start_client: ClientFactory, stack: Stack
+) -> None:
+    """The README's client pattern, run for real: the app follows /v1/events beside its
+    ShapeStream; on membership.revoked for its tenant it stops the shape and deletes the rows,
+    and the gateway refuses the revoked token from then on."""
+    token = alice_token(iat=int(time.time()) - 5)
+    client = await start_client(token, events=True, tenant="acme")
+    await client.wait_for("feed connected", lambda e: e["kind"] == "feed" and e["status"] == 200)
+    await client.wait_for("up-to-date", control("up-to-date"))
+    await stack.revoke(type="membership.revoked", user="alice", tenant="acme")
+    revoked = await client.wait_for("the revocation event", lambda e: e["kind"] == "revocation")
+    assert (revoked["type"], revoked["tenant"]) == ("membership.revoked", "acme")
+    cleared = await client.wait_for("local data cleared", lambda e: e["kind"] == "cleared")
+    assert cleared["rows"] == 0
+    mark = client.position
+    await client.observe(3.0)
+    assert not of_kind(client.events[mark:], "request"), "the stopped shape kept fetching"
+    url = f"{stack.gateway}/v1/shape?table=tasks&offset=-1"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        assert response.status == 403
+        assert (await response.json())["error"] == "access_revoked"
