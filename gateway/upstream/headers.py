@@ -56,11 +56,14 @@ def add_vary(headers: CIMultiDict[str], names: Iterable[str]) -> None:
 
 
 def client_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream headers a client gets; caching, Vary and CORS are added at prepare time."""
+    """The upstream headers a client gets; caching, Vary and CORS are settled at prepare time
+    (web/middlewares.py finish_headers), for proxied and own responses alike."""
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
         lower = name.lower()
         if lower.startswith(ELECTRIC_PREFIX) or lower in PASS_THROUGH:
             out.add(name, value)
-    out[hdrs.CACHE_CONTROL] = private_cache_control(upstream.get(hdrs.CACHE_CONTROL))
+    cache_control = upstream.get(hdrs.CACHE_CONTROL)
+    if cache_control is not None:
+        out[hdrs.CACHE_CONTROL] = cache_control  # made private, with the rest, at prepare time
     return out

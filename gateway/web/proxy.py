@@ -29,12 +29,23 @@ async def _stream_body(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
+    streaming: bool,
 ) -> None:
     record = request[AUDIT]
+    # A finite body holds back its latest chunk so the last one leaves with the terminator in
+    # one write (a long-poll answer is usually one chunk: headers, body and end together).
+    # An SSE stream writes every event the moment it arrives.
+    hold = not streaming
+    held = b""
     try:
         async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
             record.bytes += len(chunk)
+            if not hold:
+                await response.write(chunk)
+                continue
+            if held:
+                await response.write(held)
+            held = chunk
     except (aiohttp.ClientError, TimeoutError) as error:
         # Headers are gone; the only honest signal left is an unterminated body.
         log.warning("upstream_aborted_mid_body", request_id=record.request_id, reason=str(error))
@@ -42,7 +53,7 @@ async def _stream_body(
         if request.transport is not None:
             request.transport.close()
         return
-    await response.write_eof()
+    await response.write_eof(held)
 
 
 async def proxy(
@@ -91,7 +102,7 @@ async def _proxy(
             if method == hdrs.METH_HEAD:
                 await response.write_eof()
             else:
-                await _stream_body(request, upstream, response)
+                await _stream_body(request, upstream, response, streaming=planned.sse)
             upstream.release()
             return response
         except asyncio.CancelledError:

@@ -53,7 +53,9 @@ def test_only_electric_and_content_headers_pass_through() -> None:
         ["electric-handle", "electric-offset", "electric-schema", "etag", "retry-after",
          "content-type", "content-encoding", "cache-control"]
     )  # fmt: skip
-    assert out["cache-control"] == "private, max-age=60"
+    assert (
+        out["cache-control"] == "public, max-age=60"
+    )  # made private when the response is prepared
 
 
 def test_vary_is_merged_without_duplicates() -> None:
