@@ -34,4 +34,5 @@ demo: $(PY)
 
 bench: $(PY)
 	$(PY) -m bench.planner
+	$(PY) -m bench.limits
 	$(PY) -m bench.http
