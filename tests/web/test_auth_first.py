@@ -3,12 +3,14 @@ and health routes; every refusal is JSON `{error, message}` with private caching
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
 from tests.factories import make_token
-from tests.gateway import GatewayFactory
+from tests.gateway import ADMIN_TOKEN, GatewayFactory
 
 
 @pytest.mark.parametrize(
@@ -94,3 +96,19 @@ async def test_upstream_that_refuses_connections_is_502_upstream_unavailable(
     async with gateway.shape({"table": "tasks", "offset": "-1"}) as response:
         assert response.status == 502
         assert (await response.json())["error"] == "upstream_unavailable"
+
+
+@pytest.mark.parametrize("path", ["/admin/../v1/shape", "/admin/%2e%2e/v1/shape"])
+async def test_the_admin_token_does_not_reach_shapes_through_dot_segments(
+    gateway_factory: GatewayFactory, path: str
+) -> None:
+    gateway = await gateway_factory()
+    assert gateway.url.host is not None
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(
+        f"GET {path}?table=tasks&offset=-1 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode()
+    )
+    status = (await reader.readline()).split()[1]
+    writer.close()
+    assert status == b"404"
