@@ -3,6 +3,10 @@ several tenants and users, and rules pointing at it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from psycopg import sql
 from yarl import URL
 
 from tests.electric import ELECTRIC, ElectricConfig, ElectricState, make_electric_app
+from tests.factories import SECRET
 
 ELECTRIC_SECRET = "electric-secret-for-tests"
 
@@ -128,3 +133,22 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+async def serve_process(
+    world: World, electric: Electric, redis_url: str, prefix: str, tmp_rules: str
+) -> tuple[asyncio.subprocess.Process, str]:
+    env = {**os.environ, "JWT_SECRET": SECRET, "ELECTRIC_SECRET": ELECTRIC_SECRET,
+           "REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": prefix, "LOG_FORMAT": "json",
+           "GATEWAY_LIVE_LEASE_SECONDS": "3"}  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", "0",
+        "--rules", tmp_rules, "--upstream", str(electric.url),
+        env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    async with asyncio.timeout(10):
+        while True:
+            event = json.loads(await process.stderr.readline())
+            if event["event"] == "gateway_listening":
+                return process, str(event["url"]).replace("0.0.0.0", "127.0.0.1")

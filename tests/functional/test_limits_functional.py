@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.factories import SECRET, make_token
-from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
+from tests.factories import make_token
+from tests.functional.conftest import Electric, ElectricFactory, World, serve_process
 from tests.functional.test_revocation_functional import replica, status_of
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import Gateway, GatewayFactory
@@ -100,25 +97,6 @@ async def test_live_connection_cap_holds_across_replicas(
         await electric.state.wait_for(lambda s: s.held_requests == 2)
         third.cancel()
         held[1].cancel()
-
-
-async def serve_process(
-    world: World, electric: Electric, redis_url: str, prefix: str, tmp_rules: str
-) -> tuple[asyncio.subprocess.Process, str]:
-    env = {**os.environ, "JWT_SECRET": SECRET, "ELECTRIC_SECRET": ELECTRIC_SECRET,
-           "REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": prefix, "LOG_FORMAT": "json",
-           "GATEWAY_LIVE_LEASE_SECONDS": "3"}  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--rules", tmp_rules, "--upstream", str(electric.url),
-        env=env, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
-    async with asyncio.timeout(10):
-        while True:
-            event = json.loads(await process.stderr.readline())
-            if event["event"] == "gateway_listening":
-                return process, str(event["url"]).replace("0.0.0.0", "127.0.0.1")
 
 
 async def test_a_killed_replicas_live_slots_come_back_after_the_lease(

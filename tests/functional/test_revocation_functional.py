@@ -8,12 +8,20 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from tests.factories import make_token
-from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
+from tests.functional.conftest import (
+    ELECTRIC_SECRET,
+    Electric,
+    ElectricFactory,
+    World,
+    serve_process,
+)
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import ADMIN_TOKEN, Gateway, GatewayFactory
 
@@ -295,3 +303,32 @@ async def test_cli_revoke_refuses_an_incomplete_event() -> None:
     _, err = await process.communicate()
     assert process.returncode == 2
     assert b"role.changed needs `tenant`" in err
+
+
+async def test_revocation_posted_to_one_process_cuts_a_long_poll_held_by_another_process(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory,
+    redis_url: str, redis_prefix: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    electric = await electric_factory(long_poll_timeout=20.0)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(world.rules)
+    process, url = await serve_process(world, electric, redis_url, redis_prefix, str(rules))
+    try:
+        a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
+        other = Gateway(URL(url), a.runner, a.rules_path, a.session)
+        await ready(other)
+        alice = make_token(sub="alice", tid="acme", role="member")
+        handle, offset, cursor = await sync_to_live(other, alice)
+        live = {"table": "tasks", "offset": offset, "handle": handle, "live": "true",
+                "cursor": cursor}  # fmt: skip
+        async with asyncio.TaskGroup() as group:
+            poll = group.create_task(fetch(other, live, alice))
+            await electric.state.wait_for(lambda s: s.held_requests == 1)
+            started = time.monotonic()
+            await revoke(a, type="session.revoked", user="alice")
+            status, _, body = await poll
+        assert time.monotonic() - started < 1.0
+        assert (status, body["error"]) == (401, "session_revoked")
+    finally:
+        process.terminate()
+        await process.wait()
