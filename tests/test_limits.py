@@ -1,0 +1,42 @@
+"""The in-process limiter (no Redis): the same budgets and caps as the shared one."""
+
+from __future__ import annotations
+
+from gateway.errors import Code
+from gateway.limits import MemoryLimiter
+from gateway.rules.model import LimitPlan
+from tests.factories import make_identity
+
+PLAN = LimitPlan(requests_per_minute=3, tenant_requests_per_minute=5, live_connections_per_user=2)
+
+
+async def test_user_budget_is_spent_then_refused_with_retry_after() -> None:
+    limiter = MemoryLimiter()
+    alice = make_identity()
+    assert [(await limiter.take(alice, PLAN)).refusal for _ in range(3)] == [None] * 3
+    decision = await limiter.take(alice, PLAN)
+    assert decision.refusal is not None
+    assert decision.refusal.code is Code.RATE_LIMITED
+    assert decision.refusal.retry_after == decision.retry_after
+    assert 1 <= decision.retry_after <= 20  # one token comes back every 20 s at 3/min
+
+
+async def test_tenant_budget_is_shared_by_its_users_only() -> None:
+    limiter = MemoryLimiter()
+    users = [make_identity(user=f"u{n}") for n in range(6)]
+    outcomes = [(await limiter.take(user, PLAN)).refusal for user in users]
+    assert [o is None for o in outcomes] == [True] * 5 + [False]
+    assert "tenant" in str(outcomes[-1])
+    assert (await limiter.take(make_identity(tenant="globex"), PLAN)).refusal is None
+
+
+async def test_live_slots_are_capped_per_user_and_released() -> None:
+    limiter = MemoryLimiter()
+    alice = make_identity()
+    first, second = await limiter.acquire(alice, PLAN), await limiter.acquire(alice, PLAN)
+    assert first is not None
+    assert second is not None
+    assert await limiter.acquire(alice, PLAN) is None
+    assert await limiter.acquire(make_identity(user="bob"), PLAN) is not None
+    await limiter.release(alice, first)
+    assert await limiter.acquire(alice, PLAN) is not None
