@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from redis.exceptions import RedisError
 
 from gateway.audit.client_events import parse_batch, record_batch
 from gateway.errors import Code, Refusal
+from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, AUDIT_SINK, IDENTITY
 from gateway.web.shape import admit
 
@@ -18,14 +18,7 @@ MAX_BODY: Final = 2 * 1024 * 1024
 
 async def post_audit_events(request: web.Request) -> web.Response:
     await admit(request)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise Refusal(Code.INVALID_PARAMETER, f"the body must be at most {MAX_BODY} bytes")
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON array of events") from None
-    events = parse_batch(document)
+    events = parse_batch(await read_json(request, MAX_BODY, "a JSON array of events"))
     record = request[AUDIT]
     record.decision, record.reason = "allowed", "ok"
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -11,6 +10,7 @@ from redis.exceptions import RedisError
 from gateway.errors import Code, Refusal
 from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import last_event_id, stream_events
+from gateway.web.body import read_json
 from gateway.web.keys import FEED, IDENTITY, REVOCATIONS, STREAMS
 
 
@@ -58,10 +58,7 @@ async def get_memberships(request: web.Request) -> web.Response:
 
 async def post_revocation(request: web.Request) -> web.Response:
     """POST /admin/revocations: validate, publish, answer 202 with the event id."""
-    try:
-        document = json.loads(await request.content.read(16 * 1024))
-    except ValueError:
-        raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON event") from None
+    document = await read_json(request, 16 * 1024, "a JSON event")
     if not isinstance(document, dict):
         raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON object")
     try:

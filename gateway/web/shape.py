@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
+from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, IDENTITY, LIMITER, REVOCATIONS, RULES
 from gateway.web.proxy import proxy
 
@@ -53,13 +54,7 @@ async def post_shape(request: web.Request) -> web.StreamResponse:
         raise Refusal(
             Code.DUPLICATE_PARAMETER, "send subset parameters in the body or the query, not both"
         )
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise Refusal(Code.INVALID_PARAMETER, f"the body must be at most {MAX_BODY} bytes")
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise Refusal(Code.INVALID_PARAMETER, "the body must be JSON") from None
+    document = await read_json(request, MAX_BODY, "a JSON object of subset parameters")
     query = dataclasses.replace(query, subset=parse_subset_body(document))
     planned = _plan(request, query)
     subset = {k.removeprefix("subset__"): v for k, v in planned.query if k.startswith("subset__")}

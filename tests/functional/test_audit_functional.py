@@ -170,3 +170,30 @@ async def test_metrics_parse_and_move_with_requests(
         digest = (await response.json())["rules"]["digest"]
     assert sample(after, "shape_gateway_rules_info", digest=digest) == 1
     assert "tenant" not in after.split("shape_gateway_requests_total{", 1)[1].split("}", 1)[0]
+
+
+async def test_a_batch_arriving_in_pieces_is_read_whole(
+    gateway_factory: GatewayFactory, world: World, electric: Electric, redis_url: str,
+    redis_prefix: str,
+) -> None:  # fmt: skip
+    a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
+    batch = [{"id": f"big-{n}", "action": "update", "changes": {"note": "x" * 1000}}
+             for n in range(500)]  # fmt: skip
+    body = json.dumps(batch).encode()
+    assert a.url.host is not None
+    reader, writer = await asyncio.open_connection(a.url.host, a.url.port)
+    writer.write(
+        f"POST /v1/audit-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[:1000]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the rest comes later, as over a slow network
+    writer.write(body[1000:])
+    await writer.drain()
+    status_line = await reader.readline()
+    await reader.readuntil(b"\r\n\r\n")
+    answer = json.loads(await reader.read(100_000))
+    writer.close()
+    assert status_line.split()[1] == b"200"
+    assert len(answer["accepted"]) == 500

@@ -265,3 +265,26 @@ async def test_head_and_if_none_match(
         etag = response.headers["ETag"]
     async with gateway.shape(query, token=ALICE, headers={"If-None-Match": etag}) as response:
         assert response.status == 304
+
+
+async def test_post_subset_snapshot_is_checked_and_forwarded_as_a_json_body(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_for(gateway_factory, world, electric)
+    body = {"where": "status = $1", "params": {"1": "open"}, "order_by": "project_id DESC",
+            "limit": 10}  # fmt: skip
+    query = {"table": "tasks", "offset": "-1"}
+    async with gateway.request("POST", params=query, json=body, token=ADMIN) as response:
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    assert sorted(m["value"]["id"] for m in answer["data"]) == ["1", "3"]
+    seen = electric.state.requests[-1]
+    assert seen.method == "POST"
+    assert seen.param("where") == "tenant_id = $1"
+    assert seen.param("params[1]") == "acme"
+    assert not [key for key, _ in seen.query if key.startswith("subset__")]
+
+    hostile = {"where": "tenant_id <> 'acme'"}
+    async with gateway.request("POST", params=query, json=hostile, token=ADMIN) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_where"
