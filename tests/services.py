@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Final
 
 import psycopg
@@ -151,44 +152,43 @@ def _throwaway_redis() -> str | None:
 _found: dict[str, str] = {}
 
 
-def postgres_url() -> str:
-    """A reachable PostgreSQL URL (found or started once per process)."""
-    if "postgres" not in _found:
-        explicit = os.environ.get("DATABASE_URL")
+def _provide(
+    kind: str,
+    variable: str,
+    default: str,
+    answers: Callable[[str], bool],
+    start: Callable[[], str | None],
+    advice: str,
+) -> str:
+    """Found or started once per process, in the order the module docstring gives."""
+    if kind not in _found:
+        explicit = os.environ.get(variable)
         if explicit:
-            if not _postgres_answers(explicit):
-                raise ServiceUnavailableError(f"DATABASE_URL={explicit} does not answer")
-            _found["postgres"] = explicit
-        elif _postgres_answers(DEFAULT_DATABASE_URL):
-            _found["postgres"] = DEFAULT_DATABASE_URL
+            if not answers(explicit):
+                raise ServiceUnavailableError(f"{variable}={explicit} does not answer")
+            _found[kind] = explicit
+        elif answers(default):
+            _found[kind] = default
         else:
-            url = _container("postgres") or _throwaway_postgres()
+            url = _container(kind) or start()
             if url is None:
-                raise ServiceUnavailableError(
-                    "PostgreSQL is not reachable: set DATABASE_URL, run a server on "
-                    "127.0.0.1:5432 with database `test`, or install PostgreSQL "
-                    "(apt-get install postgresql) so tests can start a throwaway one"
-                )
-            _found["postgres"] = url
-    return _found["postgres"]
+                raise ServiceUnavailableError(advice)
+            _found[kind] = url
+    return _found[kind]
+
+
+def postgres_url() -> str:
+    return _provide(
+        "postgres", "DATABASE_URL", DEFAULT_DATABASE_URL, _postgres_answers, _throwaway_postgres,
+        "PostgreSQL is not reachable: set DATABASE_URL, run a server on 127.0.0.1:5432 with "
+        "database `test`, or install PostgreSQL (apt-get install postgresql) so tests can "
+        "start a throwaway one",
+    )  # fmt: skip
 
 
 def redis_url() -> str:
-    """A reachable Redis URL (found or started once per process)."""
-    if "redis" not in _found:
-        explicit = os.environ.get("REDIS_URL")
-        if explicit:
-            if not _redis_answers(explicit):
-                raise ServiceUnavailableError(f"REDIS_URL={explicit} does not answer")
-            _found["redis"] = explicit
-        elif _redis_answers(DEFAULT_REDIS_URL):
-            _found["redis"] = DEFAULT_REDIS_URL
-        else:
-            url = _container("redis") or _throwaway_redis()
-            if url is None:
-                raise ServiceUnavailableError(
-                    "Redis is not reachable: set REDIS_URL, run redis-server on "
-                    "127.0.0.1:6379, or install it (apt-get install redis-server)"
-                )
-            _found["redis"] = url
-    return _found["redis"]
+    return _provide(
+        "redis", "REDIS_URL", DEFAULT_REDIS_URL, _redis_answers, _throwaway_redis,
+        "Redis is not reachable: set REDIS_URL, run redis-server on 127.0.0.1:6379, or "
+        "install it (apt-get install redis-server)",
+    )  # fmt: skip
