@@ -36,3 +36,4 @@ bench: $(PY)
 	$(PY) -m bench.planner
 	$(PY) -m bench.limits
 	$(PY) -m bench.http
+	$(PY) -m bench.revocation

@@ -23,7 +23,9 @@ from redis.exceptions import RedisError
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
+from gateway.redis_client import make_redis
 from gateway.rules.model import LimitPlan
+from gateway.tasks import cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -172,9 +174,7 @@ class MemoryLimiter:
 
 class RedisLimiter:
     def __init__(self, url: str, prefix: str, lease_seconds: float = LEASE_SECONDS) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.client: aioredis.Redis = make_redis(url, socket_timeout=2)
         self.prefix = prefix
         self.lease_ms = int(lease_seconds * 1000)
         self.renew_every = lease_seconds / 3
@@ -233,6 +233,8 @@ class RedisLimiter:
             try:
                 await self._renew(keys=list(leases.values()), args=[self.lease_ms, *leases])
             except (RedisError, OSError) as error:
+                if cancelling():
+                    raise asyncio.CancelledError from error
                 log.warning("live_renew_failed", reason=str(error))
 
     async def close(self) -> None:

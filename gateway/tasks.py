@@ -7,13 +7,27 @@ shutdown; ruff bans it everywhere but here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+
+def cancelling() -> bool:
+    """True when the current task has been asked to stop. redis-py can turn a cancellation
+    into a ConnectionError; a retry loop that catches Redis errors must check this, or a
+    shutdown waits on it forever."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def cancel(task: asyncio.Task[Any], within: float = 2.0) -> None:
+    """Cancel `task` and wait up to `within` seconds for it to stop: shutdown never hangs on
+    a task that is slow to notice (a Redis call mid-flight)."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=within)
 
 
 class TaskGroup:
@@ -33,10 +47,11 @@ class TaskGroup:
         if not task.cancelled() and task.exception() is not None:
             log.error("background_task_failed", task=task.get_name(), exc_info=task.exception())
 
-    async def close(self) -> None:
+    async def close(self, within: float = 5.0) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=within)
+            for task in pending:
+                log.warning("background_task_did_not_stop", task=task.get_name())

@@ -22,6 +22,7 @@ import structlog
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
+from gateway.redis_client import make_redis
 
 log = structlog.get_logger("gateway.audit")
 
@@ -142,9 +143,7 @@ class LogSink:
 
 class RedisSink:
     def __init__(self, url: str, prefix: str) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.client: aioredis.Redis = make_redis(url, socket_timeout=2)
         self.stream = f"{prefix}:audit"
         self.prefix = prefix
         self._append = self.client.register_script(APPEND)

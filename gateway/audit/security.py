@@ -13,6 +13,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from gateway.audit.client_events import AuditSink
+from gateway.tasks import cancelling
 
 log = structlog.get_logger(__name__)
 QUEUE_LIMIT: Final = 10_000
@@ -38,5 +39,7 @@ class SecurityEvents:
                     await self.sink.append_security(fields)
                     break
                 except (RedisError, OSError) as error:
+                    if cancelling():
+                        raise asyncio.CancelledError from error
                     log.warning("security_event_write_failed", reason=str(error))
                     await asyncio.sleep(1.0)

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.redis_client import make_redis
 from gateway.revocation.events import (
     EventError,
     EventRequest,
@@ -29,6 +30,7 @@ from gateway.revocation.events import (
     event_from_entry,
     stream_id_key,
 )
+from gateway.tasks import cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -97,8 +99,8 @@ class MemoryStore:
 
 class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=BLOCK_MS / 1000 + 4, socket_connect_timeout=2
+        self.client: aioredis.Redis = make_redis(
+            url, socket_timeout=BLOCK_MS / 1000 + 4, decode_responses=True
         )
         self.key = f"{prefix}:revocations"
         self._epoch_key = f"{prefix}:revocations:epoch"
@@ -106,6 +108,7 @@ class RedisStore:
         self._last_id = "0-0"
         self._last_ok = float("-inf")
         self.connected = False
+        self._closing = False
 
     async def publish(self, request: EventRequest) -> RevocationEvent:
         """Append to the stream (Redis assigns the id, hence the time). Raises RedisError."""
@@ -188,6 +191,10 @@ class RedisStore:
                     self._last_ok = time.monotonic()
                     await self._check_epoch(retained)
             except (RedisError, OSError) as error:
+                if cancelling():
+                    raise asyncio.CancelledError from error
+                if self._closing:
+                    return  # the app is shutting down and closed our client
                 if self.connected:
                     log.warning("revocation_stream_unreachable", reason=str(error))
                 self.connected = False
@@ -205,4 +212,5 @@ class RedisStore:
             log.warning("revocation_trim_failed", reason=str(error))
 
     async def close(self) -> None:
+        self._closing = True
         await self.client.aclose()

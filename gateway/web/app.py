@@ -29,7 +29,7 @@ from gateway.rules.model import Upstream
 from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
-from gateway.tasks import TaskGroup
+from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, make_session
 from gateway.web import admin, audit, health, revocations, shape
 from gateway.web.auth import authenticate
@@ -113,8 +113,9 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     )
     revocations.listeners.append(app[FEED].publish)
     app[REVOCATIONS] = revocations
-    app[TASKS].spawn(revocations.run(), "revocations")
+    follower = app[TASKS].spawn(revocations.run(), "revocations")
     yield
+    await cancel(follower)  # before its Redis client closes under it
     await store.close()
 
 

@@ -54,7 +54,10 @@ async def audit_and_render(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except Refusal as refusal:
-        record.decision, record.reason = "refused", refusal.code.value
+        # A stream ended by a revocation or shutdown keeps its `stopped:<code>` reason, so the
+        # log tells a cut-off apart from a request refused at the door.
+        if not record.reason.startswith("stopped:"):
+            record.decision, record.reason = "refused", refusal.code.value
         response = refusal_response(refusal)
     except web.HTTPException as error:
         code, message = _HTTP_CODES.get(error.status, (Code.INVALID_PARAMETER, error.reason))
