@@ -142,8 +142,12 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
 
 
 def _observe_rules(app: web.Application) -> None:
+    """Metrics for the active rules, and their upstream secrets masked in logs, at start-up
+    and after every reload (a reload may add an upstream and its secret)."""
     metrics, holder = app[METRICS], app[RULES]
     metrics.set_rules(holder.rules.digest)
+    for upstream in holder.rules.upstreams.values():
+        REDACTOR.add_secret(upstream.secret)
 
     def observe(result: ReloadResult) -> None:
         if not result.ok:
@@ -151,6 +155,8 @@ def _observe_rules(app: web.Application) -> None:
         elif result.changed:
             metrics.rules_reloads.inc()
             metrics.set_rules(result.digest)
+            for upstream in holder.rules.upstreams.values():
+                REDACTOR.add_secret(upstream.secret)
 
     holder.observers.append(observe)
 
@@ -176,8 +182,6 @@ def make_app(
     )
     for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
         REDACTOR.add_secret(secret)
-    for upstream in holder.rules.upstreams.values():
-        REDACTOR.add_secret(upstream.secret)
 
     app = web.Application(
         middlewares=[audit_and_render, authenticate],
