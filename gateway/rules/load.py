@@ -29,9 +29,9 @@ from gateway.rules.model import (
     ShapeRule,
     Upstream,
 )
-from gateway.shape.expressions import ExpressionError
-from gateway.shape.identifiers import IdentifierError, parse_relation
-from gateway.shape.placeholders import CompiledWhere, compile_where
+from gateway.sql.expressions import ExpressionError
+from gateway.sql.identifiers import IdentifierError, parse_relation
+from gateway.sql.placeholders import CompiledWhere, compile_where
 
 _VAR: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")

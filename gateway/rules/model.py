@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.shape.placeholders import CompiledWhere
+from gateway.sql.placeholders import CompiledWhere
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from pglast.parser import ParseError, scan
 from pglast.stream import RawStream
 
 from gateway.errors import Code, Refusal
-from gateway.shape.expressions import ExpressionError, deparse_expression, parse_expression, walk
+from gateway.sql.expressions import ExpressionError, deparse_expression, parse_expression, walk
 
 MAX_WHERE_LENGTH: Final = 8192
 _COMPARISONS: Final = frozenset({"=", "<>", "<", ">", "<=", ">="})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from gateway.errors import Code, Refusal
-from gateway.shape.identifiers import IdentifierError, parse_column_list
+from gateway.sql.identifiers import IdentifierError, parse_column_list
 
 FORBIDDEN: Final = frozenset({"secret", "api_secret"})
 ACCEPTED: Final = frozenset(

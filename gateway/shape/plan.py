@@ -19,13 +19,13 @@ from gateway.auth.identity import MAX_CLAIM_LENGTH, Identity
 from gateway.errors import Code, Refusal
 from gateway.rules.model import Grant, Rules, ShapeRule, Upstream
 from gateway.shape.client_where import check_client_where, check_order_by
-from gateway.shape.identifiers import (
+from gateway.shape.params import ShapeQuery
+from gateway.sql.identifiers import (
     IdentifierError,
     format_column_list,
     format_relation,
     parse_relation,
 )
-from gateway.shape.params import ShapeQuery
 
 TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
 SHAPE_PATH: Final = "/v1/shape"

@@ -10,9 +10,9 @@ from pglast import ast
 from pglast.enums import BoolExprType
 
 from gateway.errors import Refusal
-from gateway.shape.expressions import parse_expression, walk
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import plan_upstream_request
+from gateway.sql.expressions import parse_expression, walk
 from tests.factories import make_identity, make_rules
 
 RULES = make_rules()

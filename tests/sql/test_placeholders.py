@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.shape.expressions import ExpressionError
-from gateway.shape.placeholders import compile_where
+from gateway.sql.expressions import ExpressionError
+from gateway.sql.placeholders import compile_where
 
 
 def test_each_distinct_placeholder_gets_one_parameter_in_order_of_appearance() -> None:

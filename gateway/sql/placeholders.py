@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolExprType
 from pglast.parser import ParseError, scan
 
-from gateway.shape.expressions import ExpressionError, deparse_expression, parse_expression, walk
+from gateway.sql.expressions import ExpressionError, deparse_expression, parse_expression, walk
 
 IDENTITY_PLACEHOLDERS: Final = ("user", "tenant", "role")
 SCOPING_PLACEHOLDERS: Final = frozenset({"user", "tenant"})

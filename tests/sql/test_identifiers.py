@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.shape.identifiers import (
+from gateway.sql.identifiers import (
     IdentifierError,
     format_column_list,
     format_relation,

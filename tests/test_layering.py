@@ -1,0 +1,89 @@
+"""The package graph has no cycles and the pure core stays pure: `sql` is a leaf, and the
+decision (`sql`, `rules`, `auth`'s identity, `shape`) imports no aiohttp, Redis or clock-bound I/O.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
+# Modules of the pure core: request + identity + rules -> upstream request or refusal.
+PURE = ("sql", "rules/model.py", "rules/load.py", "auth/identity.py", "shape")
+IO_MODULES = ("aiohttp", "redis", "asyncio", "socket", "psycopg")
+
+
+def _unit(path: Path) -> str:
+    """The package (or top-level module) a file belongs to: `gateway/shape/plan.py` -> shape."""
+    parts = path.relative_to(GATEWAY).parts
+    return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in GATEWAY.rglob("*.py"):
+        unit = _unit(path)
+        for name in _imports(path):
+            if name.startswith("gateway."):
+                target = name.split(".")[1]
+                if target != unit:
+                    graph[unit].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        if node in visiting:
+            return [*visiting[visiting.index(node) :], node]
+        if node in done:
+            return None
+        visiting.append(node)
+        for target in sorted(graph.get(node, ())):
+            found = visit(target)
+            if found:
+                return found
+        visiting.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return None
+
+
+def test_gateway_packages_import_each_other_without_a_cycle() -> None:
+    assert _cycle(_graph()) is None
+
+
+def test_sql_is_a_leaf_package() -> None:
+    assert _graph().get("sql", set()) == set()
+
+
+def test_cycle_detection_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("part", PURE)
+def test_pure_core_does_no_io(part: str) -> None:
+    files = [GATEWAY / part] if part.endswith(".py") else sorted((GATEWAY / part).rglob("*.py"))
+    for path in files:
+        io = {n for n in _imports(path) if n.split(".")[0] in IO_MODULES}
+        assert not io, f"{path.relative_to(GATEWAY)} imports {sorted(io)}"
