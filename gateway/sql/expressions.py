@@ -1,9 +1,9 @@
-"""One SQL boolean expression, parsed by PostgreSQL's own parser (pglast) and written back.
+"""One SQL boolean expression, parsed by PostgreSQL's own parser (pglast).
 
 Both rule wheres (at load) and client wheres (per request) go through here: the text must parse
-as exactly one expression in a WHERE position, and what the upstream receives is pglast's
-deparse of the parse tree, verified to parse back to the same tree. A client's spelling,
-comments or stray parentheses therefore never reach Electric.
+as exactly one expression in a WHERE position. What the upstream receives is written from the
+checked tree by `emit.py`, so a client's spelling, comments or stray parentheses never reach
+Electric.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Final
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
-from pglast.stream import RawStream
 
 _PREFIX: Final = "SELECT FROM _gw WHERE "
+PREFIX_LENGTH: Final = len(_PREFIX)  # subtract from a node's `location` for its text offset
 _ONLY_WHERE: Final = frozenset(
     {
         "distinctClause",
@@ -51,7 +51,7 @@ def parse_expression(text: str) -> ast.Node:
         statements = parse_sql(_PREFIX + text)
     except ParseError as error:
         message, index = (*error.args, None, None)[:2]
-        position = index - len(_PREFIX) if isinstance(index, int) else None
+        position = index - PREFIX_LENGTH if isinstance(index, int) else None
         raise ExpressionError(str(message), position) from None
     if len(statements) != 1:
         raise ExpressionError("several statements; send one boolean expression")
@@ -68,14 +68,6 @@ def parse_expression(text: str) -> ast.Node:
         raise ExpressionError("only a boolean expression may follow WHERE")
     node: ast.Node = stmt.whereClause
     return node
-
-
-def deparse_expression(node: ast.Node) -> str:
-    """pglast's canonical text for `node`, refused unless it parses back to the same tree."""
-    text: str = RawStream()(node)
-    if parse_expression(text) != node:  # defence in depth against a deparser bug
-        raise ExpressionError("expression does not survive a round trip through the parser")
-    return text
 
 
 def walk(node: object) -> Iterator[ast.Node]:
