@@ -13,6 +13,7 @@ from typing import Final
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
+from pglast.stream import RawStream
 
 _PREFIX: Final = "SELECT FROM _gw WHERE "
 PREFIX_LENGTH: Final = len(_PREFIX)  # subtract from a node's `location` for its text offset
@@ -68,6 +69,15 @@ def parse_expression(text: str) -> ast.Node:
         raise ExpressionError("only a boolean expression may follow WHERE")
     node: ast.Node = stmt.whereClause
     return node
+
+
+def deparse_expression(node: ast.Node) -> str:
+    """pglast's canonical text for `node`, for comparing wheres by meaning (never forwarded:
+    what Electric receives is written by `emit.py`); refused unless it parses back the same."""
+    text: str = RawStream()(node)
+    if parse_expression(text) != node:  # defence in depth against a deparser bug
+        raise ExpressionError("expression does not survive a round trip through the parser")
+    return text
 
 
 def walk(node: object) -> Iterator[ast.Node]:
