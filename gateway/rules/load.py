@@ -317,19 +317,17 @@ def _grants(
 def _unpinned(roles: list[str], grant: Grant, table: str) -> str:
     """The scoping lint's message (#8): which term is missing, and the ways to fix it."""
     who = "role " + ", ".join(map(repr, roles))
-    fixes = (
-        "use a `{tenant}` table, or say `unscoped: true` if "
-        f"{table or 'this table'} is shared by design"
-    )
+    table = table or "this table"
+    fixes = f"or use a `{{tenant}}` table, or say `unscoped: true` if {table} is shared by design"
     if grant.where is None:
         return (
-            f"{who}: has no where, so it would read {table or 'this table'} across every "
-            f"tenant: add a where such as `tenant_id = :tenant`, {fixes}"
+            f"{who}: has no where, so it would read {table} across every tenant: add a where "
+            f"such as `tenant_id = :tenant`; {fixes}"
         )
     return (
         f"{who}: no top-level AND term pins the caller ({grant.where.pinning_hint}): add "
-        "`tenant_id = :tenant` (or `<column> = :user`) as a top-level AND term, a plain column "
-        f"not under OR or NOT, {fixes}"
+        "`tenant_id = :tenant` (or `<column> = :user`) as a top-level AND term (a plain column, "
+        f"not under OR or NOT); {fixes}"
     )
 
 

@@ -46,7 +46,6 @@ _BINARY: Final = {
 }
 _LITERALS: Final = (ast.Integer, ast.Float, ast.String, ast.Boolean)
 _NAMED: Final[dict[type, str]] = {
-    ast.SubLink: "a sub-select (SELECT ...)",
     ast.FuncCall: "a function call",
     ast.A_ArrayExpr: "an ARRAY[...]",
     ast.RowExpr: "a row constructor",
@@ -105,6 +104,13 @@ class _Checker:
         return ExpressionError(message, position(node))
 
     def unsupported(self, node: object) -> ExpressionError:
+        if isinstance(node, ast.SubLink):  # #8: never provably scoped, never pinning
+            return self.refuse(
+                node,
+                "a sub-select (SELECT ...) is not supported in a where: "
+                "it reads other tables, so it can be neither checked nor trusted "
+                "to scope rows; filter on this table's own columns",
+            )
         if isinstance(node, ast.A_Expr) and node.kind in _KINDS:
             construct = _KINDS[node.kind]
         else:
