@@ -17,6 +17,9 @@ from pglast.stream import RawStream
 
 _PREFIX: Final = "SELECT FROM _gw WHERE "
 PREFIX_LENGTH: Final = len(_PREFIX)  # subtract from a node's `location` for its text offset
+# Checking and writing a where recurse over its tree; a client could nest `NOT NOT ...` past
+# Python's recursion limit within 8 KiB. No real filter comes near this depth.
+MAX_DEPTH: Final = 100
 _ONLY_WHERE: Final = frozenset(
     {
         "distinctClause",
@@ -68,7 +71,23 @@ def parse_expression(text: str) -> ast.Node:
     if len(from_clause) != 1 or getattr(from_clause[0], "relname", None) != "_gw":
         raise ExpressionError("only a boolean expression may follow WHERE")
     node: ast.Node = stmt.whereClause
+    if _deeper_than(node, MAX_DEPTH):
+        raise ExpressionError(f"the expression nests more than {MAX_DEPTH} levels deep")
     return node
+
+
+def _deeper_than(node: ast.Node, limit: int) -> bool:
+    """Whether `node` nests more than `limit` AST nodes deep (iterative: no recursion limit)."""
+    stack: list[tuple[object, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, ast.Node):
+            if depth > limit:
+                return True
+            stack += [(getattr(item, attribute), depth + 1) for attribute in item]
+        elif isinstance(item, tuple | list):
+            stack += [(child, depth) for child in item]
+    return False
 
 
 def deparse_expression(node: ast.Node) -> str:

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
-from pglast import parse_sql
+from pglast import ast, parse_sql
+from pglast.enums import A_Expr_Kind
+from pglast.keywords import (
+    COL_NAME_KEYWORDS,
+    RESERVED_KEYWORDS,
+    TYPE_FUNC_NAME_KEYWORDS,
+    UNRESERVED_KEYWORDS,
+)
 from psycopg import sql
 
 from gateway.sql.emit import emit_order_by, emit_where
@@ -128,3 +135,17 @@ def test_the_table_tells_wheres_apart_so_the_row_comparison_can_fail(
 
     assert 0 < count("done") < count("done IS NOT NULL") < len(ROWS)
     assert count("NOT done") == count("done = false") > 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(RESERVED_KEYWORDS | COL_NAME_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS | UNRESERVED_KEYWORDS),
+)
+def test_every_keyword_used_as_a_column_name_reads_back_as_that_column(name: str) -> None:
+    node = ast.A_Expr(
+        kind=A_Expr_Kind.AEXPR_OP,
+        name=(ast.String(sval="="),),
+        lexpr=ast.ColumnRef(fields=(ast.String(sval=name),)),
+        rexpr=ast.A_Const(isnull=False, val=ast.Integer(ival=1)),
+    )
+    assert emit_where(node).endswith(" = 1")

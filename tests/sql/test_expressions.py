@@ -30,3 +30,13 @@ def test_a_syntax_error_points_into_the_expression_text() -> None:
     with pytest.raises(ExpressionError) as caught:
         parse_expression("a = = 1")
     assert caught.value.position == 4
+
+
+@pytest.mark.parametrize("text", ["NOT " * 2000 + "true", "(a = 1 OR " * 700 + "true" + ")" * 700])
+def test_a_where_nested_past_the_depth_limit_is_refused_not_a_recursion_error(text: str) -> None:
+    with pytest.raises(ExpressionError, match="nests more than 100 levels"):
+        parse_expression(text)
+
+
+def test_a_where_nested_within_the_limit_parses() -> None:
+    assert parse_expression("NOT " * 90 + "true") is not None
