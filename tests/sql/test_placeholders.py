@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
 
 from gateway.sql.expressions import ExpressionError
 from gateway.sql.placeholders import compile_where
+from tests.sql.electric_where import electric_where_problem
+from tests.sql.strategies import conditions
 
 
 def test_each_distinct_placeholder_gets_one_parameter_in_order_of_appearance() -> None:
@@ -61,3 +64,11 @@ def test_negations_in_a_rule_where_are_pushed_down_for_electric() -> None:
     assert compile_where("tenant_id = :tenant AND NOT archived").sql == (
         "(tenant_id = $1) AND (archived = false)"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(condition=conditions())
+def test_every_compiled_rule_where_is_in_electrics_subset_and_form(condition: str) -> None:
+    compiled = compile_where(f"tenant_id = :tenant AND ({condition}) AND owner = :user")
+    assert compiled.scoped
+    assert electric_where_problem(compiled.sql) is None, compiled.sql
