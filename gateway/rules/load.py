@@ -321,8 +321,8 @@ def _unpinned(roles: list[str], grant: Grant, table: str) -> str:
     fixes = f"or use a `{{tenant}}` table, or say `unscoped: true` if {table} is shared by design"
     if grant.where is None:
         return (
-            f"{who}: has no where, so it would read {table} across every tenant: add a where "
-            f"such as `tenant_id = :tenant`; {fixes}"
+            f"{who} would read {table} across every tenant: it has no where; add a where "
+            f"such as `tenant_id = :tenant`, {fixes}"
         )
     return (
         f"{who}: no top-level AND term pins the caller ({grant.where.pinning_hint}): add "

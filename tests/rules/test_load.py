@@ -74,8 +74,8 @@ def test_env_variables_are_expanded_after_parsing() -> None:
         ),
         (
             GOOD.replace('    where: "tenant_id = :tenant"\n', ""),
-            "r.yaml:4: shapes.things: role 'admin', 'member': has no where, so it would read "
-            "public.things across every tenant",
+            "r.yaml:4: shapes.things: role 'admin', 'member' would read public.things across "
+            "every tenant: it has no where",
         ),
         (
             GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant OR true"),
