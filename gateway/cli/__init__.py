@@ -7,11 +7,11 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 
-from gateway.cli import check, dev_token, revoke, serve
+from gateway.cli import check, dev_token, diff, revoke, rule_tests, serve
 from gateway.cli.inputs import CommandParser
 
 # Help lists the commands in this order.
-COMMANDS = (serve, check, dev_token, revoke)
+COMMANDS = (serve, check, rule_tests, diff, dev_token, revoke)
 
 
 def build_parser() -> argparse.ArgumentParser:
