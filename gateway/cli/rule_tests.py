@@ -21,8 +21,9 @@ from gateway.cli.inputs import (
     settings_or_report,
 )
 from gateway.rules.load import Problem, RulesError, load_rules
-from gateway.rulesops.cases import Allowed, Case, load_cases
+from gateway.rulesops.cases import load_cases
 from gateway.rulesops.environment import PlaceholderEnv
+from gateway.rulesops.model import Allowed, Case
 from gateway.rulesops.proof import ProofUnavailableError, prove
 from gateway.rulesops.report import case_lines
 from gateway.rulesops.runner import run_cases, untested_pairs

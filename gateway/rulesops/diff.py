@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.rules.model import Grant, LimitPlan, Rules, ShapeRule
+from gateway.rules.model import Grant, IdentityMap, LimitPlan, Rules, ShapeRule
 from gateway.rulesops.conjuncts import render_conjuncts
 
 
@@ -28,7 +28,7 @@ class Kind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Change:
     kind: Kind
-    subject: str  # a shape name, or the section: "roles", "identity", "upstreams", "limits"
+    subject: str  # a shape name, "roles", or a setting's path: identity.tenant, limits.default...
     aspect: str  # access, where, columns, table, public, client_where, upstream, routing, ...
     message: str
     roles: tuple[str, ...] = ()  # the roles it concerns; empty: not one role's access
@@ -100,7 +100,8 @@ def _shape_changes(name: str, old: ShapeRule, new: ShapeRule) -> list[Change]:
         found.append(Change(Kind.WIDENING, name, "table", message))
     if old.public != new.public:
         kind = Kind.WIDENING if new.public else Kind.NARROWING
-        found.append(Change(kind, name, "public", f"public: {old.public} -> {new.public}"))
+        message = f"public: {str(old.public).lower()} -> {str(new.public).lower()}"
+        found.append(Change(kind, name, "public", message))
     old_cw, new_cw = old.client_where, new.client_where
     if old_cw is None and new_cw is not None:
         added = tuple(sorted(new_cw))
@@ -130,10 +131,10 @@ def _access_changes(old: Rules, new: Rules) -> list[Change]:
     found = []
     added, removed = sorted(new.roles - old.roles), sorted(old.roles - new.roles)
     if added:
-        message = f"roles added: {', '.join(added)} (tokens with them were refused)"
+        message = f"added {', '.join(added)} (tokens with them were refused as unknown_role)"
         found.append(Change(Kind.WIDENING, "roles", "roles", message, added=tuple(added)))
     if removed:
-        message = f"roles removed: {', '.join(removed)} (their tokens are refused)"
+        message = f"removed {', '.join(removed)} (their tokens are refused as unknown_role)"
         found.append(Change(Kind.NARROWING, "roles", "roles", message, removed=tuple(removed)))
     for shape in sorted(old.shapes.keys() | new.shapes.keys()):
         if shape in old.shapes and shape in new.shapes:
@@ -143,65 +144,105 @@ def _access_changes(old: Rules, new: Rules) -> list[Change]:
     return found
 
 
+def _shown(value: object) -> str:
+    return "(none)" if value is None else str(value)
+
+
 def _setting_changes(
-    subject: str, old: Mapping[str, object], new: Mapping[str, object], kind: Kind, why: str
+    section: str,
+    old: Mapping[str, object],
+    new: Mapping[str, object],
+    kind: Kind,
+    *,
+    why: str = "",
+    removed: tuple[Kind, str] | None = None,
 ) -> list[Change]:
-    """One change per key whose value differs; `why` says what it means."""
+    """One change per key whose value differs, `why` saying what it means; `removed` gives the
+    kind and meaning of a key that went away, when they differ."""
     found = []
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key), new.get(key)
-        if before != after:
-            message = f"{subject}.{key}: {before or '(none)'} -> {after or '(none)'}{why}"
-            found.append(Change(kind, subject, key, message))
+        if before == after:
+            continue
+        change_kind, meaning = kind, why
+        if removed is not None and before is not None and after is None:
+            change_kind, meaning = removed
+        message = f"{_shown(before)} -> {_shown(after)}{meaning}"
+        found.append(Change(change_kind, f"{section}.{key}", section, message))
     return found
 
 
-def _routing_changes(old: Rules, new: Rules) -> list[Change]:
-    """Identity map, upstreams and routing: a change reads tokens or sends data differently."""
-    old_map, new_map = old.identity, new.identity
-    fields = ("user", "tenant", "role", "memberships")
-    identity = _setting_changes(
+def _identity_changes(old: IdentityMap, new: IdentityMap) -> list[Change]:
+    """A different claim for user, tenant or role reads every token differently."""
+    claims = ("user", "tenant", "role")
+    found = _setting_changes(
         "identity",
-        {f: getattr(old_map, f) for f in fields},
-        {f: getattr(new_map, f) for f in fields},
+        {name: getattr(old, name) for name in claims},
+        {name: getattr(new, name) for name in claims},
         Kind.WIDENING,
-        " (tokens are read differently)",
+        why=" (tokens are read differently)",
     )
-    plan = _setting_changes(
-        "identity", {"plan": old_map.plan}, {"plan": new_map.plan}, Kind.LIMITS, ""
+    found += _setting_changes(
+        "identity",
+        {"memberships": old.memberships},
+        {"memberships": new.memberships},
+        Kind.WIDENING,
+        why=" (X-Tenant-Id may pick any tenant this claim lists)",
+        removed=(Kind.NARROWING, " (X-Tenant-Id can no longer switch tenants)"),
     )
-    urls = _setting_changes(
+    found += _setting_changes(
+        "identity", {"plan": old.plan}, {"plan": new.plan}, Kind.LIMITS, why=" (which limits apply)"
+    )
+    return found
+
+
+def _destination_changes(old: Rules, new: Rules) -> list[Change]:
+    """Upstream URLs and routing: a change sends some tenant's data somewhere else."""
+    found = _setting_changes(
         "upstreams",
         {name: upstream.url for name, upstream in old.upstreams.items()},
         {name: upstream.url for name, upstream in new.upstreams.items()},
         Kind.WIDENING,
-        " (data goes elsewhere)",
+        why=" (data goes elsewhere)",
+        removed=(Kind.NARROWING, " (requests routed to it are refused)"),
     )
-    routing = _setting_changes(
-        "routing",
-        {"claim": old.routing.claim, **{f"tenants.{t}": u for t, u in old.routing.tenants.items()}},
-        {"claim": new.routing.claim, **{f"tenants.{t}": u for t, u in new.routing.tenants.items()}},
-        Kind.WIDENING,
-        " (data goes elsewhere)",
+
+    def routing(rules: Rules) -> dict[str, object]:
+        pins = {f"tenants.{tenant}": name for tenant, name in rules.routing.tenants.items()}
+        return {"claim": rules.routing.claim, **pins}
+
+    found += _setting_changes(
+        "routing", routing(old), routing(new), Kind.WIDENING, why=" (data goes elsewhere)"
     )
-    return identity + plan + urls + routing
+    return found
 
 
-def _plan_values(plan: LimitPlan | None) -> dict[str, object]:
-    return {} if plan is None else {f: getattr(plan, f) for f in LimitPlan.__dataclass_fields__}
+def _plan_values(plan: LimitPlan) -> dict[str, object]:
+    return {name: getattr(plan, name) for name in LimitPlan.__dataclass_fields__}
 
 
 def _limit_changes(old: Rules, new: Rules) -> list[Change]:
-    found = []
-    plans: dict[str, tuple[LimitPlan | None, LimitPlan | None]] = {
-        "default": (old.limits.default, new.limits.default)
-    }
+    """How much, not what: reported on their own, never a widening."""
+    found = _setting_changes(
+        "limits.default",
+        _plan_values(old.limits.default),
+        _plan_values(new.limits.default),
+        Kind.LIMITS,
+    )
     for name in sorted(old.limits.plans.keys() | new.limits.plans.keys()):
-        plans[f"plans.{name}"] = (old.limits.plans.get(name), new.limits.plans.get(name))
-    for name, (before, after) in plans.items():
-        found += _setting_changes(
-            f"limits.{name}", _plan_values(before), _plan_values(after), Kind.LIMITS, ""
-        )
+        before, after = old.limits.plans.get(name), new.limits.plans.get(name)
+        subject = f"limits.plans.{name}"
+        if before is None:
+            assert after is not None
+            values = ", ".join(f"{k} {v}" for k, v in _plan_values(after).items())
+            found.append(Change(Kind.LIMITS, subject, "limits", f"plan added: {values}"))
+        elif after is None:
+            message = "plan removed (its tokens get limits.default)"
+            found.append(Change(Kind.LIMITS, subject, "limits", message))
+        else:
+            found += _setting_changes(
+                subject, _plan_values(before), _plan_values(after), Kind.LIMITS
+            )
     return found
 
 
@@ -221,7 +262,8 @@ ORDER = {Kind.WIDENING: 0, Kind.NARROWING: 1, Kind.LIMITS: 2}
 
 def diff_rules(old: Rules, new: Rules) -> list[Change]:
     """Every change in effect from `old` to `new`: widenings first, then narrowings, limits."""
-    changes = _merge_roles(_access_changes(old, new)) + _routing_changes(old, new)
+    changes = _merge_roles(_access_changes(old, new))
+    changes += _identity_changes(old.identity, new.identity) + _destination_changes(old, new)
     changes += _limit_changes(old, new)
     return sorted(changes, key=lambda change: ORDER[change.kind])
 

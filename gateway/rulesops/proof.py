@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from gateway.rulesops.cases import Allowed
+from gateway.rulesops.model import Allowed
 from gateway.rulesops.runner import CaseResult
 from gateway.shape.plan import UpstreamRequest
 from gateway.sql.identifiers import format_column_list

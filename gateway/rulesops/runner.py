@@ -16,8 +16,8 @@ from typing import Any
 from gateway.auth.identity import Identity, resolve_identity
 from gateway.errors import Refusal
 from gateway.rules.model import IdentityMap, Rules
-from gateway.rulesops.cases import Allowed, Case, IdentitySpec, Refused
 from gateway.rulesops.conjuncts import render_conjuncts
+from gateway.rulesops.model import Allowed, Case, IdentitySpec, Refused
 from gateway.shape.params import parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
 from gateway.sql.identifiers import IdentifierError, format_relation, parse_relation
