@@ -44,8 +44,9 @@ def case_lines(
         pairs = ", ".join(f"{shape} ({role})" for shape, role in untested)
         lines.append(f"note: no case reads these shapes as these roles: {pairs}")
     if unproved:
+        verb = "asserts" if unproved == 1 else "assert"
         lines.append(
-            f"note: {_plural(unproved, 'case')} assert rows; run with --database URL to check them"
+            f"note: {_plural(unproved, 'case')} {verb} rows; run with --database URL to check them"
         )
     return lines
 
