@@ -71,6 +71,16 @@ def _params(reader: NodeReader, node: yaml.Node, key: str) -> dict[int, str]:
     return params
 
 
+def _subset_params(params: list[Any] | dict[Any, Any]) -> dict[str, Any]:
+    """A body's `params` as JSON would carry them: `{"1": "value"}`, numbers as their text (as
+    `request.params` reads them), so `[1]` means parameter 1 is "1"."""
+    items = enumerate(params, 1) if isinstance(params, list) else params.items()
+    return {
+        str(n): str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        for n, v in items
+    }
+
+
 def _request(reader: NodeReader, node: yaml.Node, key: str) -> RequestSpec:
     if isinstance(node, yaml.ScalarNode):  # `request: tasks` is the shape alone
         return RequestSpec(shape=reader.string(node, key))
@@ -81,8 +91,8 @@ def _request(reader: NodeReader, node: yaml.Node, key: str) -> RequestSpec:
     if "subset" in entries:
         reader.mapping(entries["subset"], f"{key}.subset")  # duplicate keys reported
         subset = reader.data(entries["subset"])
-        if isinstance(subset, dict) and isinstance(subset.get("params"), list):
-            subset["params"] = {str(n): v for n, v in enumerate(subset["params"], 1)}
+        if isinstance(subset, dict) and isinstance(subset.get("params"), list | dict):
+            subset["params"] = _subset_params(subset["params"])
     columns = None
     if "columns" in entries:
         columns = ",".join(reader.strings(entries["columns"], f"{key}.columns"))
@@ -122,7 +132,9 @@ def _assertion(reader: NodeReader, node: yaml.Node, key: str) -> str | None:
 
 
 def _allowed(reader: NodeReader, node: yaml.Node, key: str) -> Allowed:
-    if isinstance(node, yaml.ScalarNode) and reader.scalar(node, key) is True:
+    if isinstance(node, yaml.ScalarNode):
+        if reader.scalar(node, key) is not True:
+            reader.problem(node, key, "must be true or a mapping of expectations (or use refused)")
         return Allowed()
     entries = reader.mapping(node, key, _ALLOWED)
     values: dict[str, Any] = {}

@@ -167,3 +167,19 @@ def test_an_unreadable_file_is_a_problem_naming_it(tmp_path: Path) -> None:
         load_cases(missing)
     (problem,) = caught.value.problems
     assert str(problem).startswith(f"{missing}:1: (file): cannot be read")
+
+
+def test_allowed_false_is_a_problem_pointing_to_refused() -> None:
+    assert problems("cases:\n  - {identity: {user: a}, request: t, allowed: false}\n") == [
+        "t.yaml:2: cases[0].allowed: must be true or a mapping of expectations (or use refused)"
+    ]
+
+
+def test_numbers_in_params_mean_their_text_as_a_client_would_send_them() -> None:
+    (case,) = parse_cases(
+        "cases:\n  - identity: {user: a}\n    request: {shape: t, params: [2],"
+        " subset: {where: 'project_id = $1', params: [7]}}\n    allowed: true\n",
+        path="t.yaml",
+    )
+    assert case.request.params == {1: "2"}
+    assert case.request.subset == {"where": "project_id = $1", "params": {"1": "7"}}
