@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from gateway.rules.model import Grant, IdentityMap, LimitPlan, Rules, ShapeRule
 from gateway.rulesops.conjuncts import render_conjuncts
+from gateway.sql.identifiers import IdentifierError, format_relation, parse_relation
 
 
 class Kind(StrEnum):
@@ -93,9 +94,19 @@ def _grant_changes(shape: str, role: str, old: Grant | None, new: Grant | None) 
     return found
 
 
+def _canonical_table(template: str) -> str:
+    """`tasks` and `public.tasks` name the same table; `{tenant}` survives the round trip."""
+    marker = "gw_tenant_placeholder"
+    try:
+        relation = format_relation(*parse_relation(template.replace("{tenant}", marker)))
+    except IdentifierError:
+        return template
+    return relation.replace(marker, "{tenant}")
+
+
 def _shape_changes(name: str, old: ShapeRule, new: ShapeRule) -> list[Change]:
     found = []
-    if old.table != new.table:
+    if _canonical_table(old.table) != _canonical_table(new.table):
         message = f"table {old.table} -> {new.table} (the data comes from elsewhere)"
         found.append(Change(Kind.WIDENING, name, "table", message))
     if old.public != new.public:

@@ -130,6 +130,10 @@ def test_a_changed_table_is_a_widening_because_the_data_comes_from_elsewhere() -
     assert change.message == "table public.tasks -> archive.tasks (the data comes from elsewhere)"
 
 
+def test_the_same_table_spelled_differently_is_no_change() -> None:
+    assert diff(edit("table: public.tasks", "table: TASKS")) == []
+
+
 def test_client_where_columns_added_widen_and_removed_narrow() -> None:
     (added,) = diff(edit("client_where: [status]", "client_where: [status, tenant_id]"))
     assert (added.kind, added.added) == (Kind.WIDENING, ("tenant_id",))
