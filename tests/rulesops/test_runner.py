@@ -127,7 +127,7 @@ def test_memberships_need_the_rules_to_map_a_memberships_claim() -> None:
 def test_subset_parameters_are_checked_as_a_post_body_would_be() -> None:
     body = "request: {shape: tasks, subset: {where: 'status = $1', params: [open], limit: 5}}\n"
     assert run(ALICE + body + "allowed: {where: \"assigned_to = 'alice'\"}\n").passed
-    order = "request: {shape: tasks, subset: {order_by: title}}\nrefused: invalid_where\n"
+    order = "request: {shape: tasks, subset: {order_by: salary}}\nrefused: column_not_allowed\n"
     assert run(ALICE + order).passed
 
 
