@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,12 @@ def nginx_t(prefix: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def prefix() -> AsyncIterator[Path]:
+def prefix() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="shape-gateway-nginx-t-"))
     prepare_prefix(directory)
     config = directory / "nginx.conf"
     config.write_text(relocate_paths(config.read_text(), directory))
-    yield directory  # type: ignore[misc]
+    yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
 
