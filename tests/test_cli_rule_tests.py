@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploy.demo import SCHEMA as DEMO_SCHEMA
+from deploy.demo import SEED_SQL
 from gateway.cli import main
 from tests.factories import SHIPPED_RULES
 
@@ -143,7 +143,7 @@ def demo_database(database_url: str) -> Iterator[str]:
         url = database_url.rsplit("/", 1)[0] + "/" + name
         try:
             with psycopg.connect(url, autocommit=True) as demo:
-                demo.execute(DEMO_SCHEMA)
+                demo.execute(SEED_SQL.read_text())
             yield url
         finally:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
