@@ -97,15 +97,15 @@ def test_every_documented_where_is_accepted_by_both_versions(where: str) -> None
         (
             "current_timestamp > updated_at",
             "At location 0: SQLValueFunction is not supported in this context",
-        ),  # fmt: skip
+        ),
         (
             "CASE WHEN active THEN true END",
             "At location 0: CaseExpr is not supported in this context",
-        ),  # fmt: skip
+        ),
         (
             "NULLIF(id, 1) = 2",
             'At location 0: expression "=" of :AEXPR_NULLIF is not currently supported',
-        ),  # fmt: skip
+        ),
         ("id AND active", "At location 0: reference id of type int4 is not castable to bool"),
         ("id IS TRUE", "At location 3: argument of IS TRUE must be bool, not int4"),
         ("id = $1", "At location 5: parameter $1 was not provided"),

@@ -11,7 +11,7 @@ from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.gateway import GatewayFactory
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.across_electric_versions]
 
 ADMIN = make_token(sub="root", tid="acme", role="admin")
 SNAPSHOT = {"table": "tasks", "offset": "-1"}
