@@ -46,6 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="1.0.10: seconds before a failed snapshot's started 200 is cut",
     )
     parser.add_argument("--no-gzip", action="store_true", help="never compress responses")
+    parser.add_argument(
+        "--allow-shape-deletion", action="store_true", help="answer DELETE /v1/shape (202)"
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +64,7 @@ async def serve(args: argparse.Namespace) -> None:
         chunk_rows=args.chunk_rows,
         snapshot_failure_delay=args.snapshot_failure_delay,
         gzip=not args.no_gzip,
+        allow_shape_deletion=args.allow_shape_deletion,
     )
     # handler_cancellation: a client that hangs up cancels its held request, as in Electric.
     runner = web.AppRunner(make_electric_app(config), handler_cancellation=True)

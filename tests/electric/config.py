@@ -41,6 +41,7 @@ class ElectricConfig:
     flush_bytes: int = 256 * 1024
     snapshot_failure_delay: float = 5.0
     gzip: bool = True
+    allow_shape_deletion: bool = False  # Electric's ELECTRIC_ENABLE_INTEGRATION_TESTING
 
     def __post_init__(self) -> None:
         server_version(self.version)  # ValueError names the known versions

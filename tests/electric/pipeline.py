@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from tests.electric.call import ClientGone, ShapeCall
 from tests.electric.catalog import Table, schema_header
 from tests.electric.definitions import judge_where, resolve_definition
+from tests.electric.deletion import delete_shape
 from tests.electric.errors import (
     ElectricError,
     InvalidRequestError,
@@ -97,10 +98,7 @@ async def _shape(
         if refusal is not None:
             return refusal
     if request.method == hdrs.METH_DELETE:
-        meta = ShapeResponse(status=405, method=request.method)
-        return json_response(
-            405, {"message": "DELETE not allowed"}, shape_headers(state.config, meta)
-        )
+        return await delete_shape(request, state)
     return await _serve(request, state, fault)
 
 
