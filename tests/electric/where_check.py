@@ -30,7 +30,8 @@ from pglast.parser import ParseError, parse_sql_json
 from pglast.stream import RawStream
 
 from tests.electric.versions import ServerVersion
-from tests.electric.where_expressions import ExpressionTyper, WhereCrashError, WhereRefusalError
+from tests.electric.where_expressions import ExpressionTyper
+from tests.electric.where_values import WhereCrashError, WhereRefusalError
 
 PREFIX: Final = "SELECT 1 WHERE "
 _CLAUSES: Final = ("fromClause", "windowClause", "groupClause", "sortClause", "lockingClause")

@@ -9,7 +9,7 @@ offsets in `SELECT 1 WHERE <where>`, reported relative to the clause.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Final
 
 from tests.electric.versions import ServerVersion
@@ -22,52 +22,20 @@ from tests.electric.where_types import (
     is_array,
     literal_problem,
 )
+from tests.electric.where_values import (
+    Value,
+    WhereCrashError,
+    WhereRefusalError,
+    check_subselect,
+    quoted,
+)
 
 _PREFIX_LENGTH: Final = len("SELECT 1 WHERE ")
 _BOOL_TESTS: Final = frozenset({"IS_TRUE", "IS_NOT_TRUE", "IS_FALSE", "IS_NOT_FALSE"}) | {
     "IS_UNKNOWN",
     "IS_NOT_UNKNOWN",
 }
-_SELECT_CLAUSES: Final = (
-    "distinctClause",
-    "groupClause",
-    "havingClause",
-    "windowClause",
-    "limitOffset",
-    "limitCount",
-    "sortClause",
-    "lockingClause",
-    "withClause",
-)
 _AGGREGATE_FLAGS: Final = ("agg_star", "agg_distinct", "over", "agg_filter", "agg_order")
-
-
-class WhereRefusalError(Exception):
-    """Electric refuses the clause: a 400 whose `errors.where` is `[message]`."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class WhereCrashError(Exception):
-    """Electric's parser would raise here: a 500 whose body names this exception."""
-
-    def __init__(self, exception: str) -> None:
-        super().__init__(exception)
-        self.exception = exception
-
-
-@dataclass(frozen=True, slots=True)
-class Value:
-    """A typed node: `kind` is const, ref, func or unknown (literal/NULL/param awaiting a type)."""
-
-    type: str
-    kind: str
-    location: int
-    name: str = ""
-    literal: str | None = None
-    param: int | None = None
 
 
 class ExpressionTyper:
@@ -263,23 +231,23 @@ class ExpressionTyper:
 
     def _operator(self, op: str, left: Value, right: Value, location: int) -> Value:
         if op not in self._rules.binary:
-            raise self._error(location, f"unknown binary operator {_quoted(op)}")
+            raise self._error(location, f"unknown binary operator {quoted(op)}")
         picked = self._rules.binary_result(op, left.type, right.type)
         if picked is None:
             raise self._error(location, "Could not select an operator overload")
         left_type, right_type, result = picked
         self._coerce(left, left_type)
         self._coerce(right, right_type)
-        return Value(result, "func", location, name=_quoted(op))
+        return Value(result, "func", location, name=quoted(op))
 
     def _unary(self, op: str, arg: Value, location: int) -> Value:
         if op not in self._rules.unary:
-            raise self._error(location, f"unknown unary operator {_quoted(op)}")
+            raise self._error(location, f"unknown unary operator {quoted(op)}")
         result = self._rules.unary_result(op, arg.type)
         if result is None:
             raise self._error(location, "Could not select an operator overload")
         self._coerce(arg, result)
-        return Value(result, "func", location, name=_quoted(op))
+        return Value(result, "func", location, name=quoted(op))
 
     def _any(self, op: str, left: Value, right: Value, location: int) -> Value:
         if right.kind != "unknown" and not is_array(right.type):
@@ -294,7 +262,7 @@ class ExpressionTyper:
         self._coerce(left, picked[0])
         if right.kind == "unknown":
             self._resolve(right)  # an array literal: Electric parses it, we let PostgreSQL
-        return Value("bool", "func", location, name=_quoted(op))
+        return Value("bool", "func", location, name=quoted(op))
 
     # --- arrays, subqueries, 1.7's extras -------------------------------------------------
 
@@ -329,7 +297,7 @@ class ExpressionTyper:
         if test.kind != "ref" and test.type != "row":
             message = "currently, left side of `IN (SELECT ...)` can only be a column reference"
             raise self._error(location, message)
-        _check_subselect(body["subselect"]["SelectStmt"])
+        check_subselect(body["subselect"]["SelectStmt"])
         return Value("bool", "func", location, name="sublink_membership_check")
 
     def _variadic(self, body: dict[str, Any]) -> Value:
@@ -381,26 +349,3 @@ class ExpressionTyper:
     @staticmethod
     def _error(location: int, message: str) -> WhereRefusalError:
         return WhereRefusalError(f"At location {max(location - _PREFIX_LENGTH, 0)}: {message}")
-
-
-def _quoted(operator: str) -> str:
-    # Electric names operators `"="` (`known_definition.ex`), and says so in its messages.
-    return '"' + operator + '"'
-
-
-def _check_subselect(select: dict[str, Any]) -> None:
-    """`extract_parts_from_select/1`: plain columns from one table, no other clauses."""
-    for target in select.get("targetList", []):
-        value = target["ResTarget"].get("val", {})
-        fields = value.get("ColumnRef", {}).get("fields", [])
-        if len(fields) != 1 or "String" not in fields[0]:
-            location = target["ResTarget"].get("location", 0)
-            raise WhereRefusalError(f"At location {location}: Expected a plain column reference")
-    tables = select.get("fromClause", [])
-    if len(tables) != 1 or "RangeVar" not in tables[0]:
-        raise WhereRefusalError("Expected a single table reference")
-    clauses = ("distinctClause", "groupClause", "havingClause", "windowClause", "limitOffset")
-    if any(
-        select.get(c) for c in (*clauses, "limitCount", "sortClause", "lockingClause", "withClause")
-    ):
-        raise WhereRefusalError("SELECT statement must not contain any clauses")
