@@ -50,7 +50,7 @@ class TapState:
         self.stats = Stats()
         self.tasks = OwnedTasks()
         self.session: aiohttp.ClientSession | None = None
-        self.handles: dict[str, str] = {}  # handle -> table it was seen for
+        self.handles: dict[str, list[tuple[str, str]]] = {}  # handle -> query that got it
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -70,13 +70,18 @@ class TapState:
     async def rotate(
         self, *, handle: str | None = None, table: str | None = None
     ) -> list[Rotation]:
-        """Delete the shape(s) in Electric; the new handle is learnt by asking again."""
+        """Delete the shape(s) in Electric, then ask for each definition again: a new handle."""
         assert self.session is not None
-        victims = [(h, t) for h, t in self.handles.items() if h == handle or (table and t == table)]
+        victims = [
+            (old, query)
+            for old, query in self.handles.items()
+            if old == handle or (table is not None and _param(query, "table") == table)
+        ]
         rotations: list[Rotation] = []
-        for old, relation in victims:
-            query = self._secret_query({"table": relation, "handle": old})
-            url = self.upstream.with_path("/v1/shape").with_query(query)
+        for old, query in victims:
+            url = self.upstream.with_path("/v1/shape").with_query(
+                self._with_secret([("handle", old)])
+            )
             async with self.session.delete(url) as answer:
                 if answer.status not in (200, 202, 204):
                     raise RuntimeError(
@@ -84,20 +89,47 @@ class TapState:
                         "ELECTRIC_ENABLE_INTEGRATION_TESTING=true on it to run rotation tests"
                     )
             del self.handles[old]
-            rotations.append(Rotation(old, await self._current_handle(relation)))
+            rotations.append(Rotation(old, await self._current_handle(query)))
         return rotations
 
-    async def _current_handle(self, table: str) -> str:
+    async def _current_handle(self, query: list[tuple[str, str]]) -> str:
+        """The handle Electric now gives the definition `query` asked for."""
         assert self.session is not None
-        query = self._secret_query({"table": table, "offset": "-1"})
-        async with self.session.head(self.upstream.with_path("/v1/shape").with_query(query)) as a:
-            return a.headers.get("electric-handle", "")
+        definition = [(k, v) for k, v in query if k not in _POSITION_PARAMS]
+        url = self.upstream.with_path("/v1/shape").with_query(
+            self._with_secret([*definition, ("offset", "-1")])
+        )
+        async with self.session.head(url) as answer:
+            return answer.headers.get("electric-handle", "")
 
-    def _secret_query(self, query: dict[str, str]) -> dict[str, str]:
-        return {**query, "secret": self.secret} if self.secret else query
+    def upstream_query(self, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`query` as Electric must get it: the tests' secret swapped for the real one."""
+        real = self.secret
+        return [
+            (key, real if real and _is_secret(key) and value == self.test_secret else value)
+            for key, value in query
+        ]
+
+    def _with_secret(self, query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A query of the tap's own (not a test's), with the real secret if there is one."""
+        plain = [(key, value) for key, value in query if not _is_secret(key)]
+        return [*plain, ("secret", self.secret)] if self.secret else plain
+
+
+def _param(query: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in reversed(query) if key == name), None)
+
+
+def _is_secret(key: str) -> bool:
+    return key in ("secret", "api_secret")
 
 
 TAP = web.AppKey("tap", TapState)
+# What places a request in a shape's log rather than naming the shape.
+_POSITION_PARAMS: Final = frozenset(
+    {"offset", "handle", "live", "cursor", "live_sse", "experimental_live_sse", "expired_handle",
+     "cache-buster"}
+)  # fmt: skip
 
 
 async def _forward(request: web.Request) -> web.StreamResponse:
@@ -124,11 +156,7 @@ async def _proxy(
     request: web.Request, state: TapState, record: RecordedRequest
 ) -> web.StreamResponse:
     assert state.session is not None
-    query = [
-        (key, state.secret if key in ("secret", "api_secret") and value == state.test_secret
-         and state.secret else value)
-        for key, value in record.query
-    ]  # fmt: skip
+    query = state.upstream_query(record.query)
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
     body = await request.read() if request.can_read_body else None
     url = state.upstream.with_path(request.path).with_query(query)
@@ -140,7 +168,7 @@ async def _proxy(
             if name.lower() not in _HOP_BY_HOP:
                 response.headers.add(name, value)
         if "electric-handle" in upstream.headers and record.param("table"):
-            state.handles[upstream.headers["electric-handle"]] = str(record.param("table"))
+            state.handles[upstream.headers["electric-handle"]] = record.query
         await response.prepare(request)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
