@@ -76,7 +76,8 @@ class ShapeCall:
 
 def location_for(request: web.BaseRequest, handle: str | None) -> str:
     """1.0.10's 409 `location`: the same query at `offset=-1` with the new handle, without
-    `live` and `cursor`, encoded as `Plug.Conn.Query.encode/1` does (keys sorted)."""
+    `live` and `cursor`, encoded as `Plug.Conn.Query.encode/1` does (keys sorted). Electric's
+    `secret` stays in it, as in 1.0.10: a proxy must never pass this header on."""
     query = decode_query(request.rel_url.raw_query_string)
     query.pop("live", None)
     query.pop("cursor", None)
