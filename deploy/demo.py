@@ -1,7 +1,8 @@
 """`make demo`: two tenants on one Electric-protocol upstream, isolated by the gateway.
 
 Creates a `shape_gateway_demo` database with the tables the shipped rules name (tenants `acme`
-and `globex`, a few users and roles), starts our Electric-protocol server on it (tests/electric:
+and `globex`, a few users and roles; `deploy/seed.sql`, which the compose demo on the real
+Electric loads too), starts our Electric-protocol server on it (tests/electric:
 the real Electric needs Docker) and the gateway with the shipped `shape_rules.yaml`, then prints
 tokens and `curl` lines and shows what each caller sees. Ctrl-C stops everything.
 """
@@ -29,29 +30,7 @@ from tests.services import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DB = "shape_gateway_demo"
-SCHEMA = """
-DROP TABLE IF EXISTS countries, projects, tasks, drafts CASCADE;
-DROP SCHEMA IF EXISTS tenant_acme CASCADE;
-DROP SCHEMA IF EXISTS tenant_globex CASCADE;
-CREATE TABLE countries (code text PRIMARY KEY, name text);
-INSERT INTO countries VALUES ('FR', 'France'), ('JP', 'Japan');
-CREATE TABLE projects (id int PRIMARY KEY, tenant_id text, name text, budget int);
-INSERT INTO projects VALUES (1, 'acme', 'Rocket skates', 5000), (2, 'globex', 'Doomsday device', 9);
-CREATE TABLE tasks (id int PRIMARY KEY, tenant_id text, project_id int, title text,
-                    status text, assigned_to text, internal_notes text);
-INSERT INTO tasks VALUES
-  (1, 'acme', 1, 'Test the skates', 'open', 'alice', 'acme only'),
-  (2, 'acme', 1, 'Order more rockets', 'done', 'carol', 'acme only'),
-  (3, 'globex', 2, 'Hire henchmen', 'open', 'bob', 'globex only');
-CREATE TABLE drafts (id int PRIMARY KEY, tenant_id text, user_id text, body text);
-INSERT INTO drafts VALUES (1, 'acme', 'alice', 'alice''s draft'), (2, 'acme', 'carol', 'carol''s');
-CREATE SCHEMA tenant_acme;
-CREATE TABLE tenant_acme.documents (id int PRIMARY KEY, title text);
-INSERT INTO tenant_acme.documents VALUES (1, 'Acme handbook');
-CREATE SCHEMA tenant_globex;
-CREATE TABLE tenant_globex.documents (id int PRIMARY KEY, title text);
-INSERT INTO tenant_globex.documents VALUES (1, 'Globex master plan');
-"""
+SEED_SQL = Path(__file__).resolve().parent / "seed.sql"  # shared with deploy/compose.yaml
 PEOPLE = {
     "alice (acme member)": {"sub": "alice", "tid": "acme", "role": "member"},
     "carol (acme admin)": {"sub": "carol", "tid": "acme", "role": "admin"},
@@ -67,7 +46,7 @@ def prepare_database() -> str:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
     url = server.rsplit("/", 1)[0] + "/" + DEMO_DB
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(SEED_SQL.read_text())
     return url
 
 

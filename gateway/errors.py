@@ -42,6 +42,9 @@ class Code(StrEnum):
     UPSTREAM_MISCONFIGURED = "upstream_misconfigured"
     REVOCATION_STATE_STALE = "revocation_state_stale"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    REQUEST_TIMEOUT = "request_timeout"  # not in SPEC: a body sent too slowly
+    AUDIT_UNAVAILABLE = "audit_log_unavailable"  # not in SPEC: the audit line cannot be written
+    INTERNAL_ERROR = "internal_error"  # not in SPEC: a bug of ours, never a client's mistake
 
 
 STATUS: Final[dict[Code, int]] = {
@@ -68,13 +71,20 @@ STATUS: Final[dict[Code, int]] = {
     Code.UNKNOWN_SHAPE: 404,
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
+    Code.REQUEST_TIMEOUT: 408,
     Code.RATE_LIMITED: 429,
     Code.TOO_MANY_LIVE_CONNECTIONS: 429,
     Code.UPSTREAM_UNAVAILABLE: 502,
     Code.UPSTREAM_MISCONFIGURED: 502,
     Code.REVOCATION_STATE_STALE: 503,
     Code.UPSTREAM_TIMEOUT: 504,
+    Code.AUDIT_UNAVAILABLE: 503,
+    Code.INTERNAL_ERROR: 500,
 }
+# Refusals for access that was taken away: the browser must also drop what it cached.
+REVOKED: Final = frozenset({Code.ACCESS_REVOKED, Code.TENANT_SUSPENDED, Code.SESSION_REVOKED})
+# 401s: the client should (re)authenticate.
+CHALLENGED: Final = frozenset({Code.MISSING_TOKEN, Code.INVALID_TOKEN, Code.TOKEN_EXPIRED})
 
 
 class Refusal(Exception):  # noqa: N818 - a refusal is a decision, not an error of ours

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.redis_client import make_redis
+from gateway.redis_keys import make_key
 from gateway.rules.model import LimitPlan
 from gateway.tasks import cancelling
 
@@ -173,8 +174,10 @@ class MemoryLimiter:
 
 
 class RedisLimiter:
-    def __init__(self, url: str, prefix: str, lease_seconds: float = LEASE_SECONDS) -> None:
-        self.client: aioredis.Redis = make_redis(url, socket_timeout=2)
+    def __init__(
+        self, url: str, prefix: str, lease_seconds: float = LEASE_SECONDS, pool_size: int = 32
+    ) -> None:
+        self.client: aioredis.Redis = make_redis(url, socket_timeout=2, pool_size=pool_size)
         self.prefix = prefix
         self.lease_ms = int(lease_seconds * 1000)
         self.renew_every = lease_seconds / 3
@@ -184,11 +187,11 @@ class RedisLimiter:
         self._leases: dict[str, str] = {}  # lease id -> its key, renewed while held
 
     def _live_key(self, identity: Identity) -> str:
-        return f"{self.prefix}:live:{identity.tenant}:{identity.user}"
+        return make_key(self.prefix, "live", identity.tenant, identity.user)
 
     async def take(self, identity: Identity, plan: LimitPlan) -> Decision:
-        keys = [f"{self.prefix}:rl:u:{identity.tenant}:{identity.user}",
-                f"{self.prefix}:rl:t:{identity.tenant}"]  # fmt: skip
+        keys = [make_key(self.prefix, "rl:u", identity.tenant, identity.user),
+                make_key(self.prefix, "rl:t", identity.tenant)]  # fmt: skip
         args = [plan.requests_per_minute, plan.tenant_requests_per_minute, BUCKET_TTL_MS]
         try:
             allowed, retry, which = await self._take(keys=keys, args=args)

@@ -75,9 +75,25 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.unauthenticated_refusals = Counter(
+            "shape_gateway_unauthenticated_refusals_total",
+            "Refusals of callers without a valid token (their log lines are sampled), by code.",
+            ["reason"],
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "shape_gateway_connections_refused_total",
+            "Client connections closed at once because GATEWAY_MAX_CONNECTIONS were open.",
+            registry=r,
+        )
+        self.connections_timed_out = Counter(
+            "shape_gateway_connections_timed_out_total",
+            "Client connections closed for sending headers or a body too slowly.",
+            registry=r,
+        )
         self.security_events_dropped = Counter(
             "shape_gateway_security_events_dropped_total",
-            "Refusal events not written to the audit stream (queue full).",
+            "Security events not written to the security stream (queue full).",
             registry=r,
         )
         self.revocation_lag = Histogram(

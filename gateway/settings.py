@@ -47,6 +47,9 @@ class Settings:
     log_format: str = "json"
     metrics_tenant_labels: bool = False
     live_lease_seconds: int = 15  # how long a dead replica's live-connection slots linger
+    header_timeout: int = 10  # seconds to deliver a request's headers; also the idle keep-alive
+    max_connections: int | None = None  # open client connections; None: from the file limit
+    redis_pool_size: int = 32  # connections per Redis client (three clients per replica)
 
     @property
     def has_key_source(self) -> bool:
@@ -76,6 +79,9 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "jwt_leeway": ("JWT_LEEWAY", 0, 600),
     "jwt_max_ttl": ("JWT_MAX_TTL", 1, 30 * 86400),
     "live_lease_seconds": ("GATEWAY_LIVE_LEASE_SECONDS", 3, 300),
+    "header_timeout": ("GATEWAY_HEADER_TIMEOUT", 1, 300),
+    "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
+    "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 2, 1024),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 

@@ -40,7 +40,7 @@ def test_explain_shows_the_upstream_request_with_secret_redacted(
     assert code == 0
     assert "secret=REDACTED" in out
     assert "topsecret" not in out
-    assert "(tenant_id = $1 AND assigned_to = $2) AND (status = $3)" in out
+    assert "((tenant_id = $1) AND (assigned_to = $2)) AND (status = $3)" in out
     assert '"acme"  (:tenant)' in out
 
 

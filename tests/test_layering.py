@@ -12,7 +12,13 @@ import pytest
 
 GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 # Modules of the pure core: request + identity + rules -> upstream request or refusal.
-PURE = ("sql", "rules/model.py", "rules/load.py", "auth/identity.py", "shape")
+PURE: tuple[str, ...] = ("sql", "rules/model.py", "rules/load.py", "auth/identity.py", "shape")
+# Rule tests and the access diff are pure too, except the row proof (psycopg, on request).
+PURE += tuple(
+    f"rulesops/{path.name}"
+    for path in sorted((GATEWAY / "rulesops").glob("*.py"))
+    if path.name != "proof.py"
+)
 IO_MODULES = ("aiohttp", "redis", "asyncio", "socket", "psycopg")
 
 

@@ -67,6 +67,9 @@ LATER_LAYERS = {
     Code.TOO_MANY_LIVE_CONNECTIONS: "functional/test_limits_functional.py",
     Code.UPSTREAM_UNAVAILABLE: "web/test_auth_first.py",
     Code.UPSTREAM_TIMEOUT: "functional/test_upstream_failures.py",
+    Code.REQUEST_TIMEOUT: "web/test_slow_clients.py",
+    Code.AUDIT_UNAVAILABLE: "web/test_pipeline.py",
+    Code.INTERNAL_ERROR: "web/test_pipeline.py",
 }
 
 

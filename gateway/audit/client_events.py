@@ -4,8 +4,9 @@ Each event is stamped with the token's user, tenant and role and the server's re
 one that claims another user or tenant is rejected (`attribution_mismatch`). Events are
 de-duplicated by `id` per user across replicas and retries (a client that resends after a lost
 answer creates no duplicate), then appended to a Redis stream with bounded retention, or,
-without Redis, written to the audit log. The same stream carries the gateway's own security
-events (every refused shape request), so a SIEM reading one stream sees both.
+without Redis, written to the audit log. The gateway's own security events (refusals of
+authenticated callers) go to a separate bounded stream, `<prefix>:security`, so a flood of
+refusals can never push client events out of theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.redis_client import make_redis
+from gateway.redis_keys import make_key
 
 log = structlog.get_logger("gateway.audit")
 
@@ -31,6 +33,7 @@ MAX_ID: Final = 128
 MAX_EVENT_BYTES: Final = 16 * 1024
 DEDUPE_SECONDS: Final = 7 * 86400
 STREAM_MAXLEN: Final = 1_000_000
+SECURITY_MAXLEN: Final = 100_000
 CLIENT_FIELDS: Final = frozenset(
     {"id", "action", "table", "recordId", "changes", "timestamp", "userId", "user", "tenantId",
      "tenant"}
@@ -142,15 +145,16 @@ class LogSink:
 
 
 class RedisSink:
-    def __init__(self, url: str, prefix: str) -> None:
-        self.client: aioredis.Redis = make_redis(url, socket_timeout=2)
+    def __init__(self, url: str, prefix: str, pool_size: int = 32) -> None:
+        self.client: aioredis.Redis = make_redis(url, socket_timeout=2, pool_size=pool_size)
         self.stream = f"{prefix}:audit"
+        self.security_stream = f"{prefix}:security"
         self.prefix = prefix
         self._append = self.client.register_script(APPEND)
 
     async def append_client(self, identity: Identity, entries: list[tuple[str, str]]) -> list[bool]:
         keys = [self.stream] + [
-            f"{self.prefix}:audit:seen:{identity.tenant}:{identity.user}:{event_id}"
+            make_key(self.prefix, "audit:seen", identity.tenant, identity.user, event_id)
             for event_id, _ in entries
         ]
         result = await self._append(
@@ -160,7 +164,9 @@ class RedisSink:
 
     async def append_security(self, fields: Mapping[str, str]) -> None:
         entry: dict[Any, Any] = {"kind": "security", **fields}
-        await self.client.xadd(self.stream, entry, maxlen=STREAM_MAXLEN, approximate=True)
+        await self.client.xadd(
+            self.security_stream, entry, maxlen=SECURITY_MAXLEN, approximate=True
+        )
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -2,12 +2,18 @@
 
 Identity (user, tenant, role) is logged; a token, a secret, a where clause or a bound value
 never is (the redaction processor in logs.py backs this up).
+
+Decisions: `allowed` (admitted and served, whatever happened after: a stream cut by a
+revocation keeps `allowed` with reason `stopped:<code>`, a client that hung up `client_closed`),
+`refused` (answered with one of our error codes), `abandoned` (the client went away before a
+decision was made).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 import structlog
 
@@ -15,6 +21,7 @@ from gateway.auth.identity import Identity
 from gateway.shape.plan import UpstreamRequest
 
 log = structlog.get_logger("gateway.audit")
+CLIENT_CLOSED: Final = 499  # nginx's convention: the client closed the connection
 
 
 @dataclass(slots=True)
@@ -26,22 +33,50 @@ class AuditRecord:
     identity: Identity | None = None
     upstream: UpstreamRequest | None = None
     shape: str | None = None
-    decision: str = "refused"
-    reason: str = "unhandled"
+    decision: str = ""  # "" until decided
+    reason: str = ""
     status: int = 0
     bytes: int = 0
     rules: str = ""
 
-    def allow(self, request: UpstreamRequest) -> None:
-        self.upstream, self.shape, self.decision, self.reason = (
-            request,
-            request.shape,
-            "allowed",
-            "ok",
-        )
+    def admit(self) -> None:
+        """The request passed authentication and admission; a refusal may still follow."""
+        if not self.decision:
+            self.decision, self.reason = "allowed", "ok"
 
-    def emit(self) -> None:
+    def allow(self, request: UpstreamRequest) -> None:
+        self.upstream, self.shape = request, request.shape
+        self.decision, self.reason = "allowed", "ok"
+
+    def refuse(self, code: str) -> None:
+        if self.reason.startswith("stopped:"):
+            return  # a stream cut before its headers answers with its reason, still a cut-off
+        self.decision, self.reason = "refused", code
+
+    def stopped(self, code: str) -> None:
+        """Ended on purpose after it was served (revocation, shutdown)."""
+        self.reason = f"stopped:{code}"
+
+    def client_closed(self) -> None:
+        self.decision = self.decision or "abandoned"
+        self.reason, self.status = "client_closed", CLIENT_CLOSED
+
+    def finish(self, status: int) -> None:
+        """The response was sent with `status`; a request nobody refused was allowed."""
+        if self.status != CLIENT_CLOSED:
+            self.status = status
+        if not self.decision:
+            self.admit()
+
+    @property
+    def authenticated(self) -> bool:
+        return self.identity is not None
+
+    def emit(self, sampled_out: int = 0) -> None:
+        """Write the line; raises OSError/ValueError when the log sink is broken.
+        `sampled_out`: lines of unauthenticated refusals left out before this one."""
         identity, upstream = self.identity, self.upstream
+        extra = {"sampled_out": sampled_out} if sampled_out else {}
         log.info(
             "shape_request",
             request_id=self.request_id,
@@ -60,4 +95,5 @@ class AuditRecord:
             bytes=self.bytes,
             duration_ms=round((time.monotonic() - self.started) * 1000, 1),
             rules=self.rules,
+            **extra,
         )

@@ -1,9 +1,12 @@
 """GET /v1/events: each revocation event, as SSE with `id:` lines, to the callers it concerns.
 
 An event naming a user goes to that user only; a tenant event goes to every caller whose
-token has that tenant. `Last-Event-ID` replays what was missed within the retained window; a
-comment heartbeat keeps the stream alive through proxies. A client too slow to keep up is
-disconnected (it reconnects with Last-Event-ID and misses nothing).
+token has that tenant. With `Last-Event-ID`, everything after it that concerns the caller is
+replayed (within the retained window); without it, only events newer than the token's `iat`:
+an app starting with a freshly issued token must not wipe a tenant it was granted again since,
+nor refresh its token in a loop over a role change it already has. A comment heartbeat keeps
+the stream alive through proxies. A client too slow to keep up is disconnected (it reconnects
+with Last-Event-ID and misses nothing). A stream ended on purpose (shutdown) ends cleanly.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from gateway.auth.identity import Identity
+from gateway.errors import Code, Refusal
 from gateway.revocation.events import RevocationEvent, stream_id_key
 
 HEARTBEAT_SECONDS: Final = 15.0
@@ -61,42 +65,62 @@ class FeedHub:
 
 
 def last_event_id(request: web.Request) -> str | None:
-    value = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    if value is None:
+    """The `Last-Event-ID` header (or `last_event_id` query parameter, for EventSource
+    polyfills that cannot set headers); a malformed one is refused, not silently ignored."""
+    values = request.headers.getall("Last-Event-ID", []) + request.query.getall("last_event_id", [])
+    if not values:
         return None
+    if len(values) > 1:
+        raise Refusal(Code.DUPLICATE_PARAMETER, "send Last-Event-ID once")
     try:
-        stream_id_key(value)
+        stream_id_key(values[0])
     except ValueError:
-        return None
-    return value
+        raise Refusal(
+            Code.INVALID_PARAMETER,
+            "Last-Event-ID must be the id of an event this feed sent, like 1700000000000-0",
+        ) from None
+    return values[0]
+
+
+def replay(
+    retained: list[RevocationEvent], identity: Identity, since: str | None
+) -> list[RevocationEvent]:
+    """What a connecting feed replays: after `since`, else what is newer than the token."""
+    if since is not None:
+        key = stream_id_key(since)
+        return [e for e in retained if stream_id_key(e.id) > key and concerns(e, identity)]
+    return [e for e in retained if e.at > identity.issued_at and concerns(e, identity)]
+
+
+def feed_response() -> web.StreamResponse:
+    return web.StreamResponse(
+        headers={
+            hdrs.CONTENT_TYPE: "text/event-stream",
+            hdrs.CACHE_CONTROL: "no-store",
+            "X-Accel-Buffering": "no",  # nginx: never buffer this stream
+        }
+    )
 
 
 async def stream_events(
     request: web.Request,
+    response: web.StreamResponse,
     identity: Identity,
     hub: FeedHub,
     history: Callable[[], list[RevocationEvent]],
-) -> web.StreamResponse:
-    """Subscribe, take the history to replay (no await between: no gap), then stream live;
-    an event in both is sent once."""
+) -> None:
+    """Subscribe, take the history to replay (no await between: no gap), then stream live
+    into `response`; an event in both is sent once."""
     subscriber = Subscriber(identity)
     hub.subscribers.add(subscriber)
     missed = history()
     try:
-        response = web.StreamResponse(
-            headers={
-                hdrs.CONTENT_TYPE: "text/event-stream",
-                hdrs.CACHE_CONTROL: "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
         await response.prepare(request)
         await response.write(b": connected\n\n")
         sent: set[str] = set()
         for event in missed:
-            if concerns(event, identity):
-                await response.write(encode(event))
-                sent.add(event.id)
+            await response.write(encode(event))
+            sent.add(event.id)
         while True:
             try:
                 async with asyncio.timeout(hub.heartbeat):
@@ -110,6 +134,5 @@ async def stream_events(
                 await response.write(encode(item))
                 sent.add(item.id)
         await response.write_eof()
-        return response
     finally:
         hub.subscribers.discard(subscriber)

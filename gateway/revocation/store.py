@@ -98,9 +98,9 @@ class MemoryStore:
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, pool_size: int = 4) -> None:
         self.client: aioredis.Redis = make_redis(
-            url, socket_timeout=BLOCK_MS / 1000 + 4, decode_responses=True
+            url, socket_timeout=BLOCK_MS / 1000 + 4, decode_responses=True, pool_size=pool_size
         )
         self.key = f"{prefix}:revocations"
         self._epoch_key = f"{prefix}:revocations:epoch"

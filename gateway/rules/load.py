@@ -248,7 +248,9 @@ def _table(reader: _Reader, node: yaml.Node, key: str) -> str:
     return table
 
 
-Origin = tuple[yaml.Node, str, bool]  # where a grant is defined, its key, whether it compiled
+# Where a grant's where is defined (the where's own node and key; the grant's when it has none),
+# and whether it compiled: the scoping lint points `check` at that line.
+Origin = tuple[yaml.Node, str, bool]
 
 
 def _grants(
@@ -301,11 +303,32 @@ def _grants(
                 else shape_grant.columns
             )
             grants[role] = Grant(where=role_where, columns=role_columns)
-            compiled = "where" not in fields or role_where is not None
-            origins[role] = (role_node, at, compiled and shape_compiled)
+            if "where" in fields:
+                origins[role] = (fields["where"][1], f"{at}.where", role_where is not None)
+            elif "where" in entries:
+                origins[role] = (entries["where"][1], f"{key}.where", shape_compiled)
+            else:
+                origins[role] = (role_node, at, True)
     else:
         reader.problem(allow_node, f"{key}.allow", 'must be a list of roles, "*" or a role map')
     return grants, origins
+
+
+def _unpinned(roles: list[str], grant: Grant, table: str) -> str:
+    """The scoping lint's message (#8): which term is missing, and the ways to fix it."""
+    who = "role " + ", ".join(map(repr, roles))
+    table = table or "this table"
+    fixes = f"or use a `{{tenant}}` table, or say `unscoped: true` if {table} is shared by design"
+    if grant.where is None:
+        return (
+            f"{who} would read {table} across every tenant: it has no where; add a where "
+            f"such as `tenant_id = :tenant`, {fixes}"
+        )
+    return (
+        f"{who}: no top-level AND term pins the caller ({grant.where.pinning_hint}): add "
+        "`tenant_id = :tenant` (or `<column> = :user`) as a top-level AND term (a plain column, "
+        f"not under OR or NOT); {fixes}"
+    )
 
 
 def _shape(
@@ -332,7 +355,11 @@ def _shape(
     allow_node = entries["allow"][1] if "allow" in entries else None
 
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
-    shape_origin = (key_node, key, "where" not in entries or where is not None)
+    shape_origin: Origin = (
+        (entries["where"][1], f"{key}.where", where is not None)
+        if "where" in entries
+        else (key_node, key, True)
+    )
     grants, origins = _grants(
         reader,
         key=key,
@@ -357,15 +384,7 @@ def _shape(
         line_node, at, compiled = origins.get(grant_roles[0], shape_origin)
         scoped = "{tenant}" in table or (grant.where is not None and grant.where.scoped)
         if compiled and not (public or unscoped or scoped):
-            who = "role " + ", ".join(map(repr, grant_roles))
-            reader.problem(
-                line_node,
-                at,
-                f"{who} would read {table or 'this table'} across every tenant: "
-                "give it a where with `column = :tenant` or `column = :user` as a top-level "
-                "AND term (not under OR or NOT), a `{tenant}` table, or say `unscoped: true` "
-                "if that is intended",
-            )
+            reader.problem(line_node, at, _unpinned(grant_roles, grant, table))
         if client_where and grant.columns is not None:
             hidden = sorted(set(client_where) - set(grant.columns))
             if hidden:

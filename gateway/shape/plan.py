@@ -200,7 +200,7 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
     if query.sse:
         out += [("live_sse", "true"), ("experimental_live_sse", "true")]
     if query.subset is not None:
-        out += _subset(query, shape)
+        out += _subset(query, shape, grant)
     return UpstreamRequest(
         shape=shape.name,
         table=table,
@@ -216,8 +216,12 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
     )
 
 
-def _subset(query: ShapeQuery, shape: ShapeRule) -> list[tuple[str, str]]:
-    """Subset parameters: Electric ANDs them with the main where; we check them like `where`."""
+def _subset(query: ShapeQuery, shape: ShapeRule, grant: Grant) -> list[tuple[str, str]]:
+    """Subset parameters: Electric ANDs them with the main where; we check them like `where`.
+
+    `subset__order_by` may name any column the role can read (#8): TanStack DB's on-demand
+    sync orders by arbitrary columns, and a shape needs no `client_where` to be ordered.
+    """
     subset = query.subset
     assert subset is not None
     out: list[tuple[str, str]] = []
@@ -237,8 +241,8 @@ def _subset(query: ShapeQuery, shape: ShapeRule) -> list[tuple[str, str]]:
     if subset.offset is not None:
         out.append(("subset__offset", str(subset.offset)))
     if subset.order_by is not None:
-        allowed = _client_columns(shape, "subset__order_by")
-        out.append(("subset__order_by", check_order_by(subset.order_by, allowed)))
+        readable = frozenset(grant.columns) if grant.columns is not None else None
+        out.append(("subset__order_by", check_order_by(subset.order_by, readable)))
     return out
 
 

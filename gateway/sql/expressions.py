@@ -1,9 +1,9 @@
-"""One SQL boolean expression, parsed by PostgreSQL's own parser (pglast) and written back.
+"""One SQL boolean expression, parsed by PostgreSQL's own parser (pglast).
 
 Both rule wheres (at load) and client wheres (per request) go through here: the text must parse
-as exactly one expression in a WHERE position, and what the upstream receives is pglast's
-deparse of the parse tree, verified to parse back to the same tree. A client's spelling,
-comments or stray parentheses therefore never reach Electric.
+as exactly one expression in a WHERE position. What the upstream receives is written from the
+checked tree by `emit.py`, so a client's spelling, comments or stray parentheses never reach
+Electric.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 _PREFIX: Final = "SELECT FROM _gw WHERE "
+PREFIX_LENGTH: Final = len(_PREFIX)  # subtract from a node's `location` for its text offset
+# Checking and writing a where recurse over its tree; a client could nest `NOT NOT ...` past
+# Python's recursion limit within 8 KiB. No real filter comes near this depth.
+MAX_DEPTH: Final = 100
 _ONLY_WHERE: Final = frozenset(
     {
         "distinctClause",
@@ -51,7 +55,7 @@ def parse_expression(text: str) -> ast.Node:
         statements = parse_sql(_PREFIX + text)
     except ParseError as error:
         message, index = (*error.args, None, None)[:2]
-        position = index - len(_PREFIX) if isinstance(index, int) else None
+        position = index - PREFIX_LENGTH if isinstance(index, int) else None
         raise ExpressionError(str(message), position) from None
     if len(statements) != 1:
         raise ExpressionError("several statements; send one boolean expression")
@@ -67,11 +71,28 @@ def parse_expression(text: str) -> ast.Node:
     if len(from_clause) != 1 or getattr(from_clause[0], "relname", None) != "_gw":
         raise ExpressionError("only a boolean expression may follow WHERE")
     node: ast.Node = stmt.whereClause
+    if _deeper_than(node, MAX_DEPTH):
+        raise ExpressionError(f"the expression nests more than {MAX_DEPTH} levels deep")
     return node
 
 
+def _deeper_than(node: ast.Node, limit: int) -> bool:
+    """Whether `node` nests more than `limit` AST nodes deep (iterative: no recursion limit)."""
+    stack: list[tuple[object, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, ast.Node):
+            if depth > limit:
+                return True
+            stack += [(getattr(item, attribute), depth + 1) for attribute in item]
+        elif isinstance(item, tuple | list):
+            stack += [(child, depth) for child in item]
+    return False
+
+
 def deparse_expression(node: ast.Node) -> str:
-    """pglast's canonical text for `node`, refused unless it parses back to the same tree."""
+    """pglast's canonical text for `node`, for comparing wheres by meaning (never forwarded:
+    what Electric receives is written by `emit.py`); refused unless it parses back the same."""
     text: str = RawStream()(node)
     if parse_expression(text) != node:  # defence in depth against a deparser bug
         raise ExpressionError("expression does not survive a round trip through the parser")

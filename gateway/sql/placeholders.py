@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from pglast import ast
-from pglast.enums import A_Expr_Kind, BoolExprType
 from pglast.parser import ParseError, scan
 
-from gateway.sql.expressions import ExpressionError, deparse_expression, parse_expression, walk
+from gateway.sql.emit import emit_where
+from gateway.sql.expressions import ExpressionError, parse_expression
+from gateway.sql.negation import push_negations
+from gateway.sql.scoping import find_pinning
+from gateway.sql.subset import check_subset
 
 IDENTITY_PLACEHOLDERS: Final = ("user", "tenant", "role")
 SCOPING_PLACEHOLDERS: Final = frozenset({"user", "tenant"})
@@ -26,12 +28,17 @@ _COMMENTS: Final = frozenset({"SQL_COMMENT", "C_COMMENT"})
 
 @dataclass(frozen=True, slots=True)
 class CompiledWhere:
-    """A rule where with `$1..$n` in `sql`; `bindings[i]` names what `$i+1` is bound to."""
+    """A rule where with `$1..$n` in `sql`; `bindings[i]` names what `$i+1` is bound to.
+
+    `scoped`: a top-level AND term pins the caller (`scoping.py`); if not, `pinning_hint` says
+    what came nearest and why it does not count.
+    """
 
     source: str
     sql: str
     bindings: tuple[str, ...]
     scoped: bool
+    pinning_hint: str | None = None
 
     @property
     def claims(self) -> tuple[str, ...]:
@@ -86,51 +93,41 @@ def _placeholder_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def _is_scoping(conjunct: ast.Node, scoping_params: frozenset[int]) -> bool:
-    """True when `conjunct` equates a column with :user/:tenant and has no OR/NOT to escape it."""
-    equates = False
-    for node in walk(conjunct):
-        if isinstance(node, ast.BoolExpr) and node.boolop != BoolExprType.AND_EXPR:
-            return False
-        if isinstance(node, ast.A_Expr) and node.kind in (
-            A_Expr_Kind.AEXPR_OP,
-            A_Expr_Kind.AEXPR_IN,
-        ):
-            operator = node.name[-1].sval if node.name else ""
-            operands = [
-                node.lexpr,
-                *(node.rexpr if isinstance(node.rexpr, tuple) else [node.rexpr]),
-            ]
-            for operand in operands:
-                param = operand.arg if isinstance(operand, ast.TypeCast) else operand
-                if (
-                    isinstance(param, ast.ParamRef)
-                    and param.number in scoping_params
-                    and operator == "="
-                ):
-                    equates = True
-    return equates
-
-
 def compile_where(text: str) -> CompiledWhere:
-    """Turn a rule where into SQL with numbered parameters, or raise ExpressionError."""
+    """Turn a rule where into SQL with numbered parameters, or raise ExpressionError.
+
+    The where must be in the subset Electric supports (`subset.py`, no sub-selects); the lint
+    of #8 decides `scoped` on the tree as written, before `push_negations` rewrites it.
+    """
     bindings: list[str] = []
     pieces: list[str] = []
-    cursor = 0
+    shifts: list[tuple[int, int]] = []  # (offset in the compiled text, shift back to `text`)
+    cursor = length = shift = 0
     for start, end, binding in _placeholder_spans(text):
         if binding not in bindings:
             bindings.append(binding)
-        pieces += [text[cursor:start], f"${bindings.index(binding) + 1}"]
+        param = f"${bindings.index(binding) + 1}"
+        pieces += [text[cursor:start], param]
+        length += start - cursor + len(param)
+        shift += end - start - len(param)
+        shifts.append((length, shift))
         cursor = end
     pieces.append(text[cursor:])
-    node = parse_expression("".join(pieces))
-    scoping_params = frozenset(
-        number for number, b in enumerate(bindings, 1) if b in SCOPING_PLACEHOLDERS
-    )
-    conjuncts: tuple[ast.Node, ...] = (node,)
-    if isinstance(node, ast.BoolExpr) and node.boolop == BoolExprType.AND_EXPR:
-        conjuncts = node.args or ()
-    scoped = any(_is_scoping(conjunct, scoping_params) for conjunct in conjuncts)
+    scoping = {n: b for n, b in enumerate(bindings, 1) if b in SCOPING_PLACEHOLDERS}
+    try:
+        node = parse_expression("".join(pieces))
+        check_subset(node)
+        pinning = find_pinning(node, scoping)
+        sql = emit_where(push_negations(node))
+    except ExpressionError as error:
+        at = error.position
+        if at is not None:
+            at += max((s for offset, s in shifts if offset <= at), default=0)
+        raise ExpressionError(error.message, at) from None
     return CompiledWhere(
-        source=text, sql=deparse_expression(node), bindings=tuple(bindings), scoped=scoped
+        source=text,
+        sql=sql,
+        bindings=tuple(bindings),
+        scoped=pinning.pinned,
+        pinning_hint=pinning.hint,
     )

@@ -1,12 +1,17 @@
 """Response header policy: what of Electric's headers a client gets, and what we add.
 
-An allow-list, not a deny-list: `electric-*`, `etag`, `retry-after`, `content-type` and
-`content-encoding` pass untouched; everything else (hop-by-hop headers, Electric's own CORS,
-`set-cookie`, server banners) is dropped. Caching is made per-user: Electric marks shape
-responses `public` for up to a week, but the tenant filter is injected server-side and is not
-in the URL, so a shared cache keyed on the URL would serve one user's rows to another
-(electric-protocol.md §3.3). `cache-control` becomes `private` and `Vary` gains the headers that
-pick the identity.
+An allow-list, not a deny-list: `electric-*` (but its `electric-server` version banner),
+`etag`, `retry-after`, `content-type`, `content-encoding` and `vary` pass untouched; everything
+else (hop-by-hop headers, Electric's own CORS, `set-cookie`, server banners) is dropped.
+
+Caching: Electric marks shape responses `public` for up to a week, but the tenant filter is
+injected server-side and is not in the URL, so a shared cache keyed on the URL would serve one
+user's rows to another. And even a browser's private cache must not answer for the gateway: a
+cached snapshot would reappear after its reader's access was revoked. So every response is
+`private, no-cache` (stored, but reused only after the gateway re-authorises it: a cheap 304
+through Electric's etag), never with `max-age`/`stale-*`; errors and responses that had no
+policy are also `no-store`. `Vary` keeps what Electric varies on (`accept-encoding` with a
+compressed body) and gains the headers that pick the identity.
 """
 
 from __future__ import annotations
@@ -23,29 +28,28 @@ ELECTRIC_OFFSET: Final = "electric-offset"
 ELECTRIC_SCHEMA: Final = "electric-schema"
 ELECTRIC_CURSOR: Final = "electric-cursor"
 ELECTRIC_UP_TO_DATE: Final = "electric-up-to-date"
+ELECTRIC_SERVER: Final = "electric-server"  # a version banner: tells an attacker what to try
 PASS_THROUGH: Final = frozenset(
     {hdrs.ETAG.lower(), hdrs.RETRY_AFTER.lower(), hdrs.CONTENT_TYPE.lower(),
-     hdrs.CONTENT_ENCODING.lower()}
+     hdrs.CONTENT_ENCODING.lower(), hdrs.VARY.lower()}
 )  # fmt: skip
 # What a browser client must be able to read (electric-protocol.md §2.2, issue #2492: an
 # explicit list, because `*` is ignored for credentialed requests).
 EXPOSED: Final = (
     "electric-cursor", "electric-handle", "electric-has-data", "electric-offset",
     "electric-schema", "electric-up-to-date", "electric-internal-known-error",
-    "electric-snapshot", "retry-after", "etag",
+    "electric-snapshot", "retry-after", "etag", "www-authenticate", "x-request-id",
 )  # fmt: skip
-_SHARED_ONLY: Final = frozenset({"public", "s-maxage", "proxy-revalidate"})
+REVALIDATE: Final = "private, no-cache"
+NEVER_STORE: Final = "private, no-cache, no-store"
 
 
 def private_cache_control(value: str | None) -> str:
-    """`public, max-age=60, s-maxage=3600` -> `private, max-age=60`; none -> `private, no-store`."""
+    """Any upstream policy -> `private, no-cache`; `no-store` or none -> also `no-store`."""
     if not value:
-        return "private, no-store"
-    directives = [d.strip() for d in value.split(",") if d.strip()]
-    kept = [d for d in directives if d.split("=", 1)[0].strip().lower() not in _SHARED_ONLY]
-    if not any(d.lower() in ("private", "no-store") for d in kept):
-        kept.insert(0, "private")
-    return ", ".join(kept)
+        return NEVER_STORE
+    directives = {d.split("=", 1)[0].strip().lower() for d in value.split(",")}
+    return NEVER_STORE if "no-store" in directives else REVALIDATE
 
 
 def add_vary(headers: CIMultiDict[str], names: Iterable[str]) -> None:
@@ -61,7 +65,9 @@ def client_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
         lower = name.lower()
-        if lower.startswith(ELECTRIC_PREFIX) or lower in PASS_THROUGH:
+        if (lower.startswith(ELECTRIC_PREFIX) and lower != ELECTRIC_SERVER) or (
+            lower in PASS_THROUGH
+        ):
             out.add(name, value)
     cache_control = upstream.get(hdrs.CACHE_CONTROL)
     if cache_control is not None:

@@ -1,10 +1,14 @@
 """The application: state, the request pipeline and the routes, in request order, in one place.
 
-Pipeline for every request (outermost first):
-  1. audit_and_render  one audit line; OPTIONS preflights; refusals rendered as JSON
-  2. authenticate      JWT (or admin token on /admin/*); nothing else runs before it
-  3. the route         /v1/shape: revocation check -> parse -> plan -> proxy
-  on_response_prepare  private caching, Vary, CORS on every response, proxied or ours
+Pipeline for every request (outermost first), one job per middleware:
+  1. answer_preflights  CORS preflights (OPTIONS), answered without a token
+  2. record_requests    one audit line, metrics, security events; `request_id` in every log
+  3. render_refusals    Refusal (and aiohttp's HTTP errors, and our bugs) -> JSON error
+  4. authenticate       JWT, or the admin token on /admin/*; PUBLIC_PATHS skip it
+  5. admit              revocation check, request budget, live slot; deny by default:
+                        only PUBLIC_PATHS and the admin API are exempt
+  6. the route          /v1/shape: parse -> plan -> proxy
+  on_response_prepare   private no-cache caching, Vary, CORS, request id on every response
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from aiohttp import web
 
 from gateway.audit.client_events import AuditSink, LogSink, RedisSink
 from gateway.audit.security import SecurityEvents
+from gateway.audit.writer import AuditLog
 from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
 from gateway.errors import Code, Refusal
@@ -31,13 +36,18 @@ from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, make_session
-from gateway.web import admin, audit, health, revocations, shape
+from gateway.web import admin, audit_events, health, revocations, shape
+from gateway.web.admission import admit
 from gateway.web.auth import authenticate
+from gateway.web.cors import answer_preflights
 from gateway.web.keys import (
+    AUDIT_LOG,
     AUDIT_SINK,
     FEED,
     LIMITER,
+    LIVE_ROUTES,
     METRICS,
+    PUBLIC_PATHS,
     REVOCATIONS,
     RULES,
     SECURITY,
@@ -48,10 +58,17 @@ from gateway.web.keys import (
     TIMEOUTS,
     VERIFIER,
 )
-from gateway.web.middlewares import audit_and_render, finish_headers
+from gateway.web.recording import record_requests
+from gateway.web.refusals import render_refusals
+from gateway.web.response_headers import finish_headers
 
 MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
 MAX_FIELD: Final = 16 * 1024
+# No token, no admission: liveness, readiness (only ready or not) and Prometheus metrics.
+PUBLIC: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+# Routes whose requests may be held open; each takes a live slot while it lasts.
+LIVE: Final = {"/v1/shape": shape.is_live, "/v1/events": lambda request: True}
+MIDDLEWARES: Final = (answer_preflights, record_requests, render_refusals, authenticate, admit)
 
 
 def static_keys(settings: Settings) -> StaticKeys:
@@ -78,13 +95,15 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     session = make_session()
     app[SESSION] = session
-    jwks = None
+    jwks, refresher = None, None
     if settings.jwt_jwks_url:
         jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
         await jwks.refresh(force=True)
-        app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
+        refresher = app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
     app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
     yield
+    if refresher is not None:
+        await cancel(refresher)  # before the session it fetches with closes
     await session.close()
 
 
@@ -100,7 +119,7 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     """The revocation view: followed from Redis (or memory) for the app's whole life."""
     settings = app[SETTINGS]
     store: RevocationStore = (
-        RedisStore(settings.redis_url, settings.redis_prefix)
+        RedisStore(settings.redis_url, settings.redis_prefix, pool_size=4)
         if settings.redis_url
         else MemoryStore()
     )
@@ -126,17 +145,22 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
     sink: AuditSink
     if settings.redis_url:
         limiter = RedisLimiter(
-            settings.redis_url, settings.redis_prefix, settings.live_lease_seconds
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.live_lease_seconds,
+            pool_size=settings.redis_pool_size,
         )
-        sink = RedisSink(settings.redis_url, settings.redis_prefix)
+        sink = RedisSink(settings.redis_url, settings.redis_prefix, settings.redis_pool_size)
     else:
         limiter, sink = MemoryLimiter(), LogSink()
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
     security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
     app[SECURITY] = security
-    app[TASKS].spawn(limiter.run(), "live-lease-renewal")
-    app[TASKS].spawn(security.run(), "security-events")
+    renewer = app[TASKS].spawn(limiter.run(), "live-lease-renewal")
+    writer = app[TASKS].spawn(security.run(), "security-events")
     yield
+    await cancel(renewer)  # the tasks first, then the clients they use
+    await cancel(writer)
     await limiter.close()
     await sink.close()
 
@@ -184,11 +208,14 @@ def make_app(
         REDACTOR.add_secret(secret)
 
     app = web.Application(
-        middlewares=[audit_and_render, authenticate],
+        middlewares=MIDDLEWARES,
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
         client_max_size=64 * 1024,
     )
     app[SETTINGS] = settings
+    app[PUBLIC_PATHS] = PUBLIC
+    app[LIVE_ROUTES] = LIVE
+    app[AUDIT_LOG] = AuditLog()
     app[RULES] = holder
     app[STREAMS] = OpenStreams()
     app[TIMEOUTS] = timeouts or Timeouts()
@@ -207,7 +234,7 @@ def make_app(
     app.router.add_delete("/v1/shape", shape.delete_shape)
     app.router.add_get("/v1/events", revocations.get_events)
     app.router.add_get("/v1/memberships", revocations.get_memberships)
-    app.router.add_post("/v1/audit-events", audit.post_audit_events)
+    app.router.add_post("/v1/audit-events", audit_events.post_audit_events)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from gateway.settings import Settings
 from gateway.upstream.headers import EXPOSED, add_vary
+from gateway.web.keys import SETTINGS
 
 ALLOWED_METHODS: Final = "GET, HEAD, POST, OPTIONS"
 ALLOWED_HEADERS: Final = frozenset(
     {"authorization", "content-type", "if-none-match", "traceparent", "x-tenant-id",
-     "cache-control", "accept"}
+     "cache-control", "accept", "last-event-id"}
 )  # fmt: skip
 MAX_AGE: Final = "86400"
 
@@ -58,3 +60,11 @@ def preflight(settings: Settings, request: web.BaseRequest) -> web.Response:
         response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = MAX_AGE
     apply_cors(settings, request, response.headers)
     return response
+
+
+@web.middleware
+async def answer_preflights(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: a preflight is answered here, before (and without) authentication."""
+    if request.method == hdrs.METH_OPTIONS:
+        return preflight(request.app[SETTINGS], request)
+    return await handler(request)

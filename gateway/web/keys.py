@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import aiohttp
@@ -10,6 +11,7 @@ from aiohttp import web
 from gateway.audit.client_events import AuditSink
 from gateway.audit.records import AuditRecord
 from gateway.audit.security import SecurityEvents
+from gateway.audit.writer import AuditLog
 from gateway.auth.identity import Identity
 from gateway.auth.tokens import TokenVerifier
 from gateway.limits import Limiter
@@ -35,6 +37,11 @@ FEED: Final = web.AppKey("feed", FeedHub)
 LIMITER: Final = web.AppKey("limiter", Limiter)
 AUDIT_SINK: Final = web.AppKey("audit_sink", AuditSink)
 SECURITY: Final = web.AppKey("security", SecurityEvents)
+AUDIT_LOG: Final = web.AppKey("audit_log", AuditLog)
+# Routing policy, filled in by web/app.py where the pipeline is written down.
+PUBLIC_PATHS: Final = web.AppKey("public_paths", frozenset[str])  # no authentication
+LIVE_ROUTES: Final = web.AppKey("live_routes", Mapping[str, Callable[[web.Request], bool]])
+ADMIN_PREFIX: Final = "/admin/"  # GATEWAY_ADMIN_TOKEN instead of a JWT; absent when unset
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 AUDIT: Final = web.RequestKey("audit", AuditRecord)

@@ -2,10 +2,11 @@
 
 Chunks are written the moment aiohttp reads them (`iter_any`), so snapshot chunks are never
 held whole and each SSE event reaches the client when Electric flushes it. A client that goes
-away cancels this handler (the server runs with handler_cancellation), which closes the upstream
-connection at once (electric PR #4768: an abandoned long-poll otherwise pins Electric ~20 s).
-A stream stopped on purpose (shutdown, revocation) answers with its reason if nothing was sent
-yet, or ends cleanly if it was.
+away cancels this handler (the server runs with handler_cancellation), or makes a write fail
+if it hangs up just as we write: either way the upstream connection is closed at once
+(electric PR #4768: an abandoned long-poll otherwise pins Electric ~20 s) and the audit line
+says 499 `client_closed`. A stream stopped on purpose (shutdown, revocation) answers with its
+reason if nothing was sent yet, or ends cleanly if it was.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import aiohttp
 import structlog
 from aiohttp import hdrs, web
 
-from gateway.limits import too_many_live
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import send
+from gateway.upstream.errors import refuse_unless_electric_answered
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, LIMITER, METRICS, RULES, SESSION, STREAMS, TIMEOUTS
+from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS, TIMEOUTS
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +49,7 @@ async def _stream_body(
             held = chunk
     except (aiohttp.ClientError, TimeoutError) as error:
         # Headers are gone; the only honest signal left is an unterminated body.
-        log.warning("upstream_aborted_mid_body", request_id=record.request_id, reason=str(error))
+        log.warning("upstream_aborted_mid_body", reason=str(error))
         record.reason = "upstream_aborted"
         if request.transport is not None:
             request.transport.close()
@@ -60,26 +61,8 @@ async def proxy(
     request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None = None
 ) -> web.StreamResponse:
     """Send `planned` upstream and stream the answer back; raises Refusal before any byte."""
-    if not planned.live:
-        return await _proxy(request, planned, method, body)
-    identity, limiter = request[IDENTITY], request.app[LIMITER]
-    plan = request.app[RULES].rules.limits.plan_for(identity.plan)
-    lease = await limiter.acquire(identity, plan)
-    if lease is None:
-        raise too_many_live(plan.live_connections_per_user)
-    gauge = request.app[METRICS].live_connections
-    gauge.inc()
-    try:
-        return await _proxy(request, planned, method, body)
-    finally:
-        gauge.dec()
-        await limiter.release(identity, lease)
-
-
-async def _proxy(
-    request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None
-) -> web.StreamResponse:
     streams = request.app[STREAMS]
+    record = request[AUDIT]
     with streams.track(request[IDENTITY], live=planned.live) as stream:
         response: web.StreamResponse | None = None
         upstream: aiohttp.ClientResponse | None = None
@@ -92,6 +75,7 @@ async def _proxy(
                 body=body,
                 timeouts=request.app[TIMEOUTS],
             )
+            await refuse_unless_electric_answered(upstream)
             response = web.StreamResponse(
                 status=upstream.status, headers=client_headers(upstream.headers)
             )
@@ -105,6 +89,13 @@ async def _proxy(
                 await _stream_body(request, upstream, response, streaming=planned.sse)
             upstream.release()
             return response
+        except ConnectionResetError:
+            if upstream is not None:
+                upstream.close()
+            if response is None or not response.prepared:
+                raise  # not a write to the client: let the pipeline report it
+            record.client_closed()  # the client hung up as we wrote (often the last chunk)
+            return response
         except asyncio.CancelledError:
             if upstream is not None:
                 upstream.close()  # never return a half-read connection to the pool
@@ -113,7 +104,7 @@ async def _proxy(
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            request[AUDIT].reason = f"stopped:{stream.reason.code.value}"
+            record.stopped(stream.reason.code.value)
             if response is None or not response.prepared:
                 raise stream.reason from None
             if planned.sse:

@@ -3,34 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.errors import Code, Refusal
 from gateway.revocation.events import EventError, parse_event_request
-from gateway.revocation.feed import last_event_id, stream_events
+from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
 from gateway.web.body import read_json
-from gateway.web.keys import FEED, IDENTITY, REVOCATIONS, STREAMS
+from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAMS
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
-    """GET /v1/events: SSE of the revocation events that concern the caller."""
+    """GET /v1/events: SSE of the revocation events that concern the caller. Admitted like a
+    shape request (revocation check, budget, a live slot); never cut by a revocation itself,
+    so the event that revokes the caller still reaches them."""
     identity = request[IDENTITY]
-    revocations = request.app[REVOCATIONS]
     since = last_event_id(request)
+    revocations = request.app[REVOCATIONS]
+    record = request[AUDIT]
+    response = feed_response()
     with request.app[STREAMS].track(identity, live=True, feed=True) as stream:
         try:
-            return await stream_events(
-                request, identity, request.app[FEED], lambda: revocations.after(since)
+            await stream_events(
+                request,
+                response,
+                identity,
+                request.app[FEED],
+                lambda: replay(revocations.log, identity, since),
             )
+        except ConnectionResetError:
+            record.client_closed()
         except asyncio.CancelledError:
             if stream.reason is None:
-                raise
+                raise  # the client went away
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            return web.Response(status=204)  # shutting down: nothing more to say
+            record.stopped(stream.reason.code.value)
+            if not response.prepared:
+                raise stream.reason from None
+            with contextlib.suppress(ConnectionResetError):
+                await response.write_eof()  # shutting down: end this stream, not a second one
+    return response
 
 
 async def get_memberships(request: web.Request) -> web.Response:

@@ -2,7 +2,7 @@
 
 Shutdown order (aiohttp AppRunner.cleanup): stop listening; on_shutdown ends held long-polls
 and SSE streams (clients reconnect to another replica); snapshots in flight get GRACE seconds to
-finish; then the upstream session and background tasks are closed.
+finish; then each context cancels its background tasks and closes the clients they used.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from collections.abc import Mapping
 from typing import Final
 
 import structlog
-from aiohttp import web
+from aiohttp import web, web_response
 
 from gateway.settings import Settings
 from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
-from gateway.web.keys import RULES
+from gateway.web.connections import ConnectionGuard, GuardedSite, default_max_connections
+from gateway.web.keys import METRICS, RULES
 
 log = structlog.get_logger(__name__)
 GRACE: Final = 30.0
 LISTEN_BACKLOG: Final = 4096  # the kernel caps it at net.core.somaxconn
+SERVER_NAME: Final = "shape-gateway"
+
+# aiohttp names itself and Python, with versions, in `Server` on every response, the ones its
+# HTTP parser answers without us included; a version banner only tells an attacker what to try.
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
 
 
 async def start(
@@ -30,15 +36,29 @@ async def start(
     env: Mapping[str, str],
     grace: float = GRACE,
     timeouts: Timeouts | None = None,
-) -> tuple[web.AppRunner, web.TCPSite]:
+    reuse_port: bool = False,
+) -> tuple[web.AppRunner, web.BaseSite]:
     """Start serving on settings.host/port; returns the runner (cleanup() stops it)."""
     app = make_app(settings, env, timeouts)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace, access_log=None)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=grace,
+        access_log=None,
+        # A connection must deliver a whole request within this long of opening or of its
+        # previous response (aiohttp closes one still waiting then): half-sent headers and
+        # idle keep-alives both go.
+        keepalive_timeout=settings.header_timeout,
+    )
     await runner.setup()
+    guard = ConnectionGuard(
+        settings.max_connections or default_max_connections(),
+        app[METRICS].connections_refused.inc,
+    )
     # A reconnect storm (a replica restarting under 1,000s of live clients) overflows aiohttp's
     # default listen backlog of 128: dropped SYNs cost each client a retry of a second or more.
-    site = web.TCPSite(
-        runner, settings.host, settings.port, reuse_address=True, backlog=LISTEN_BACKLOG
+    site = GuardedSite(
+        runner, settings.host, settings.port, guard, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
     )
     await site.start()
     return runner, site

@@ -12,23 +12,17 @@ from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
 from gateway.web.body import read_json
-from gateway.web.keys import AUDIT, IDENTITY, LIMITER, REVOCATIONS, RULES
+from gateway.web.keys import AUDIT, IDENTITY, RULES
 from gateway.web.proxy import proxy
 
 MAX_BODY: Final = 64 * 1024
 
 
-async def admit(request: web.Request) -> None:
-    """Before anything else about the request: revoked principals (or, failing closed, everyone
-    while the view is stale) are refused, then the caller's request budget is charged."""
-    identity = request[IDENTITY]
-    refusal = request.app[REVOCATIONS].check(identity)
-    if refusal is not None:
-        raise refusal
-    plan = request.app[RULES].rules.limits.plan_for(identity.plan)
-    decision = await request.app[LIMITER].take(identity, plan)
-    if decision.refusal is not None:
-        raise decision.refusal
+def is_live(request: web.Request) -> bool:
+    """Whether this /v1/shape request will be held (a long-poll or SSE stream), for admission's
+    live slot: Electric's rule, any `live` other than the literal `false` (a repeated `live` is
+    refused later as a duplicate; until then the stricter reading holds the slot)."""
+    return any(value != "false" for value in request.rel_url.query.getall("live", []))
 
 
 def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
@@ -41,14 +35,12 @@ def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
 
 async def get_shape(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: the shape log, live long-polls and SSE."""
-    await admit(request)
     planned = _plan(request, parse_shape_query(request.rel_url.query.items()))
     return await proxy(request, planned, request.method)
 
 
 async def post_shape(request: web.Request) -> web.StreamResponse:
     """POST: a subset snapshot whose subset parameters come in a JSON body."""
-    await admit(request)
     query = parse_shape_query(request.rel_url.query.items())
     if query.subset is not None:
         raise Refusal(

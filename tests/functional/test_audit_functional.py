@@ -11,6 +11,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.web.keys import RULES
 from tests.factories import make_token
 from tests.functional.conftest import Electric, World
 from tests.functional.test_revocation_functional import replica
@@ -25,10 +26,10 @@ async def post(gateway: Gateway, body: Any, token: str = ALICE) -> tuple[int, An
         return response.status, await response.json()
 
 
-def stream(redis_url: str, prefix: str) -> list[dict[str, str]]:
+def stream(redis_url: str, prefix: str, name: str = "audit") -> list[dict[str, str]]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{prefix}:audit"))
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{prefix}:{name}"))
         return [fields for _, fields in entries]
     finally:
         client.close()
@@ -101,24 +102,28 @@ async def test_malformed_batches_are_400(
     assert answer["error"] == "invalid_parameter"
 
 
-async def test_refused_shape_requests_appear_in_the_audit_stream(
+async def test_refusals_of_authenticated_callers_go_to_their_own_security_stream(
     gateway_factory: GatewayFactory, world: World, electric: Electric, redis_url: str,
     redis_prefix: str,
 ) -> None:  # fmt: skip
     a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
+    await post(a, EVENTS)
+    async with a.shape({"table": "tasks"}, token=None) as response:
+        assert response.status == 401  # anonymous: counted and sampled, never streamed
     async with a.shape({"table": "salaries", "offset": "-1"}, token=ALICE) as response:
         assert response.status == 404
-    async with a.shape({"table": "tasks"}, token=None) as response:
-        assert response.status == 401
     deadline = time.monotonic() + 2
-    while (
-        len(security := [f for f in stream(redis_url, redis_prefix) if f["kind"] == "security"]) < 2
-    ):
+    while not (security := stream(redis_url, redis_prefix, "security")):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    assert [(s["reason"], s["user"], s["status"]) for s in security] == [
-        ("unknown_shape", "alice", "404"), ("missing_token", "", "401"),
-    ]  # fmt: skip
+    assert [(s["kind"], s["reason"], s["user"], s["status"]) for s in security] == [
+        ("security", "unknown_shape", "alice", "404"),
+    ]
+    assert {f["kind"] for f in stream(redis_url, redis_prefix)} == {"client"}
+    async with a.request("GET", "/metrics", token=None) as response:
+        metrics = await response.text()
+    assert sample(metrics, "shape_gateway_unauthenticated_refusals_total",
+                  reason="missing_token") == 1  # fmt: skip
 
 
 async def test_audit_without_redis_deduplicates_in_process(
@@ -166,9 +171,7 @@ async def test_metrics_parse_and_move_with_requests(
     )
     assert sample(after, "shape_gateway_requests_total", reason="unknown_parameter") == 1
     assert sample(after, "shape_gateway_response_bytes_count") >= 3
-    async with a.request("GET", "/readyz", token=None) as response:
-        digest = (await response.json())["rules"]["digest"]
-    assert sample(after, "shape_gateway_rules_info", digest=digest) == 1
+    assert sample(after, "shape_gateway_rules_info", digest=a.app[RULES].rules.digest) == 1
     assert "tenant" not in after.split("shape_gateway_requests_total{", 1)[1].split("}", 1)[0]
 
 

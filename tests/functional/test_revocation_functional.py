@@ -168,7 +168,9 @@ async def read_events(stream: Any, count: int, within: float = 2.0) -> list[dict
     current: dict[str, Any] = {}
     async with asyncio.timeout(within):
         while len(events) < count:
-            line = (await stream.content.readline()).decode().rstrip("\n")
+            raw = await stream.content.readline()
+            assert raw, f"the feed ended after {len(events)} of {count} events"
+            line = raw.decode().rstrip("\n")
             if line.startswith("id: "):
                 current["id"] = line[4:]
             elif line.startswith("event: "):
@@ -209,9 +211,12 @@ async def test_event_feed_reaches_only_the_users_it_concerns_and_replays_after_r
     assert [e["event"] for e in got_bob] == ["tenant.suspended"]
     assert [e["event"] for e in got_carol] == ["session.revoked"]
 
-    # Reconnecting with the first id replays what came after it, on the other replica too.
+    # Reconnecting with the first id replays what came after it, on the other replica too
+    # (alice's old token is revoked in acme: she comes back active in another tenant).
+    alice_again = make_token(sub="alice", tid="globex", role="member",
+                             tenants={"globex": "member", "acme": "member"})  # fmt: skip
     headers = {"Last-Event-ID": first}
-    async with a.request("GET", "/v1/events", token=alice, headers=headers) as again:
+    async with a.request("GET", "/v1/events", token=alice_again, headers=headers) as again:
         replayed = await read_events(again, 1)
     assert [e["event"] for e in replayed] == ["tenant.suspended"]
 
@@ -266,7 +271,9 @@ async def test_unreachable_redis_fails_closed_or_open_and_is_not_ready(
             assert (await response.json())["error"] == "revocation_state_stale"
     async with gateway.request("GET", "/readyz", token=None) as response:
         assert response.status == 503
-        assert (await response.json())["revocations"]["fresh"] is False
+        assert await response.json() == {"status": "not_ready"}  # nothing more to strangers
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        assert "shape_gateway_revocation_state_fresh 0.0" in await response.text()
 
 
 async def test_cli_revoke_publishes_through_a_gateway_or_redis(

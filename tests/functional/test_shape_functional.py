@@ -80,7 +80,7 @@ async def test_member_syncs_exactly_its_rows_and_columns(
     keys = [key for key, _ in seen.query]
     assert len(keys) == len(set(keys)), "every upstream parameter is sent exactly once"
     assert seen.params("table") == [f"{world.schema}.tasks"]
-    assert seen.params("where") == ["tenant_id = $1 AND assigned_to = $2"]
+    assert seen.params("where") == ["(tenant_id = $1) AND (assigned_to = $2)"]
     assert (seen.params("params[1]"), seen.params("params[2]")) == (["acme"], ["alice"])
     assert seen.params("secret") == [ELECTRIC_SECRET]
     assert seen.header("Authorization") is None
@@ -107,7 +107,7 @@ async def test_client_where_narrows_within_the_tenant(
         rows = rows_of(await response.json())
     assert [r["id"] for r in rows] == ["2"]
     seen = electric.state.requests[-1]
-    assert seen.param("where") == "(tenant_id = $1) AND (status = $2 OR project_id = $3)"
+    assert seen.param("where") == "(tenant_id = $1) AND ((status = $2) OR (project_id = $3))"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.upstream.client import Timeouts
 from tests.electric import Fault
@@ -32,15 +33,21 @@ async def test_electric_overload_503_passes_through_with_retry_after(
 
 
 @pytest.mark.imitation_only("fault injection")
-async def test_electric_500_passes_through(
+async def test_electric_500_becomes_a_502_without_electrics_text(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
                                     electric_secret=ELECTRIC_SECRET)  # fmt: skip
     electric.state.inject(Fault("internal_error"))
-    async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
-        assert response.status == 500
-        assert await response.json() == {"error": "Internal server error"}
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 502
+            body = await response.json()
+    assert body["error"] == "upstream_unavailable"
+    assert "Internal server error" not in body["message"]
+    (replaced,) = [line for line in logs if line["event"] == "upstream_error_replaced"]
+    assert replaced["upstream_status"] == 500
+    assert "Internal server error" in replaced["body"]
 
 
 async def test_electric_400_for_a_where_postgres_rejects_passes_through(

@@ -74,9 +74,14 @@ def test_env_variables_are_expanded_after_parsing() -> None:
         ),
         (
             GOOD.replace('    where: "tenant_id = :tenant"\n', ""),
-            "r.yaml:4: shapes.things: role 'admin', 'member' would read public.things across",
+            "r.yaml:4: shapes.things: role 'admin', 'member' would read public.things across "
+            "every tenant: it has no where",
         ),
-        (GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant OR true"), "across every tenant"),
+        (
+            GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant OR true"),
+            "r.yaml:6: shapes.things.where: role 'admin', 'member': no top-level AND term pins "
+            "the caller (:tenant appears only under OR or NOT",
+        ),
         (
             GOOD.replace("    allow: [admin, member]\n", ""),
             "r.yaml:4: shapes.things: needs `allow`",
@@ -113,7 +118,7 @@ def test_env_variables_are_expanded_after_parsing() -> None:
         ),
         (
             GOOD.replace("allow: [admin, member]", "allow: {member: {where: 'true'}}"),
-            "r.yaml:7: shapes.things.allow.member: role 'member' would read",
+            "r.yaml:7: shapes.things.allow.member.where: role 'member': no top-level AND term",
         ),
         (
             GOOD.replace(
@@ -150,3 +155,48 @@ def test_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
 def test_unscoped_true_allows_a_deliberately_shared_table() -> None:
     text = GOOD.replace('    where: "tenant_id = :tenant"\n', "    unscoped: true\n")
     assert make_rules(text).shapes["things"].grants["admin"].where is None
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("tenant_id IN (:tenant, 'globex')", "lists values other than :tenant and :user"),
+        (":tenant = :tenant", "compares placeholders, not a column"),
+        ("tenant_id = 'acme'", "no term compares a column with :tenant or :user"),
+        ("tenant_id = :tenant OR true", "appears only under OR or NOT"),
+        ("NOT (tenant_id <> :tenant)", "appears only under OR or NOT"),
+        ("tenant_id::text = :tenant", "compared with an expression, not a plain column"),
+        ("tenant_id = :tenant AND id IN (SELECT id FROM t)", "a sub-select (SELECT ...)"),
+        ("lower(tenant_id) = :tenant", "a function call is not supported"),
+        ("tenant_id = :tenant::text", "a cast on a parameter is not supported"),
+    ],
+)
+def test_a_role_where_that_does_not_pin_the_caller_does_not_load(where: str, says: str) -> None:
+    text = GOOD.replace(
+        "    allow: [admin, member]\n",
+        f'    allow:\n      admin: {{}}\n      member:\n        where: "{where}"\n',
+    )
+    (found,) = problems(text)
+    assert found.startswith("r.yaml:10: shapes.things.allow.member.where: ")
+    assert says in found
+
+
+def test_check_names_the_missing_term_for_the_role() -> None:
+    text = GOOD.replace("tenant_id = :tenant", "tenant_id = :tenant OR true")
+    (found,) = problems(text)
+    assert "role 'admin', 'member': no top-level AND term pins the caller" in found
+    assert "add `tenant_id = :tenant` (or `<column> = :user`) as a top-level AND term" in found
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "tenant_id = :tenant",
+        ":user = owner_id AND archived = false",
+        "tenant_id IN (:tenant, :user) AND NOT (status = 'deleted' OR status IS NULL)",
+        "(status = 'a' OR status = 'b') AND tenant_id = :tenant",
+    ],
+)
+def test_a_role_where_pinned_by_a_top_level_term_loads(where: str) -> None:
+    rules = make_rules(GOOD.replace("tenant_id = :tenant", where))
+    assert rules.shapes["things"].grants["member"].where is not None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway.errors import Code, Refusal
 from gateway.rules.model import Rules
-from gateway.shape.params import parse_shape_query
+from gateway.shape.params import parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
 from tests.factories import make_identity, make_rules
 
@@ -33,7 +35,7 @@ def refusal(
 def test_member_gets_tenant_and_user_filter_with_values_bound_as_params() -> None:
     request = planned(role="member")
     assert request.table == "public.tasks"
-    assert request.where == "tenant_id = $1 AND assigned_to = $2"
+    assert request.where == "(tenant_id = $1) AND (assigned_to = $2)"
     assert request.params == ("acme", "alice")
     assert request.sources == ("tenant", "user")
     assert request.columns == ("id", "tenant_id", "project_id", "title", "status", "assigned_to")
@@ -76,7 +78,7 @@ def test_client_where_is_anded_after_rule_where_with_params_renumbered() -> None
     request = planned(
         [("table", "tasks"), ("offset", "-1"), ("where", "status = $1"), ("params[1]", "open")]
     )
-    assert request.where == "(tenant_id = $1 AND assigned_to = $2) AND (status = $3)"
+    assert request.where == "((tenant_id = $1) AND (assigned_to = $2)) AND (status = $3)"
     assert request.params == ("acme", "alice", "open")
     assert request.sources == ("tenant", "user", "client")
 
@@ -209,13 +211,52 @@ def test_subset_where_is_checked_like_where_and_forwarded_canonically() -> None:
     assert query["subset__params"] == '{"1": "open"}'
     assert query["subset__order_by"] == "status DESC"
     assert "subset__where_expr" not in query
-    assert query["where"] == "tenant_id = $1 AND assigned_to = $2"
+    assert query["where"] == "(tenant_id = $1) AND (assigned_to = $2)"
 
 
-def test_subset_order_by_outside_client_where_is_refused() -> None:
-    pairs = [("table", "tasks"), ("offset", "-1"), ("subset__order_by", "assigned_to")]
-    assert refusal(pairs).code is Code.INVALID_WHERE
-    pairs = [("table", "projects"), ("offset", "-1"), ("subset__order_by", "name")]
+@pytest.mark.parametrize(
+    ("shape", "role", "order_by", "forwarded"),
+    [
+        ("tasks", "member", "title DESC, assigned_to", "title DESC, assigned_to"),  # allow-list
+        ("tasks", "admin", "salary NULLS FIRST", "salary NULLS FIRST"),  # no allow-list
+        ("projects", "member", "name", "name"),  # a shape without client_where
+    ],
+)
+def test_subset_order_by_may_use_every_column_the_role_can_read(
+    shape: str, role: str, order_by: str, forwarded: str
+) -> None:
+    pairs = [("table", shape), ("offset", "-1"), ("subset__limit", "5")]
+    request = planned([*pairs, ("subset__order_by", order_by)], role=role)
+    assert dict(request.query)["subset__order_by"] == forwarded
+
+
+@pytest.mark.parametrize(("shape", "column"), [("tasks", "salary"), ("projects", "budget")])
+def test_subset_order_by_a_column_the_role_cannot_read_is_column_not_allowed(
+    shape: str, column: str
+) -> None:
+    pairs = [("table", shape), ("offset", "-1"), ("subset__order_by", f"id, {column} DESC")]
+    refused = refusal(pairs, role="member")
+    assert refused.code is Code.COLUMN_NOT_ALLOWED
+    assert repr(column) in refused.message
+
+
+def test_post_body_order_by_is_held_to_the_same_readable_columns() -> None:
+    base = parse_shape_query([("table", "tasks"), ("offset", "-1")])
+    member = make_identity(role="member")
+    body = {"order_by": "title DESC", "limit": 10}
+    query = dataclasses.replace(base, subset=parse_subset_body(body))
+    request = plan_upstream_request(query, member, RULES)
+    assert dict(request.query)["subset__order_by"] == "title DESC"
+    hidden = dataclasses.replace(base, subset=parse_subset_body({"order_by": "salary"}))
+    with pytest.raises(Refusal) as caught:
+        plan_upstream_request(hidden, member, RULES)
+    assert caught.value.code is Code.COLUMN_NOT_ALLOWED
+
+
+def test_subset_where_stays_limited_to_client_where_columns() -> None:
+    pairs = [("table", "tasks"), ("offset", "-1"), ("subset__where", "title = 'x'")]
+    assert refusal(pairs, role="admin").code is Code.INVALID_WHERE
+    pairs = [("table", "projects"), ("offset", "-1"), ("subset__where", "name = 'x'")]
     assert refusal(pairs).code is Code.WHERE_NOT_ALLOWED
 
 

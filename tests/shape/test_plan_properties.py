@@ -1,4 +1,5 @@
-"""Property: no client input removes, weakens or re-binds the rule's where and parameters."""
+"""Properties: no client input removes, weakens or re-binds the rule's where and parameters,
+and every where the gateway forwards is one Electric parses (#9)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import plan_upstream_request
 from gateway.sql.expressions import parse_expression, walk
 from tests.factories import make_identity, make_rules
+from tests.sql.electric_where import electric_where_problem
 
 RULES = make_rules()
 FRAGMENTS = [
@@ -43,15 +45,19 @@ values = st.one_of(
 
 
 ATOMS = ["status = ?", "project_id <> ?", "status IN (?, 'x')", "status LIKE ?", "true",
-         "status IS NULL", "project_id BETWEEN ? AND ?", "NOT status = ?"]  # fmt: skip
+         "status IS NULL", "project_id BETWEEN ? AND ?", "NOT status = ?", "(status != ?)",
+         "NOT (status = ? OR project_id IS NOT NULL)", "status::text = ?", "NOT status ILIKE ?",
+         "CAST(project_id AS bigint) >= '-1'::int8", "project_id NOT IN (?, -1)",
+         "NOT (project_id NOT BETWEEN ? AND 5)", "\"status\" = ?"]  # fmt: skip
 
 
 @st.composite
 def valid_where(draw: st.DrawFn) -> list[tuple[str, str]]:
     """A client where the grammar accepts, with params: hostile values, never hostile SQL."""
     atoms = draw(st.lists(st.sampled_from(ATOMS), min_size=1, max_size=4))
-    joiners = [draw(st.sampled_from([" AND ", " OR "])) for _ in atoms[1:]]
+    joiners = [draw(st.sampled_from([" AND ", " OR ", ") AND (", " OR NOT "])) for _ in atoms[1:]]
     text = "".join(j + a for j, a in zip(["", *joiners], atoms, strict=True))
+    text = f"({text})" if ") AND (" in text else text
     pieces = text.split("?")
     text = pieces[0] + "".join(f"${n}{rest}" for n, rest in enumerate(pieces[1:], 1))
     values = [draw(st.sampled_from(HOSTILE_VALUES)) for _ in pieces[1:]]
@@ -81,6 +87,10 @@ def test_rule_where_survives_every_client_query_as_its_own_conjuncts(
     except Refusal:
         return
     grant = RULES.shapes[shape].grants[role]
+    forwarded = dict(request.query)
+    for key in ("where", "subset__where"):
+        if key in forwarded:
+            assert electric_where_problem(forwarded[key]) is None, forwarded[key]
     keys = [key for key, _ in request.query]
     assert len(keys) == len(set(keys))
     assert "secret" not in keys

@@ -12,22 +12,24 @@ from gateway.upstream.headers import add_vary, client_headers, private_cache_con
     ("upstream", "client"),
     [
         ("public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
-         "private, max-age=604800, stale-while-revalidate=2629746"),
-        ("public, max-age=60, must-revalidate", "private, max-age=60, must-revalidate"),
-        ("public, max-age=5, stale-while-revalidate=5",
-         "private, max-age=5, stale-while-revalidate=5"),
-        ("no-store", "no-store"),
+         "private, no-cache"),
+        ("public, max-age=60, must-revalidate", "private, no-cache"),
+        ("public, max-age=5, stale-while-revalidate=5", "private, no-cache"),
+        ("public, max-age=59", "private, no-cache"),
+        ("no-store", "private, no-cache, no-store"),
         ("no-cache", "private, no-cache"),
-        (None, "private, no-store"),
-        ("PUBLIC, max-age=1", "private, max-age=1"),
+        (None, "private, no-cache, no-store"),
+        ("PUBLIC, max-age=1", "private, no-cache"),
     ],
 )  # fmt: skip
-def test_cache_control_is_made_private(upstream: str | None, client: str) -> None:
+def test_cache_control_is_private_and_revalidated_every_time(
+    upstream: str | None, client: str
+) -> None:
     assert private_cache_control(upstream) == client
     assert private_cache_control(client) == client  # idempotent
 
 
-def test_only_electric_and_content_headers_pass_through() -> None:
+def test_only_electric_content_and_vary_headers_pass_through_without_the_version_banner() -> None:
     upstream = CIMultiDictProxy(
         CIMultiDict(
             [
@@ -44,6 +46,8 @@ def test_only_electric_and_content_headers_pass_through() -> None:
                 ("transfer-encoding", "chunked"),
                 ("set-cookie", "x=1"),
                 ("server", "Bandit"),
+                ("electric-server", "ElectricSQL/1.0.10"),
+                ("vary", "accept-encoding"),
                 ("cache-control", "public, max-age=60"),
             ]
         )
@@ -51,7 +55,7 @@ def test_only_electric_and_content_headers_pass_through() -> None:
     out = client_headers(upstream)
     assert sorted(k.lower() for k in out) == sorted(
         ["electric-handle", "electric-offset", "electric-schema", "etag", "retry-after",
-         "content-type", "content-encoding", "cache-control"]
+         "content-type", "content-encoding", "cache-control", "vary"]
     )  # fmt: skip
     assert (
         out["cache-control"] == "public, max-age=60"

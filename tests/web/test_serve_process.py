@@ -14,12 +14,14 @@ import aiohttp
 import pytest
 
 from tests.factories import SECRET, SHIPPED_RULES
+from tests.gateway import ADMIN_TOKEN
 
 ENV = {
     **os.environ,
     "JWT_SECRET": SECRET,
     "LOG_FORMAT": "json",
     "ELECTRIC_URL": "http://127.0.0.1:9",
+    "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
 }
 
 
@@ -53,8 +55,12 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Proce
         await process.wait()
 
 
-async def readyz(url: str) -> dict[str, object]:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as response:
+async def active_rules(url: str) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/admin/rules", headers=headers) as response,
+    ):
         body: dict[str, object] = await response.json()
         return body
 
@@ -63,7 +69,7 @@ async def test_sighup_reloads_the_rules(
     served: tuple[asyncio.subprocess.Process, str, Path],
 ) -> None:
     process, url, rules = served
-    before = (await readyz(url))["rules"]
+    before = (await active_rules(url))["active"]
     rules.write_text(
         rules.read_text().replace(
             "roles: [admin, manager, member]", "roles: [admin, manager, member, guest]"
@@ -71,7 +77,7 @@ async def test_sighup_reloads_the_rules(
     )
     process.send_signal(signal.SIGHUP)
     async with asyncio.timeout(5):
-        while (await readyz(url))["rules"] == before:  # noqa: ASYNC110 - polling another process
+        while (await active_rules(url))["active"] == before:  # noqa: ASYNC110 - polling another process
             await asyncio.sleep(0.05)
 
 

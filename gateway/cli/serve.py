@@ -1,0 +1,69 @@
+"""`shape-gateway serve`: run the gateway until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from gateway.auth.keys import KeyConfigError
+from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
+from gateway.logs import configure_logging
+from gateway.rules.load import RulesError
+from gateway.web.server import serve
+
+
+def register(commands: Commands) -> None:
+    parser = commands.add_parser("serve", help="run the gateway (the default command)")
+    parser.add_argument("--host", help="listen address (GATEWAY_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
+    parser.add_argument("--rules", help="rules file (GATEWAY_RULES)")
+    parser.add_argument("--upstream", help="Electric's URL (ELECTRIC_URL)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings = settings_or_report(
+        env,
+        sys.stderr,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        rules_path=getattr(args, "rules", None),
+        electric_url=getattr(args, "upstream", None),
+    )
+    if settings is None:
+        return EXIT_USAGE
+    if not settings.has_key_source:
+        print(
+            "serve: no JWT key source is configured; set JWT_SECRET (HS256), JWT_PUBLIC_KEY "
+            "(PEM or path) or JWT_JWKS_URL",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    configure_logging(settings.log_format)
+    try:
+        run_async(serve(settings, env))
+    except RulesError as error:
+        print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyConfigError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"serve: cannot listen on {settings.host}:{settings.port}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop when it is installed (the `speed` extra)."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)

@@ -1,0 +1,138 @@
+"""Client connections: how many may be open at once, and how long a slow one may take.
+
+Every open connection costs a file descriptor (two while it is proxied). Without a cap, a few
+hundred kilobytes a second of attacker traffic (connections that send half a request line and
+then nothing) exhaust the process's descriptors and with them the service. So:
+- at most `max_connections` are open; a connection beyond that is closed the moment it is
+  accepted (counted in `shape_gateway_connections_refused_total`, logged at most every 10 s);
+- a connection must deliver a complete request's headers within the header timeout of being
+  opened, and of its previous response (aiohttp's keep-alive timer, which closes a connection
+  still waiting for a whole request); an idle keep-alive connection goes after the same time.
+The default cap leaves room in the process's file limit for the upstream connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from typing import Final, cast
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger(__name__)
+LOG_EVERY: Final = 10.0
+RESERVED_DESCRIPTORS: Final = 128  # Redis, the listening socket, log files, the rules watcher
+
+
+def default_max_connections() -> int:
+    """Half the descriptors left under the soft file limit: one per client, one upstream."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max((soft - RESERVED_DESCRIPTORS) // 2, 16)
+
+
+class ConnectionGuard:
+    def __init__(self, max_connections: int, on_refused: Callable[[], None]) -> None:
+        self.max_connections = max_connections
+        self.open = 0
+        self.on_refused = on_refused
+        self._refused_since_log = 0
+        self._logged_at = float("-inf")
+
+    def admit(self) -> bool:
+        if self.open < self.max_connections:
+            self.open += 1
+            return True
+        self.on_refused()
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY:
+            log.warning(
+                "connection_cap_reached",
+                max_connections=self.max_connections,
+                refused=self._refused_since_log,
+                hint="raise GATEWAY_MAX_CONNECTIONS (and the file limit) or add replicas",
+            )
+            self._refused_since_log, self._logged_at = 0, now
+        return False
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the guard's count."""
+
+    __slots__ = ("_admitted", "_guard", "_inner")
+
+    def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._guard.admit():
+            cast(asyncio.Transport, transport).abort()
+            return
+        self._admitted = True
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._admitted:
+            self._admitted = False
+            self._guard.release()
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._admitted:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._admitted else None
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections pass the guard; `reuse_port` lets several worker
+    processes share one port."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        backlog: int,
+        reuse_port: bool = False,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self.runner = runner
+        self.host, self.port, self.guard, self.reuse_port = host, port, guard, reuse_port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self.runner.server
+        assert server is not None
+        guard = self.guard
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: GuardedProtocol(server(), guard),
+            self.host,
+            self.port,
+            backlog=self._backlog,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
+        )

@@ -1,0 +1,108 @@
+"""The audit middleware: one line per request, its metrics, and a security event for every
+refusal of an authenticated caller; `request_id` bound for every log line of the request.
+
+No audit, no service: when the log sink breaks (stderr closed, a pipe whose reader died) the
+line that found it out is lost, every later request but the health routes is refused with a
+JSON 503 `audit_log_unavailable`, and /readyz says not ready, until a line is written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Final
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.audit.records import AuditRecord
+from gateway.errors import Code, Refusal
+from gateway.web.keys import AUDIT, AUDIT_LOG, METRICS, PUBLIC_PATHS, RULES, SECURITY
+from gateway.web.refusals import refusal_response
+
+log = structlog.get_logger(__name__)
+
+UPSTREAM_REASONS: Final = frozenset(
+    {Code.UPSTREAM_UNAVAILABLE.value, Code.UPSTREAM_TIMEOUT.value,
+     Code.UPSTREAM_MISCONFIGURED.value, "upstream_aborted"}
+)  # fmt: skip
+LIMIT_REASONS: Final = frozenset({Code.RATE_LIMITED.value, Code.TOO_MANY_LIVE_CONNECTIONS.value})
+AUDIT_DOWN: Final = Refusal(
+    Code.AUDIT_UNAVAILABLE,
+    "the gateway cannot write its audit log, so it serves nothing; retry on another replica",
+)
+
+
+@web.middleware
+async def record_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    audit_log = request.app[AUDIT_LOG]
+    record = AuditRecord(
+        request_id=secrets.token_hex(8),
+        method=request.method,
+        path=request.path,
+        rules=request.app[RULES].rules.digest,
+    )
+    request[AUDIT] = record
+    with structlog.contextvars.bound_contextvars(request_id=record.request_id):
+        try:
+            if audit_log.healthy or request.path in request.app[PUBLIC_PATHS]:
+                response = await handler(request)
+            else:
+                record.refuse(AUDIT_DOWN.code.value)
+                response = refusal_response(AUDIT_DOWN)
+        except asyncio.CancelledError:
+            record.client_closed()
+            _finish(request, record)
+            raise
+        record.finish(response.status)
+        _finish(request, record)
+    return response
+
+
+def _finish(request: web.Request, record: AuditRecord) -> None:
+    request.app[AUDIT_LOG].write(record)
+    observe(request, record)
+
+
+def observe(request: web.Request, record: AuditRecord) -> None:
+    """Metrics for the request; a security event for each refusal of an authenticated caller."""
+    metrics = request.app[METRICS]
+    shapes = request.app[RULES].rules.shapes
+    name = record.shape or ""
+    shape = name if name in shapes else ("unknown" if name else "-")
+    labels = [shape, record.decision, record.reason, str(record.status)]
+    if metrics.tenant_labels:
+        labels.append(record.identity.tenant if record.identity else "-")
+    metrics.requests.labels(*labels).inc()
+    live = record.upstream is not None and record.upstream.live
+    metrics.duration.labels(record.decision, str(live).lower()).observe(
+        time.monotonic() - record.started
+    )
+    if record.upstream is not None:
+        metrics.response_bytes.observe(record.bytes)
+    if record.reason in UPSTREAM_REASONS:
+        metrics.upstream_errors.labels(record.reason.removeprefix("upstream_")).inc()
+    if record.reason in LIMIT_REASONS:
+        metrics.limited.labels(record.reason).inc()
+    if record.decision != "refused" or not 400 <= record.status < 500:
+        return
+    identity = record.identity
+    if identity is None:
+        metrics.unauthenticated_refusals.labels(record.reason).inc()
+        return
+    request.app[SECURITY].record(
+        {
+            "reason": record.reason,
+            "status": str(record.status),
+            "method": record.method,
+            "path": record.path,
+            "shape": shape,
+            "user": identity.user,
+            "tenant": identity.tenant,
+            "role": identity.role,
+            "request_id": record.request_id,
+            "at": f"{time.time():.3f}",
+        }
+    )

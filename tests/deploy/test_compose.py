@@ -1,0 +1,147 @@
+"""deploy/compose.yaml: valid against the Compose Specification's own JSON schema, and the
+sidecar's invariants hold (Electric unpublished, one source for ELECTRIC_SECRET, the demo rows,
+the rules where the image reads them). `docker compose up` itself needs a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.deploy.files import (
+    COMPOSE,
+    DEPLOY,
+    K8S,
+    ROOT,
+    container,
+    dockerfile_instructions,
+    final_stage,
+    key_values,
+    load_documents,
+    load_yaml,
+    one,
+)
+
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = load_yaml(COMPOSE)
+    return document
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def env_example() -> dict[str, str]:
+    lines = (DEPLOY / ".env.example").read_text().splitlines()
+    pairs = (line.partition("=") for line in lines if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def test_compose_file_is_valid_against_the_compose_specification(
+    compose: dict[str, Any],
+) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+
+
+def test_schema_refuses_a_misspelt_service_key(compose: dict[str, Any]) -> None:
+    """The check can fail: the schema forbids keys it does not know."""
+    schema = json.loads(SCHEMA.read_text())
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["gateway"]["port"] = ["8080:8080"]
+    assert not jsonschema.Draft7Validator(schema).is_valid(broken)
+
+
+def test_only_the_gateway_publishes_a_port(compose: dict[str, Any]) -> None:
+    published = {name for name, s in services(compose).items() if s.get("ports")}
+    assert published == {"gateway"}
+    electric = services(compose)["electric"]
+    assert "expose" not in electric
+    assert electric.get("network_mode") is None  # never on the host's network
+
+
+def test_electric_is_the_official_image_pinned_to_the_1x_release_the_manifests_use(
+    compose: dict[str, Any],
+) -> None:
+    image = services(compose)["electric"]["image"]
+    assert re.fullmatch(r"electricsql/electric:1\.\d+\.\d+", image)
+    deployment = one(load_documents(K8S / "deployment.yaml"), "Deployment")
+    assert container(deployment, "electric")["image"] == image
+
+
+def test_electric_secret_comes_from_one_variable_set_in_the_env_example(
+    compose: dict[str, Any],
+) -> None:
+    for name in ("electric", "gateway"):
+        value = services(compose)[name]["environment"]["ELECTRIC_SECRET"]
+        match = VARIABLE.fullmatch(value)
+        assert match is not None, f"{name}: ELECTRIC_SECRET must be ${{ELECTRIC_SECRET...}}"
+        assert match.group(1) == "ELECTRIC_SECRET"
+        assert match.group(2) == ":?", "a missing secret must stop compose, not default"
+    assert env_example()["ELECTRIC_SECRET"]
+
+
+def test_every_variable_without_a_default_is_in_the_env_example() -> None:
+    required = {m.group(1) for m in VARIABLE.finditer(COMPOSE.read_text()) if m.group(2) != ":-"}
+    assert required <= set(env_example()), required - set(env_example())
+    assert len(env_example()["JWT_SECRET"]) >= 32  # the demo starts with the example's values
+
+
+def test_postgres_replicates_logically_and_reports_health(compose: dict[str, Any]) -> None:
+    postgres = services(compose)["postgres"]
+    assert "wal_level=logical" in postgres["command"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    dependents = services(compose)["electric"]["depends_on"]
+    assert dependents["postgres"]["condition"] == "service_healthy"
+
+
+def test_postgres_loads_the_demo_rows_make_demo_uses(compose: dict[str, Any]) -> None:
+    mounts = services(compose)["postgres"]["volumes"]
+    seed = next(m for m in mounts if isinstance(m, str) and "initdb.d" in m)
+    source, target = seed.split(":")[:2]
+    assert (COMPOSE.parent / source).resolve() == DEPLOY / "seed.sql"
+    assert target.endswith(".sql")
+    demo = (DEPLOY / "demo.py").read_text()
+    assert 'SEED_SQL = Path(__file__).resolve().parent / "seed.sql"' in demo
+
+
+def test_gateway_is_built_from_the_dockerfile_and_reaches_electric_by_service_name(
+    compose: dict[str, Any],
+) -> None:
+    gateway = services(compose)["gateway"]
+    build = gateway["build"]
+    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == (
+        DEPLOY / "Dockerfile"
+    )
+    assert gateway["environment"]["ELECTRIC_URL"] == "http://electric:3000"
+    assert gateway["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert gateway["depends_on"]["electric"]["condition"] == "service_healthy"
+    assert gateway["read_only"] is True
+    assert gateway["cap_drop"] == ["ALL"]
+
+
+def test_gateway_reads_the_repository_rules_where_the_image_looks_for_them(
+    compose: dict[str, Any],
+) -> None:
+    env = {
+        k: v
+        for i in final_stage(dockerfile_instructions())
+        if i.keyword == "ENV"
+        for k, v in key_values(i.arguments).items()
+    }
+    (mount,) = services(compose)["gateway"]["volumes"]
+    assert mount["target"] == env["GATEWAY_RULES"]
+    assert (COMPOSE.parent / mount["source"]).resolve() == ROOT / "shape_rules.yaml"
+    assert mount["read_only"] is True
