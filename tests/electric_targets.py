@@ -1,9 +1,10 @@
 """Which Electric the functional and real-client tests run against (a pytest plugin).
 
-- With a real Electric at hand (`tests.real_electric`: `ELECTRIC_TEST_URL`, or Docker), every
-  test that needs an upstream runs against it, through a recording `Tap`.
-- Otherwise against the imitation: tests marked `across_electric_versions` once per imitated
-  version (1.0.10 and 1.7), the others on the default version.
+- Tests marked `across_electric_versions` (the suites that exercise Electric's protocol) run
+  once per imitated version (1.0.10 and 1.7) and, with a real Electric at hand
+  (`tests.real_electric`: `ELECTRIC_TEST_URL`, or Docker), once more against it through a
+  recording `Tap` (`-k electric-real` selects those runs).
+- The others (gateway-internal: audit, limits, operations) run on the imitation's default.
 - `@pytest.mark.electric_feature("sse")` skips where the server lacks the feature (the real
   server's version comes from its `electric-server` header); `@pytest.mark.imitation_only(why)`
   skips on a real server (fault injection, for one, has no real counterpart).
@@ -73,10 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "electric_target" not in metafunc.fixturenames:
         return
-    if real_electric_wanted():
-        names = [REAL]
-    elif metafunc.definition.get_closest_marker("across_electric_versions"):
-        names = list(VERSION_NAMES)
+    if metafunc.definition.get_closest_marker("across_electric_versions"):
+        names = [*VERSION_NAMES, *([REAL] if real_electric_wanted() else [])]
     else:
         names = [DEFAULT_VERSION]
     metafunc.parametrize(
