@@ -52,10 +52,6 @@ class ElectricTarget:
     version: str  # "1.0.10" / "1.7" for the imitation, "x.y.z" for a real server
     real: RealElectric | None = None
 
-    @property
-    def label(self) -> str:
-        return f"real Electric {self.version}" if self.real else f"imitated Electric {self.version}"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     features = ", ".join(FEATURE_SINCE)
