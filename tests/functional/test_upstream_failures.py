@@ -12,12 +12,13 @@ from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.gateway import GatewayFactory
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.across_electric_versions]
 
 ADMIN = make_token(sub="root", tid="acme", role="admin")
 SNAPSHOT = {"table": "tasks", "offset": "-1"}
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_electric_overload_503_passes_through_with_retry_after(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -31,6 +32,7 @@ async def test_electric_overload_503_passes_through_with_retry_after(
         assert response.headers["Cache-Control"].startswith(("private", "no-store"))
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_electric_500_becomes_a_502_without_electrics_text(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -73,6 +75,7 @@ async def test_electric_refusing_our_secret_is_502_upstream_misconfigured_never_
         assert "not-the-secret" not in str(body)
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_slow_upstream_is_504_upstream_timeout(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -86,6 +89,7 @@ async def test_slow_upstream_is_504_upstream_timeout(
         assert (await response.json())["error"] == "upstream_timeout"
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
 ) -> None:
