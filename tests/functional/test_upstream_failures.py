@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from structlog.testing import capture_logs
@@ -104,3 +106,65 @@ async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
+
+
+async def test_a_plain_text_upstream_error_becomes_our_json_502(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    # A wrong ELECTRIC_URL path: Electric answers its router's plain `Not found`.
+    gateway = await gateway_factory(upstream=str(electric.url.with_path("/wrong")),
+                                    rules=world.rules, electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 502
+            assert response.headers["Content-Type"].startswith("application/json")
+            assert (await response.json())["error"] == "upstream_misconfigured"
+    (replaced,) = [line for line in logs if line["event"] == "upstream_error_replaced"]
+    assert (replaced["upstream_status"], replaced["body"]) == (404, "Not found")
+
+
+async def test_a_compressed_error_keeps_electrics_vary_beside_ours_and_no_version_banner(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    headers = {"Authorization": f"Bearer {ADMIN}", "Accept-Encoding": "gzip"}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.get(
+            gateway.url.with_path("/v1/shape").with_query(table="tasks", offset="0_0"),
+            headers=headers,
+        ) as response,
+    ):
+        assert response.status == 400
+        assert response.headers["Content-Encoding"] == "gzip"
+        vary = {v.strip().lower() for v in response.headers["Vary"].split(",")}
+        assert {"accept-encoding", "authorization", "x-tenant-id"} <= vary
+        assert "electric-server" not in response.headers
+        assert response.headers["Server"] == "shape-gateway"
+    assert electric.state.requests[-1].header("Accept-Encoding") == "gzip"
+
+
+async def test_a_client_hanging_up_mid_body_is_logged_499_client_closed_not_a_500(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+) -> None:
+    electric = await electric_factory(chunk_rows=100_000)
+    world.execute(
+        "INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 64) "
+        "FROM generate_series(1, 2600) g"
+    )
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    with capture_logs() as logs:
+        for _ in range(5):  # hang up at different points of a 5 MB body
+            async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
+                await response.content.read(65536)
+                response.close()
+        async with asyncio.timeout(5):
+            while len([e for e in logs if e["event"] == "shape_request"]) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    lines = [e for e in logs if e["event"] == "shape_request"]
+    assert {(e["decision"], e["reason"], e["status"]) for e in lines} == {
+        ("allowed", "client_closed", 499)
+    }
+    assert not [e for e in logs if e["event"] == "unhandled_error"]
