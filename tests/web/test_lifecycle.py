@@ -38,17 +38,17 @@ async def test_a_burst_uses_a_bounded_pool_and_shutdown_releases_every_connectio
 
     async def member(token: str) -> int:
         async with gateway.request("GET", "/v1/memberships", token=token) as response:
-            return response.status
+            return int(response.status)
 
     async def audit(token: str) -> int:
         body = [{"id": f"e-{token[-8:]}", "action": "update"}]
         async with gateway.request("POST", "/v1/audit-events", token=token, json=body) as response:
-            return response.status
+            return int(response.status)
 
     async def feed(token: str) -> int:
         async with gateway.request("GET", "/v1/events", token=token) as response:
             await response.content.readline()
-            return response.status
+            return int(response.status)
 
     statuses = await asyncio.gather(
         *(member(t) for t in tokens * 4), *(audit(t) for t in tokens), *(feed(t) for t in tokens)
