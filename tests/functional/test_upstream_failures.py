@@ -101,11 +101,30 @@ async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
     )
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
                                     electric_secret=ELECTRIC_SECRET)  # fmt: skip
-    electric.state.inject(Fault("abort", after_bytes=50_000))
+    electric.state.inject(Fault("abort", after_bytes=400_000))  # of about 570 KB
     async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
+
+
+@pytest.mark.imitation_only("fault injection")
+async def test_body_cut_before_anything_was_sent_is_our_502_not_a_closed_connection(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+) -> None:
+    # A connection closed without an answer invites a blind retry; nothing was sent yet, so
+    # the gateway can still say what happened.
+    electric = await electric_factory(chunk_rows=10_000)
+    world.execute(
+        "INSERT INTO {schema}.big SELECT g, repeat('x', 1000) FROM generate_series(1, 500) g"
+    )
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("abort", after_bytes=0))  # headers, then not a byte
+    async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
+        assert response.status == 502
+        assert (await response.json())["error"] == "upstream_unavailable"
+    assert len(electric.state.requests) == 1  # answered, not retried behind our back
 
 
 async def test_a_plain_text_upstream_error_becomes_our_json_502(

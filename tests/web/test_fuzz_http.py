@@ -52,6 +52,7 @@ CALLERS: dict[str, dict[str, Any]] = {
     "carol": {"sub": "carol", "tid": "globex", "role": "admin",
               "tenants": {"globex": "admin", "acme": "member"}},
     "dave": {"sub": "dave:1", "tid": "acme-eu", "role": "member"},
+    "eve": {"sub": "e\udcffve", "tid": "acme", "role": "member"},  # a lone surrogate, from JSON
 }  # fmt: skip
 VALID = {name: make_token(**claims) for name, claims in CALLERS.items()}
 
