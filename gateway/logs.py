@@ -81,6 +81,14 @@ def _quiet_malformed(record: logging.LogRecord) -> bool:
     return True
 
 
+def _worker_stamp(worker: int) -> Any:
+    def stamp(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        event["worker"] = worker
+        return event
+
+    return stamp
+
+
 def _dumps(event: Any, default: Any = None) -> bytes:
     """orjson, fast; json for the rare line orjson refuses (a lone surrogate in a claim)."""
     try:
@@ -90,19 +98,26 @@ def _dumps(event: Any, default: Any = None) -> bytes:
 
 
 def configure_logging(
-    log_format: str = "json", level: int = logging.INFO, *, cache: bool = True
+    log_format: str = "json",
+    level: int = logging.INFO,
+    *,
+    cache: bool = True,
+    worker: int | None = None,
 ) -> None:
     """Our lines (the audit line on every request) render with orjson straight to bytes for the
-    coalescing sink; the few records of aiohttp and asyncio go through stdlib logging."""
+    coalescing sink; the few records of aiohttp and asyncio go through stdlib logging. With
+    `serve --workers`, every line names its `worker`."""
     console = log_format == "console"
     text_renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if console
         else structlog.processors.JSONRenderer()
     )
+    stamp: list[Any] = [] if worker is None else [_worker_stamp(worker)]
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *stamp,
     ]
     handler = logging.StreamHandler(sys.stderr)  # aiohttp's and asyncio's own log records
     handler.setFormatter(
@@ -126,6 +141,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *stamp,
             REDACTOR,
             text_renderer if console else structlog.processors.JSONRenderer(serializer=_dumps),
         ],

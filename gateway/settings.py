@@ -50,6 +50,7 @@ class Settings:
     header_timeout: int = 10  # seconds to deliver a request's headers; also the idle keep-alive
     max_connections: int | None = None  # open client connections; None: from the file limit
     redis_pool_size: int = 32  # connections per Redis client (three clients per replica)
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
 
     @property
     def has_key_source(self) -> bool:
@@ -82,6 +83,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "header_timeout": ("GATEWAY_HEADER_TIMEOUT", 1, 300),
     "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
     "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 2, 1024),
+    "workers": ("GATEWAY_WORKERS", 1, 64),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
@@ -142,6 +144,19 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         problems.append(f"REDIS_URL={redis_url!r}: must start with redis://, rediss:// or unix://")
+    workers = values.get("workers", 1)
+    if isinstance(workers, int) and workers > 1:
+        if not values.get("redis_url"):
+            problems.append(
+                f"GATEWAY_WORKERS={workers}: several workers need REDIS_URL; each worker is a "
+                "full replica, and replicas share revocations, limits and audit de-duplication "
+                "only through Redis (without it each would enforce its own view)"
+            )
+        if values.get("port", _DEFAULTS.port) == 0:
+            problems.append(
+                f"GATEWAY_WORKERS={workers}: workers share one port (SO_REUSEPORT); "
+                "give a fixed GATEWAY_PORT instead of 0"
+            )
     if problems:
         raise SettingsError(problems)
     if isinstance(values.get("electric_url"), str):

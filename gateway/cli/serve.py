@@ -12,7 +12,9 @@ from gateway.auth.keys import KeyConfigError
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
+from gateway.web.app import check_loadable
 from gateway.web.server import serve
+from gateway.web.workers import Supervisor
 
 
 def register(commands: Commands) -> None:
@@ -21,6 +23,9 @@ def register(commands: Commands) -> None:
     parser.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
     parser.add_argument("--rules", help="rules file (GATEWAY_RULES)")
     parser.add_argument("--upstream", help="Electric's URL (ELECTRIC_URL)")
+    parser.add_argument(
+        "--workers", type=int, help="processes sharing the port, each a replica (GATEWAY_WORKERS)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -32,6 +37,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         port=getattr(args, "port", None),
         rules_path=getattr(args, "rules", None),
         electric_url=getattr(args, "upstream", None),
+        workers=getattr(args, "workers", None),
     )
     if settings is None:
         return EXIT_USAGE
@@ -44,6 +50,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_format)
     try:
+        if settings.workers > 1:
+            check_loadable(settings, env)  # report broken rules once, not once per worker
+            return Supervisor(settings, env).run()
         run_async(serve(settings, env))
     except RulesError as error:
         print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)

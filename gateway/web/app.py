@@ -194,16 +194,19 @@ async def _end_live_streams(app: web.Application) -> None:
     )
 
 
+def check_loadable(settings: Settings, env: Mapping[str, str]) -> RulesHolder:
+    """The rules, and the keys checked: RulesError or KeyConfigError for the caller to report
+    (at start-up, not at the first request)."""
+    static_keys(settings)
+    default = Upstream("default", settings.electric_url, settings.electric_secret)
+    return RulesHolder.load(settings.rules_path, env, default)
+
+
 def make_app(
     settings: Settings, env: Mapping[str, str], timeouts: Timeouts | None = None
 ) -> web.Application:
     """Build the app; raises RulesError or KeyConfigError for the caller to report."""
-    static_keys(settings)  # fail now, not at the first request
-    holder = RulesHolder.load(
-        settings.rules_path,
-        env,
-        Upstream("default", settings.electric_url, settings.electric_secret),
-    )
+    holder = check_loadable(settings, env)
     for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
         REDACTOR.add_secret(secret)
 

@@ -65,8 +65,8 @@ async def start(
     return runner, site
 
 
-async def serve(settings: Settings, env: Mapping[str, str]) -> None:
-    runner, _ = await start(settings, env)
+async def serve(settings: Settings, env: Mapping[str, str], *, reuse_port: bool = False) -> None:
+    runner, _ = await start(settings, env, reuse_port=reuse_port)
     app = runner.app
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
