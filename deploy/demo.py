@@ -91,6 +91,18 @@ async def wait_for_line(stream: asyncio.StreamReader, marker: str) -> str:
                 return line
 
 
+async def wait_ready(gateway: str) -> None:
+    """Until /readyz says ready: with Redis, a replica serves once its revocation view has
+    caught up (before that it refuses with 503 revocation_state_stale, by design)."""
+    async with asyncio.timeout(20), aiohttp.ClientSession() as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{gateway}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+
+
 async def drain(stream: asyncio.StreamReader) -> None:
     """Keep reading a child's pipe it would otherwise block on once full."""
     while await stream.readline():
@@ -216,6 +228,7 @@ async def main(args: argparse.Namespace) -> None:
             assert gateway.stderr is not None
             await wait_for_line(electric.stdout, "listening")
             await wait_for_line(gateway.stderr, "gateway_listening")
+            await wait_ready(gateway_url)
             await run(args, gateway_url, database, jwt_secret, pages)
             if not args.once and pages is not None:
                 await follow(electric.stdout, gateway.stderr)

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.pages import Tabs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

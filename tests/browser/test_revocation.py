@@ -12,7 +12,7 @@ from playwright.sync_api import Response, expect
 
 from tests.browser.pages import Tab, Tabs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
 CLEARED_WITHIN: Final = 2.0  # seconds from the admin's click to an empty panel and store
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser.pages import Tab, Tabs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
 COUNTRIES: Final = ["France (FR)", "Japan (JP)"]
 SEEN: Final = {

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from tests.browser.pages import Tabs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
 # What the page's own script reads from the gateway on another origin (exposed headers only).
 READ_ACROSS_ORIGINS: Final = """
