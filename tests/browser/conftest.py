@@ -60,10 +60,10 @@ REPORTS: Final = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
+    """$CHROMIUM when set (only it), else Debian's /usr/bin/chromium or `chromium` on PATH."""
+    chosen = os.environ.get("CHROMIUM")
+    candidates = [chosen] if chosen else ["/usr/bin/chromium", shutil.which("chromium")]
+    return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
 @pytest.fixture(scope="package")
@@ -73,7 +73,9 @@ def chromium() -> str:
     if path is None:
         unavailable(
             "browser",
-            "Chromium is not installed: `apt-get install chromium` (Debian, Ubuntu), or set "
+            f"no Chromium at CHROMIUM={os.environ['CHROMIUM']}"
+            if os.environ.get("CHROMIUM")
+            else "Chromium is not installed: `apt-get install chromium` (Debian, Ubuntu), or set "
             "CHROMIUM=/path/to/chrome",
         )
     if importlib.util.find_spec("playwright") is None:

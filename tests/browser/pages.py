@@ -1,5 +1,9 @@
 """A page of the demo as a test sees it: its panels, rows, local store and network.
 
+The only module of the browser tests that imports Playwright (test modules import it for type
+checking only), so a machine without it collects them and skips them with the chromium
+fixture's message instead of failing to import.
+
 Every page opens in a browser context of its own: its own storage, HTTP cache and connection
 pool (a browser allows 6 HTTP/1.1 connections per origin per context, and each panel holds two
 open to the gateway: its live tasks shape and its revocation feed).
@@ -77,6 +81,16 @@ class Tab:
 
     def expect_state(self, user: str, state: str, timeout: float = 5.0) -> None:
         expect(self.panel(user)).to_have_attribute("data-state", state, timeout=timeout * 1000)
+
+    def expect_text(
+        self, user: str, selector: str, text: str, exact: bool = False, timeout: float = 5.0
+    ) -> None:
+        """The panel's element at `selector` says `text` (exactly, or among other words)."""
+        found = expect(self.panel(user).locator(selector))
+        if exact:
+            found.to_have_text(text, timeout=timeout * 1000)
+        else:
+            found.to_contain_text(text, timeout=timeout * 1000)
 
     def expect_synced(self, user: str, timeout: float = 10.0) -> None:
         """Every shape of the panel has caught up with the gateway and is on screen."""

@@ -5,12 +5,14 @@ what was revoked, not even for a frame: not from the local store, not from the H
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pytest
-from playwright.sync_api import Response, expect
 
-from tests.browser.pages import Tab, Tabs
+if TYPE_CHECKING:
+    from playwright.sync_api import Response
+
+    from tests.browser.pages import Tab, Tabs
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -29,12 +31,11 @@ def expect_cleared(tab: Tab, user: str, tenant: str, code: str, started: float) 
     assert tab.panel(user).locator("li.row").count() == 0
     assert tab.stored_rows(f"{user}@{tenant}") == []
     assert time.monotonic() - started < CLEARED_WITHIN
-    expect(tab.panel(user).locator(".banner .code")).to_have_text(code)
+    tab.expect_text(user, ".banner .code", code, exact=True)
 
 
 def expect_told_by_feed(tab: Tab, user: str, event: str) -> None:
-    activity = tab.panel(user).locator(".activity")
-    expect(activity).to_contain_text(f"feed: {event}", timeout=CLEARED_WITHIN * 1000)
+    tab.expect_text(user, ".activity", f"feed: {event}", timeout=CLEARED_WITHIN)
 
 
 def test_revoking_a_membership_clears_the_panel_and_the_local_store(tabs: Tabs) -> None:
@@ -82,7 +83,7 @@ def test_a_reload_after_revocation_shows_no_revoked_row_not_even_briefly(
     tab.expect_state("alice", "ended")
     # The refusal's own JSON, read by the page (cross-origin: through CORS).
     message = "your access to tenant 'acme' was revoked; delete its local data"
-    expect(tab.panel("alice").locator(".banner .message")).to_have_text(message)
+    tab.expect_text("alice", ".banner .message", message, exact=True)
     # Watched from the first paint on: not one of alice's rows was ever in the document.
     assert [row for row in tab.rendered() if row["user"] == "alice"] == []
     assert len([row for row in tab.rendered() if row["user"] == "carol"]) >= 2

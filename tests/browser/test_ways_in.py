@@ -9,13 +9,13 @@ which the script never sees; shapes, writes and the revocation feed all work thr
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect
 
-from tests.browser.pages import Tabs
+if TYPE_CHECKING:
+    from tests.browser.pages import Tabs
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis]
 
@@ -84,5 +84,5 @@ def test_same_origin_an_http_only_cookie_carries_syncs_writes_and_revocations(
     tab.page.click('button[data-action="revoke"][data-target="bob"]')
     tab.expect_state("bob", "ended", timeout=2)
     assert tab.stored_rows("bob@globex") == []
-    expect(tab.panel("bob").locator(".activity")).to_contain_text("feed: membership.revoked")
+    tab.expect_text("bob", ".activity", "feed: membership.revoked")
     tab.expect_state("alice", "live")
