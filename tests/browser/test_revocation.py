@@ -48,6 +48,11 @@ def test_revoking_a_membership_clears_the_panel_and_the_local_store(tabs: Tabs) 
     tab.expect_state("carol", "live")
     assert tab.titles("carol", "tasks") == ["Order more rockets", "Test the skates"]
     assert tab.stored_rows("carol@acme")
+    # Restored, she signs in again: the app issues a token after the revocation's second.
+    click_admin(tab, "restore", "alice")
+    tab.panel("alice").get_by_role("button", name="Sign in again").click()
+    tab.expect_synced("alice")
+    assert tab.titles("alice", "tasks") == ["Test the skates"]
 
 
 def test_suspending_a_tenant_clears_its_panels_and_reinstating_brings_them_back(

@@ -258,6 +258,7 @@ export class Panel {
             })
             return
           }
+          if (error.status === 401) await this.transport.signIn().catch(() => {}) // expired, stale
         } else if (!run.confirmed && this.current(run)) {
           this.setState("offline")
           for (const [name, shape] of Object.entries(run.shapes)) this.view.shape(name, shape)
