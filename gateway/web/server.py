@@ -15,6 +15,7 @@ from typing import Final
 import structlog
 from aiohttp import web, web_response
 
+from gateway.log_sink import SINK
 from gateway.settings import Settings
 from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
@@ -83,3 +84,4 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> None:
     log.info("gateway_stopping", grace_seconds=GRACE)
     await runner.cleanup()
     log.info("gateway_stopped")
+    SINK.flush()  # the last lines, before the loop (which would flush them) is gone
