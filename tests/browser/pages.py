@@ -93,7 +93,10 @@ class Tab:
             found.to_contain_text(text, timeout=timeout * 1000)
 
     def expect_synced(self, user: str, timeout: float = 10.0) -> None:
-        """Every shape of the panel has caught up with the gateway and is on screen."""
+        """Every shape of the panel has caught up with the gateway and is on screen (once the
+        panel is there at all: right after a load, no panel has no shape behind either)."""
+        shapes = self.panel(user).locator("article.shape")
+        expect(shapes.first).to_be_attached(timeout=timeout * 1000)
         behind = self.panel(user).locator("article.shape:not([data-synced])")
         expect(behind).to_have_count(0, timeout=timeout * 1000)
 
