@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from gateway.auth.keys import KeyConfigError
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
+from gateway.runtime import run_async
 from gateway.web.app import check_loadable
 from gateway.web.server import serve
 from gateway.web.workers import Supervisor
@@ -66,13 +65,3 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"serve: cannot listen on {settings.host}:{settings.port}: {error}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run, on uvloop when it is installed (the `speed` extra)."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)

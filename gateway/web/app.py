@@ -35,7 +35,7 @@ from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
-from gateway.upstream.client import Timeouts, make_session
+from gateway.upstream.client import Timeouts, UpstreamPool, make_session
 from gateway.web import admin, audit_events, health, revocations, shape
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
@@ -56,6 +56,7 @@ from gateway.web.keys import (
     STREAMS,
     TASKS,
     TIMEOUTS,
+    UPSTREAMS,
     VERIFIER,
 )
 from gateway.web.recording import record_requests
@@ -91,10 +92,11 @@ def token_policy(settings: Settings) -> TokenPolicy:
 
 
 async def _client_context(app: web.Application) -> AsyncIterator[None]:
-    """The pooled upstream session, JWKS keys and the token verifier live as long as the app."""
+    """The upstream connections, JWKS keys and the token verifier live as long as the app."""
     settings = app[SETTINGS]
     session = make_session()
     app[SESSION] = session
+    app[UPSTREAMS] = UpstreamPool()
     jwks, refresher = None, None
     if settings.jwt_jwks_url:
         jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
@@ -105,6 +107,7 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes
     await session.close()
+    app[UPSTREAMS].close()
 
 
 async def _tasks_context(app: web.Application) -> AsyncIterator[None]:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import structlog
 from aiohttp import hdrs, web
 
 from gateway.errors import Code, Refusal
 from gateway.shape.plan import UpstreamRequest
-from gateway.upstream.client import send
+from gateway.upstream.client import UpstreamResponse, send
+from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.errors import refuse_unless_electric_answered
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS, TIMEOUTS
+from gateway.web.keys import AUDIT, IDENTITY, STREAMS, TIMEOUTS, UPSTREAMS
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +37,7 @@ class FiniteResponse(web.StreamResponse):
 
 async def _stream_body(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     response: web.StreamResponse,
     streaming: bool,
 ) -> None:
@@ -49,7 +49,7 @@ async def _stream_body(
     record = request[AUDIT]
     held = b""
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.chunks():
             record.bytes += len(chunk)
             if streaming:
                 await response.write(chunk)
@@ -59,7 +59,7 @@ async def _stream_body(
             elif held:
                 await response.write(held)
             held = chunk
-    except (aiohttp.ClientError, TimeoutError) as error:
+    except (UpstreamBroken, TimeoutError) as error:
         log.warning("upstream_aborted_mid_body", reason=str(error))
         record.reason = "upstream_aborted"
         if not response.prepared:
@@ -82,10 +82,10 @@ async def proxy(
     record = request[AUDIT]
     with streams.track(request[IDENTITY], live=planned.live) as stream:
         response: web.StreamResponse | None = None
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: UpstreamResponse | None = None
         try:
             upstream = await send(
-                request.app[SESSION],
+                request.app[UPSTREAMS],
                 planned,
                 method=method,
                 headers=request.headers,

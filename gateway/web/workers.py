@@ -46,8 +46,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(settings: Settings, env: Mapping[str, str], index: int, parent: int) -> None:
     # Imported here: the child is a fresh interpreter (spawn), and the parent needs none of it.
-    from gateway.cli.serve import run_async  # noqa: PLC0415
     from gateway.logs import configure_logging  # noqa: PLC0415
+    from gateway.runtime import run_async  # noqa: PLC0415
     from gateway.web.server import serve  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
