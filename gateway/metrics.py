@@ -9,6 +9,7 @@ fleets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,6 +24,7 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self._children: dict[tuple[str, ...], Any] = {}
         r = self.registry
         labels = ["shape", "decision", "reason", "status"] + (
             ["tenant"] if self.tenant_labels else []
@@ -118,6 +120,20 @@ class Metrics:
             "1 when this replica's revocation view is confirmed fresh, else 0.",
             registry=r,
         )
+
+    def count_request(self, labels: tuple[str, ...], live: str, seconds: float) -> None:
+        """The per-request counter and duration, their labelled children looked up once each
+        (prometheus_client's `labels()` takes a lock and builds a key on every call)."""
+        children = self._children
+        counter = children.get(labels)
+        if counter is None:
+            counter = children[labels] = self.requests.labels(*labels)
+        counter.inc()
+        key = ("duration", labels[1], live)
+        histogram = children.get(key)
+        if histogram is None:
+            histogram = children[key] = self.duration.labels(labels[1], live)
+        histogram.observe(seconds)
 
     def set_rules(self, digest: str) -> None:
         self.rules_info.clear()

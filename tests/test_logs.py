@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -87,3 +89,17 @@ async def test_a_sink_that_cannot_write_is_unhealthy_until_it_can() -> None:
     sink.msg(b"written")
     await asyncio.sleep(0)
     assert sink.healthy
+
+
+def test_lines_are_stamped_in_utc_iso_8601_to_the_microsecond() -> None:
+    stream = io.BytesIO()
+    configure_logging("json", logging.INFO, cache=False)
+    structlog.configure(logger_factory=lambda *_: LineSink(stream))
+    try:
+        structlog.get_logger("t").info("stamped")
+    finally:
+        structlog.reset_defaults()
+    stamp = json.loads(stream.getvalue())["timestamp"]
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert stamp.endswith("Z")
+    assert abs(parsed.timestamp() - time.time()) < 5

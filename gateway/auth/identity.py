@@ -26,6 +26,12 @@ class Identity:
     issued_at: int = 0
     expires_at: int = 0
     session: str | None = None  # `sid`, else `jti`: what session.revoked names
+    # Everything a plan depends on, hashable: the planner caches plans by it.
+    plan_key: tuple[object, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        claims = tuple(sorted(self.claims.items()))
+        object.__setattr__(self, "plan_key", (self.user, self.tenant, self.role, claims))
 
 
 def _is_text(value: str) -> bool:
@@ -105,3 +111,25 @@ def resolve_identity(
         expires_at=int(claims.get("exp", 0)),
         session=session if isinstance(session, str) else None,
     )
+
+
+class IdentityCache:
+    """Identities by (token, X-Tenant-Id, identity mapping): a client sends the same token on
+    every poll, and its identity is a pure function of these. Bounded; the oldest entries go
+    first. Verifying the token (expiry included) still happens on every request."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._entries: dict[tuple[str, str | None, IdentityMap], Identity] = {}
+
+    def resolve(
+        self, token: str, claims: Mapping[str, Any], mapping: IdentityMap, header: str | None
+    ) -> Identity:
+        key = (token, header, mapping)
+        identity = self._entries.get(key)
+        if identity is None:
+            identity = resolve_identity(claims, mapping, header)  # raises; refusals not kept
+            if len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = identity
+        return identity

@@ -82,3 +82,5 @@ class Rules:
     limits: Limits = field(default_factory=Limits)
     path: str = ""
     digest: str = ""  # sha256 of the file, first 12 hex digits: logged with every decision
+    # The planner's cache of plans made under these rules (gone with them at a reload).
+    plans: dict[object, object] = field(default_factory=dict, compare=False, repr=False)

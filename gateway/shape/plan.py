@@ -136,8 +136,71 @@ def _upstream(identity: Identity, rules: Rules) -> Upstream:
     return upstream
 
 
+@dataclass(frozen=True, slots=True)
+class _Definition:
+    """The part of a plan that does not depend on where the client is in the shape's log:
+    made once per (caller, shape definition) and reused for every poll that follows."""
+
+    shape: str
+    table: str
+    upstream: Upstream
+    where: str | None
+    params: tuple[str, ...]
+    sources: tuple[str, ...]
+    columns: tuple[str, ...] | None
+    head: tuple[tuple[str, str], ...]  # table, where, params, columns, replica, log
+    tail: tuple[tuple[str, str], ...]  # subset parameters
+
+
+MAX_CACHED_PLANS: Final = 10_000
+
+
 def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
-    """Decide what `identity` may ask Electric for with `query`. Raises Refusal."""
+    """Decide what `identity` may ask Electric for with `query`. Raises Refusal.
+
+    A client repeats its shape on every poll, only its position changing: the decision is
+    cached per (caller, shape definition) under the rules it was made with (a reload starts a
+    fresh cache). Refusals are never cached.
+    """
+    key = (identity.plan_key, query.definition_key)
+    definition = rules.plans.get(key)
+    if definition is None:
+        definition = _definition(query, identity, rules)
+        if len(rules.plans) >= MAX_CACHED_PLANS:
+            rules.plans.clear()
+        rules.plans[key] = definition
+    assert isinstance(definition, _Definition)
+    position: list[tuple[str, str]] = [
+        (name, value)
+        for name, value in (
+            ("offset", query.offset),
+            ("handle", query.handle),
+            ("cursor", query.cursor),
+            ("expired_handle", query.expired_handle),
+            ("cache-buster", query.cache_buster),
+        )
+        if value is not None
+    ]
+    if query.live:
+        position.append(("live", "true"))
+    if query.sse:
+        position += [("live_sse", "true"), ("experimental_live_sse", "true")]
+    return UpstreamRequest(
+        shape=definition.shape,
+        table=definition.table,
+        upstream=definition.upstream,
+        where=definition.where,
+        params=definition.params,
+        sources=definition.sources,
+        columns=definition.columns,
+        query=(*definition.head, *position, *definition.tail),
+        live=query.live,
+        sse=query.live and query.sse,
+        subset=query.subset is not None,
+    )
+
+
+def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definition:
     if identity.role not in rules.roles:
         raise Refusal(
             Code.UNKNOWN_ROLE,
@@ -178,30 +241,16 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
         else (where_parts[0] if where_parts else None)
     )
 
-    out: list[tuple[str, str]] = [("table", table)]
+    head: list[tuple[str, str]] = [("table", table)]
     if where is not None:
-        out.append(("where", where))
-        out += [(f"params[{n}]", value) for n, value in enumerate(params, 1)]
+        head.append(("where", where))
+        head += [(f"params[{n}]", value) for n, value in enumerate(params, 1)]
     if columns is not None:
-        out.append(("columns", format_column_list(columns)))
-    for key, value in (
-        ("replica", query.replica),
-        ("log", query.log),
-        ("offset", query.offset),
-        ("handle", query.handle),
-        ("cursor", query.cursor),
-        ("expired_handle", query.expired_handle),
-        ("cache-buster", query.cache_buster),
-    ):
+        head.append(("columns", format_column_list(columns)))
+    for name, value in (("replica", query.replica), ("log", query.log)):
         if value is not None:
-            out.append((key, value))
-    if query.live:
-        out.append(("live", "true"))
-    if query.sse:
-        out += [("live_sse", "true"), ("experimental_live_sse", "true")]
-    if query.subset is not None:
-        out += _subset(query, shape, grant)
-    return UpstreamRequest(
+            head.append((name, value))
+    return _Definition(
         shape=shape.name,
         table=table,
         upstream=_upstream(identity, rules),
@@ -209,10 +258,8 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
         params=tuple(params),
         sources=tuple(sources),
         columns=columns,
-        query=tuple(out),
-        live=query.live,
-        sse=query.live and query.sse,
-        subset=query.subset is not None,
+        head=tuple(head),
+        tail=tuple(_subset(query, shape, grant)) if query.subset is not None else (),
     )
 
 

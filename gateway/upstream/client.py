@@ -143,6 +143,13 @@ class UpstreamResponse:
         self._connection.close()
 
 
+@lru_cache(maxsize=16_384)
+def _encoded(name: str, value: str) -> str:
+    """`name=value` percent-encoded; a caller's table, where and bound values repeat on every
+    poll (the plan is cached, so these are the very same strings), only its position changes."""
+    return f"{quote(name, safe='')}={quote(value, safe='')}"
+
+
 def forwarded_headers(incoming: Mapping[str, str]) -> dict[str, str]:
     return {name: incoming[name] for name in FORWARDED if name in incoming}
 
@@ -154,7 +161,7 @@ def _head(
     query = list(request.query)
     if request.upstream.secret:
         query.append(("secret", request.upstream.secret))
-    target = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    target = "&".join(_encoded(name, value) for name, value in query)
     lines = [
         f"{method} {where.base_path}{SHAPE_PATH}?{target} HTTP/1.1",
         f"Host: {where.host_header}",

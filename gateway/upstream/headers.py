@@ -59,17 +59,22 @@ def add_vary(headers: CIMultiDict[str], names: Iterable[str]) -> None:
     headers[hdrs.VARY] = ", ".join(present)
 
 
+_VERDICTS: dict[str, bool] = {}  # header name as Electric spells it -> whether it passes
+
+
+def _passes(name: str) -> bool:
+    verdict = _VERDICTS.get(name)
+    if verdict is None:
+        lower = name.lower()
+        verdict = (lower.startswith(ELECTRIC_PREFIX) and lower != ELECTRIC_SERVER) or (
+            lower in PASS_THROUGH or lower == "cache-control"  # made private at prepare time
+        )
+        if len(_VERDICTS) < 1024:  # names come from Electric: a handful, bounded anyway
+            _VERDICTS[name] = verdict
+    return verdict
+
+
 def client_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """The upstream headers a client gets; caching, Vary and CORS are settled at prepare time
-    (web/middlewares.py finish_headers), for proxied and own responses alike."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        lower = name.lower()
-        if (lower.startswith(ELECTRIC_PREFIX) and lower != ELECTRIC_SERVER) or (
-            lower in PASS_THROUGH
-        ):
-            out.add(name, value)
-    cache_control = upstream.get(hdrs.CACHE_CONTROL)
-    if cache_control is not None:
-        out[hdrs.CACHE_CONTROL] = cache_control  # made private, with the rest, at prepare time
-    return out
+    (web/response_headers.py), for proxied and own responses alike."""
+    return CIMultiDict([(name, value) for name, value in upstream.items() if _passes(name)])

@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway.audit.client_events import AuditSink, LogSink, RedisSink
 from gateway.audit.security import SecurityEvents
 from gateway.audit.writer import AuditLog
+from gateway.auth.identity import IdentityCache
 from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
 from gateway.errors import Code, Refusal
@@ -44,6 +45,7 @@ from gateway.web.keys import (
     AUDIT_LOG,
     AUDIT_SINK,
     FEED,
+    IDENTITIES,
     LIMITER,
     LIVE_ROUTES,
     METRICS,
@@ -103,6 +105,7 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
         await jwks.refresh(force=True)
         refresher = app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
     app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
+    app[IDENTITIES] = IdentityCache()
     yield
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes

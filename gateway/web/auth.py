@@ -21,11 +21,19 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.auth.identity import resolve_identity
 from gateway.errors import Code, Refusal
 from gateway.settings import Settings
 from gateway.web.cors import allowed_origin
-from gateway.web.keys import ADMIN_PREFIX, AUDIT, IDENTITY, PUBLIC_PATHS, RULES, SETTINGS, VERIFIER
+from gateway.web.keys import (
+    ADMIN_PREFIX,
+    AUDIT,
+    IDENTITIES,
+    IDENTITY,
+    PUBLIC_PATHS,
+    RULES,
+    SETTINGS,
+    VERIFIER,
+)
 
 TENANT_HEADER: Final = "X-Tenant-Id"
 SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
@@ -127,9 +135,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         check_admin_token(request, settings.admin_token)
         return await handler(request)
     token = bearer_token(request, settings)
-    claims = await request.app[VERIFIER].verify(token)
-    rules = request.app[RULES].rules
-    identity = resolve_identity(claims, rules.identity, _single(request, TENANT_HEADER))
+    app = request.app
+    claims = await app[VERIFIER].verify(token)
+    identity = app[IDENTITIES].resolve(
+        token, claims, app[RULES].rules.identity, _single(request, TENANT_HEADER)
+    )
     request[IDENTITY] = identity
     request[AUDIT].identity = identity
     return await handler(request)

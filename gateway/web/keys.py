@@ -12,7 +12,7 @@ from gateway.audit.client_events import AuditSink
 from gateway.audit.records import AuditRecord
 from gateway.audit.security import SecurityEvents
 from gateway.audit.writer import AuditLog
-from gateway.auth.identity import Identity
+from gateway.auth.identity import Identity, IdentityCache
 from gateway.auth.tokens import TokenVerifier
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
@@ -27,6 +27,7 @@ from gateway.upstream.client import Timeouts, UpstreamPool
 SETTINGS: Final = web.AppKey("settings", Settings)
 RULES: Final = web.AppKey("rules", RulesHolder)
 VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
+IDENTITIES: Final = web.AppKey("identities", IdentityCache)
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)  # JWKS fetches
 UPSTREAMS: Final = web.AppKey("upstreams", UpstreamPool)  # Electric
 STREAMS: Final = web.AppKey("streams", OpenStreams)

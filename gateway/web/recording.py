@@ -68,18 +68,16 @@ def _finish(request: web.Request, record: AuditRecord) -> None:
 
 def observe(request: web.Request, record: AuditRecord) -> None:
     """Metrics for the request; a security event for each refusal of an authenticated caller."""
-    metrics = request.app[METRICS]
-    shapes = request.app[RULES].rules.shapes
+    app = request.app
+    metrics = app[METRICS]
+    shapes = app[RULES].rules.shapes
     name = record.shape or ""
     shape = name if name in shapes else ("unknown" if name else "-")
-    labels = [shape, record.decision, record.reason, str(record.status)]
+    labels: tuple[str, ...] = (shape, record.decision, record.reason, str(record.status))
     if metrics.tenant_labels:
-        labels.append(record.identity.tenant if record.identity else "-")
-    metrics.requests.labels(*labels).inc()
-    live = record.upstream is not None and record.upstream.live
-    metrics.duration.labels(record.decision, str(live).lower()).observe(
-        time.monotonic() - record.started
-    )
+        labels += (record.identity.tenant if record.identity else "-",)
+    live = "true" if record.upstream is not None and record.upstream.live else "false"
+    metrics.count_request(labels, live, time.monotonic() - record.started)
     if record.upstream is not None:
         metrics.response_bytes.observe(record.bytes)
     if record.reason in UPSTREAM_REASONS:
@@ -92,7 +90,7 @@ def observe(request: web.Request, record: AuditRecord) -> None:
     if identity is None:
         metrics.unauthenticated_refusals.labels(record.reason).inc()
         return
-    request.app[SECURITY].record(
+    app[SECURITY].record(
         {
             "reason": record.reason,
             "status": str(record.status),
