@@ -17,7 +17,6 @@ authors maintain). So this is that slice, on an asyncio protocol:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -40,7 +39,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []  # a deque would cost 600 bytes a held poll
         self._buffered = 0
         self._paused = False
         self._complete = False
@@ -131,12 +130,13 @@ class Connection(asyncio.Protocol):
         """The body as it arrives; UpstreamBroken or TimeoutError if it is cut or stalls."""
         while True:
             while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._paused and self._buffered < LOW_WATER and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
-                yield chunk
+                pending, self._chunks = self._chunks, []
+                for chunk in pending:
+                    self._buffered -= len(chunk)
+                    if self._paused and self._buffered < LOW_WATER and self.transport is not None:
+                        self._paused = False
+                        self.transport.resume_reading()
+                    yield chunk
             if self._complete:
                 return
             if self._failure is not None:
@@ -160,7 +160,8 @@ class Connection(asyncio.Protocol):
     # -- internals -------------------------------------------------------------------------
 
     def _reset(self, head: bool, timeout: float) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser carries on from the previous answer: llhttp reads one message after
+        # another on a kept-alive connection (a connection that failed is never reused).
         self._headers.clear()
         self._chunks.clear()
         self._buffered = 0

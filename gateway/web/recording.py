@@ -45,19 +45,21 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         rules=request.app[RULES].rules.digest,
     )
     request[AUDIT] = record
-    with structlog.contextvars.bound_contextvars(request_id=record.request_id):
-        try:
-            if audit_log.healthy or request.path in request.app[PUBLIC_PATHS]:
-                response = await handler(request)
-            else:
-                record.refuse(AUDIT_DOWN.code.value)
-                response = refusal_response(AUDIT_DOWN)
-        except asyncio.CancelledError:
-            record.client_closed()
-            _finish(request, record)
-            raise
-        record.finish(response.status)
+    bound = structlog.contextvars.bind_contextvars(request_id=record.request_id)
+    try:
+        if audit_log.healthy or request.path in request.app[PUBLIC_PATHS]:
+            response = await handler(request)
+        else:
+            record.refuse(AUDIT_DOWN.code.value)
+            response = refusal_response(AUDIT_DOWN)
+    except asyncio.CancelledError:
+        record.client_closed()
         _finish(request, record)
+        raise
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
+    record.finish(response.status)
+    _finish(request, record)
     return response
 
 
