@@ -63,10 +63,10 @@ def _redis_url() -> str | None:
     return None
 
 
-def run(rounds: int, seconds: float, held: int) -> list[Row]:
+def run(rounds: int, seconds: float, held: int, work_us: float) -> list[Row]:
     token = tokens(1)[0]
     with Stack() as stack:
-        upstream = stack.upstream()
+        upstream = stack.upstream(work_us=work_us)
         servers: dict[str, tuple[Server, str, str | None]] = {
             "direct": (upstream, "x", None),
             "nginx": (stack.nginx(upstream), "x", None),
@@ -146,8 +146,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--held", type=int, default=8000)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--upstream-work-us", type=float, default=40.0,
+        help="CPU the upstream spends per shape request (40: the issue's reference upstream)",
+    )  # fmt: skip
     args = parser.parse_args()
-    rows = run(args.rounds, args.seconds, args.held)
+    rows = run(args.rounds, args.seconds, args.held, args.upstream_work_us)
     print(render(rows, args.held))
     if args.json:
         with open(args.json, "w") as out:

@@ -133,10 +133,10 @@ class Stack(contextlib.ExitStack):
         wait_for_port(port, process)
         return Server(name, port, process)
 
-    def upstream(self, snapshot_bytes: int = 1_300_000) -> Server:
+    def upstream(self, snapshot_bytes: int = 1_300_000, work_us: float = 0.0) -> Server:
         port = free_port()
         command = [sys.executable, "-m", "bench.upstream", "--port", str(port),
-                   "--snapshot-bytes", str(snapshot_bytes)]  # fmt: skip
+                   "--snapshot-bytes", str(snapshot_bytes), "--work-us", str(work_us)]  # fmt: skip
         return self._spawn("upstream", pinned(command, SERVER_CPU), port, dict(os.environ))
 
     def nginx(self, upstream: Server) -> Server:

@@ -6,7 +6,10 @@ HTTP/1.1 keep-alive on a bare asyncio protocol. `GET /v1/shape`:
 - `live=true`: held until `POST /_change` releases every held poll with a one-row change
   (or `--hold` seconds pass: an up-to-date answer, as Electric's 20 s timeout);
 - otherwise a catch-up: one row and up-to-date.
-`GET /_stats` answers how many polls are held.
+`GET /_stats` answers how many polls are held. `--work-us` spends that much CPU on each shape
+request before answering, like a real server's per-request work: bench.compare's default (40)
+makes going direct about as fast as the issue's reference upstream (~18,500 catch-ups/s), so
+the ratios compare with the issue's table; 0 measures against the fastest possible upstream.
 
     python -m bench.upstream --port 3000
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from typing import Final, cast
 
 HEAD: Final = (
@@ -59,7 +63,8 @@ def _snapshot(size: int) -> bytes:
 
 
 class Upstream:
-    def __init__(self, snapshot_bytes: int, hold: float) -> None:
+    def __init__(self, snapshot_bytes: int, hold: float, work_us: float = 0.0) -> None:
+        self.work_ns = int(work_us * 1000)
         self.snapshot = _snapshot(snapshot_bytes)
         self.catch_up = _response(
             f"[{ROW % (1, 1, 1)},{UP_TO_DATE}]".encode(), "1_0", "public, max-age=60",
@@ -78,6 +83,10 @@ class Upstream:
 
     def answer(self, transport: asyncio.Transport, method: bytes, target: bytes) -> None:
         path, _, query = target.partition(b"?")
+        if self.work_ns and path == b"/v1/shape":
+            until = time.perf_counter_ns() + self.work_ns
+            while time.perf_counter_ns() < until:
+                pass
         if path == b"/_change":
             released, self.held = self.held, set()
             for held in released:
@@ -127,8 +136,8 @@ class Connection(asyncio.Protocol):
             self.upstream.held.discard(self.transport)
 
 
-async def serve(port: int, snapshot_bytes: int, hold: float) -> None:
-    upstream = Upstream(snapshot_bytes, hold)
+async def serve(port: int, snapshot_bytes: int, hold: float, work_us: float) -> None:
+    upstream = Upstream(snapshot_bytes, hold, work_us)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(upstream), "127.0.0.1", port, backlog=8192)
     async with server:
@@ -140,10 +149,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--snapshot-bytes", type=int, default=1_300_000)
     parser.add_argument("--hold", type=float, default=20.0, help="long-poll timeout, seconds")
+    parser.add_argument("--work-us", type=float, default=0.0, help="CPU per shape request, µs")
     args = parser.parse_args()
     import uvloop  # noqa: PLC0415 - the `speed` extra; the benchmark needs it
 
-    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold))
+    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold, args.work_us))
 
 
 if __name__ == "__main__":

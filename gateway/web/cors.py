@@ -23,6 +23,7 @@ ALLOWED_HEADERS: Final = frozenset(
      "cache-control", "accept", "last-event-id"}
 )  # fmt: skip
 MAX_AGE: Final = "86400"
+EXPOSED_LIST: Final = ", ".join(EXPOSED)
 
 
 def allowed_origin(settings: Settings, origin: str | None) -> str | None:
@@ -42,9 +43,13 @@ def apply_cors(settings: Settings, request: web.BaseRequest, headers: CIMultiDic
     if origin is None:
         return
     headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
-    headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = ", ".join(EXPOSED)
-    if settings.auth_cookie:
-        headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
+    headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSED_LIST
+    # Credentialed mode for listed origins even without cookie auth: Chromium applies
+    # `Clear-Site-Data: "cache"` to a cross-origin answer only when the request was made with
+    # `credentials: "include"`, and the browser refuses such an answer without this header.
+    # Safe: only listed origins get it, and without GATEWAY_AUTH_COOKIE no cookie is a
+    # credential here.
+    headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
 
 
 def preflight(settings: Settings, request: web.BaseRequest) -> web.Response:

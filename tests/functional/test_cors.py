@@ -46,6 +46,8 @@ async def test_proxied_response_exposes_electric_headers_to_the_allowed_origin(
         for name in ("electric-offset", "electric-handle", "electric-schema", "electric-cursor"):
             assert name in exposed
         assert "Origin" in response.headers["Vary"]
+        # credentialed mode, so Clear-Site-Data on a later refusal applies cross-origin too
+        assert response.headers["Access-Control-Allow-Credentials"] == "true"
 
 
 async def test_errors_carry_cors_so_the_browser_can_read_a_401(
