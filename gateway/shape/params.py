@@ -136,26 +136,27 @@ def parse_subset_params(value: object, name: str = "subset__params") -> dict[int
 def check_keys(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Refuse secrets, duplicates and unknown keys (in that order of precedence)."""
     pairs = list(items)
-    keys = Counter(key for key, _ in pairs)
-    for key in keys:
+    query = dict(pairs)
+    for key in query:
         if key in FORBIDDEN:
             raise Refusal(
                 Code.FORBIDDEN_PARAMETER,
                 f"{key} may not be sent by clients; the gateway adds Electric's secret itself",
             )
-    for key, count in keys.items():
-        if count > 1:
-            raise Refusal(
-                Code.DUPLICATE_PARAMETER,
-                f"parameter {key[:64]!r} appears {count} times; send it once",
-            )
-    for key in keys:
+    if len(query) != len(pairs):  # some key came twice: name the first that did
+        for key, count in Counter(key for key, _ in pairs).items():
+            if count > 1:
+                raise Refusal(
+                    Code.DUPLICATE_PARAMETER,
+                    f"parameter {key[:64]!r} appears {count} times; send it once",
+                )
+    for key in query:
         if key not in ACCEPTED and not _PARAM_KEY.fullmatch(key):
             raise Refusal(
                 Code.UNKNOWN_PARAMETER,
                 f"parameter {key[:64]!r} is not accepted on /v1/shape",
             )
-    return dict(pairs)
+    return query
 
 
 def parse_shape_query(items: Iterable[tuple[str, str]]) -> ShapeQuery:
@@ -168,7 +169,7 @@ def parse_shape_query(items: Iterable[tuple[str, str]]) -> ShapeQuery:
     params = {
         int(match.group(1)): _text(value, key)
         for key, value in query.items()
-        if (match := _PARAM_KEY.fullmatch(key))
+        if key.startswith("params[") and (match := _PARAM_KEY.fullmatch(key))
     }
     columns = None
     if "columns" in query:
