@@ -2,11 +2,18 @@
 REDIS_URL) this process's memory. Both hand each event to `on_event` in stream order.
 
 The Redis follower never loses an event: it reads the whole stream at start-up, then blocks on
-XREAD from the last id it applied, so a disconnect or a restart resumes exactly where it left
-off. Redis on these deployments may keep nothing on disk: a restart that loses the stream is
-noticed through an epoch key that vanishes with it, and one replica (chosen by SET NX)
-re-appends every event it still holds, with its original id and time, so replicas started
-later still enforce them. Appends are de-duplicated by original id when applied.
+XREAD from the last id it applied, so a disconnect, a restart or a failover resumes exactly
+where it left off. After each read it checks that Redis still has what it applied: a Redis
+that restarted empty (its epoch key vanished with the stream) or one that is behind (a
+promoted replica that missed the last entries: the stream's last id is below ours) gets the
+events this replica holds back (see restore.py), and the follower reads the stream again from
+its start, applying by original id, so nothing is applied twice.
+
+A publish is acknowledged only once a Redis replica has the entry, when the master has
+replicas: XADD and `WAIT 1 <timeout>` on one connection. With no replica connected there is
+nothing to wait for; when WAIT times out the entry is on the master only, applied by the
+replicas that read it, but a failover now could lose it: `NotReplicatedError` says so and the
+caller is told to publish again (a repeated revocation changes nothing).
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol, cast
 
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from gateway.redis_client import make_redis
+from gateway.redis_client import RedisClient
+from gateway.redis_keys import revocation_epoch, revocation_origins, revocation_stream
 from gateway.revocation.events import (
     EventError,
     EventRequest,
@@ -30,6 +37,7 @@ from gateway.revocation.events import (
     event_from_entry,
     stream_id_key,
 )
+from gateway.revocation.restore import restore_events
 from gateway.tasks import cancelling
 
 log = structlog.get_logger(__name__)
@@ -39,6 +47,25 @@ BLOCK_MS: Final = 1000
 PAGE: Final = 1000
 OnEvent = Callable[[RevocationEvent], None]
 Entries = list[tuple[str, dict[str, str]]]
+Retained = Callable[[], Iterable[RevocationEvent]]
+
+
+def socket_timeout(wait_ms: int) -> float:
+    """Seconds a revocation client's socket may wait for an answer: longer than the follower's
+    blocking read and a publish's WAIT."""
+    return (BLOCK_MS + wait_ms) / 1000 + 4
+
+
+class NotReplicatedError(RedisError):
+    """The entry is on the Redis master, but no replica confirmed it within the wait."""
+
+    def __init__(self, event: RevocationEvent, wait_ms: int) -> None:
+        self.event = event
+        super().__init__(
+            f"event {event.id} reached the Redis master but no replica confirmed it within "
+            f"{wait_ms} ms: it is enforced, but a failover now could lose it; publish it again "
+            "(a repeated revocation changes nothing)"
+        )
 
 
 class RevocationStore(Protocol):
@@ -98,12 +125,19 @@ class MemoryStore:
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str, pool_size: int = 4) -> None:
-        self.client: aioredis.Redis = make_redis(
-            url, socket_timeout=BLOCK_MS / 1000 + 4, decode_responses=True, pool_size=pool_size
-        )
-        self.key = f"{prefix}:revocations"
-        self._epoch_key = f"{prefix}:revocations:epoch"
+    """The stream in Redis (any topology). At most two connections: the follower's, and one
+    for writes (publish, trim), taken in turn."""
+
+    def __init__(
+        self, client: RedisClient, prefix: str, wait_ms: int = 1000, retention: int = 86_400
+    ) -> None:
+        self.client = client
+        self.key = revocation_stream(prefix)
+        self._epoch_key = revocation_epoch(prefix)
+        self._origins_key = revocation_origins(prefix)
+        self.wait_ms = wait_ms
+        self.retention = retention
+        self._writer = asyncio.Lock()
         self._epoch: str | None = None
         self._last_id = "0-0"
         self._last_ok = float("-inf")
@@ -111,15 +145,36 @@ class RedisStore:
         self._closing = False
 
     async def publish(self, request: EventRequest) -> RevocationEvent:
-        """Append to the stream (Redis assigns the id, hence the time). Raises RedisError."""
+        """Append to the stream (Redis assigns the id, hence the time) and, when the master has
+        replicas, wait for one to have it. Raises NotReplicatedError, or RedisError."""
         fields = request.fields()
-        stream_id = await self.client.xadd(self.key, cast(Any, fields))
-        return event_from_entry(str(stream_id), fields)
+        redis = self.client.redis
+        async with self._writer:
+            replicas = await self._replicas() if self.wait_ms else 0
+            pipe = redis.pipeline(transaction=False)
+            pipe.xadd(self.key, cast(Any, fields))
+            if replicas:  # on the XADD's connection: WAIT counts this connection's writes
+                node = self.client.node_of(self.key)
+                target = {} if node is None else {"target_nodes": node}
+                pipe.execute_command("WAIT", 1, self.wait_ms, **target)
+            results = await pipe.execute()
+        event = event_from_entry(str(results[0]), fields)
+        if replicas and int(results[1]) < 1:
+            log.warning("revocation_not_replicated", id=event.id, wait_ms=self.wait_ms)
+            raise NotReplicatedError(event, self.wait_ms)
+        return event
+
+    async def _replicas(self) -> int:
+        """Replicas connected to the master that holds the stream."""
+        node = self.client.node_of(self.key)
+        target = {} if node is None else {"target_nodes": node}
+        info = await self.client.redis.info("replication", **target)
+        return int(info.get("connected_slaves", 0))
 
     def fresh(self, now: float) -> bool:
         return now - self._last_ok <= STALE_AFTER
 
-    def _deliver(self, entries: list[tuple[str, dict[str, str]]], on_event: OnEvent) -> None:
+    def _deliver(self, entries: Entries, on_event: OnEvent) -> None:
         for stream_id, fields in entries:
             self._last_id = stream_id
             try:
@@ -133,47 +188,50 @@ class RedisStore:
         """Everything after the last applied id, page by page."""
         while True:
             entries = cast(
-                Entries, await self.client.xrange(self.key, min=f"({self._last_id}", count=PAGE)
+                Entries,
+                await self.client.redis.xrange(self.key, min=f"({self._last_id}", count=PAGE),
             )
             self._deliver(entries, on_event)
             if len(entries) < PAGE:
                 return
 
-    async def _check_epoch(self, retained: Callable[[], Iterable[RevocationEvent]]) -> None:
-        """Notice a Redis that lost its data, and restore the stream from what we hold."""
-        epoch = cast(str | None, await self.client.get(self._epoch_key))
-        if epoch is not None and epoch == self._epoch:
-            return
+    async def _top(self) -> str:
+        """The stream's last generated id ("0-0" when there is no stream)."""
+        try:
+            info = await self.client.redis.xinfo_stream(self.key)
+        except ResponseError:  # no such key
+            return "0-0"
+        return str(info["last-generated-id"])
+
+    async def _check(self, retained: Retained) -> bool:
+        """Notice a Redis that lost what we applied, and give it back what we hold; True when
+        it did, and the stream must be read again from its start."""
+        redis = self.client.redis
+        epoch = cast(str | None, await redis.get(self._epoch_key))
         if epoch is None:
-            fresh_epoch = secrets.token_hex(8)
-            if await self.client.set(self._epoch_key, fresh_epoch, nx=True):
-                epoch = fresh_epoch
-                if self._epoch is not None:  # we saw another epoch before: Redis was reset
-                    await self._restore(retained())
-            else:
-                epoch = cast(str | None, await self.client.get(self._epoch_key))
-        if self._epoch is not None and epoch != self._epoch:
-            log.warning("revocation_stream_reset", previous=self._epoch, current=epoch)
+            await redis.set(self._epoch_key, secrets.token_hex(8), nx=True)
+            epoch = cast(str | None, await redis.get(self._epoch_key))
+        reset = self._epoch is not None and epoch != self._epoch
         self._epoch = epoch
+        if reset:
+            log.warning("revocation_stream_reset", last_applied=self._last_id)
+        else:
+            top = await self._top()
+            if stream_id_key(top) >= stream_id_key(self._last_id):
+                return False
+            log.warning("revocation_stream_behind", stream_top=top, last_applied=self._last_id)
+        restored, copied = await restore_events(
+            self.client, self.key, self._origins_key, retained(), self.retention * 1000
+        )
+        log.warning("revocation_stream_restored", restored=restored, copied=copied)
+        self._last_id = "0-0"  # read it all again: what is new to us is applied, the rest not
+        return True
 
-    async def _restore(self, events: Iterable[RevocationEvent]) -> None:
-        restored = 0
-        for event in events:
-            fields = EventRequest(
-                event.type, event.user, event.tenant, event.role, event.session
-            ).fields()
-            restored_fields = {**fields, "origin": event.id, "at": str(event.at)}
-            await self.client.xadd(self.key, cast(Any, restored_fields))
-            restored += 1
-        log.warning("revocation_stream_restored", events=restored)
-
-    async def follow(
-        self, on_event: OnEvent, retained: Callable[[], Iterable[RevocationEvent]]
-    ) -> None:
+    async def follow(self, on_event: OnEvent, retained: Retained) -> None:
         backoff = 0.1
         while True:
             try:
-                await self._check_epoch(retained)
+                await self._check(retained)
                 await self._catch_up(on_event)
                 self._last_ok = time.monotonic()
                 if not self.connected:
@@ -182,14 +240,15 @@ class RedisStore:
                 while True:
                     reply = cast(
                         list[tuple[str, Entries]],
-                        await self.client.xread(
+                        await self.client.redis.xread(
                             {self.key: self._last_id}, block=BLOCK_MS, count=PAGE
                         ),
                     )
                     for _, entries in reply:
                         self._deliver(entries, on_event)
+                    if await self._check(retained):
+                        await self._catch_up(on_event)
                     self._last_ok = time.monotonic()
-                    await self._check_epoch(retained)
             except (RedisError, OSError) as error:
                 if cancelling():
                     raise asyncio.CancelledError from error
@@ -207,8 +266,9 @@ class RedisStore:
         if before is not None:
             limit = min(limit, stream_id_key(before.id)[0])
         try:
-            await self.client.xtrim(self.key, minid=str(limit), approximate=False)
-        except RedisError as error:
+            async with self._writer:
+                await self.client.redis.xtrim(self.key, minid=str(limit), approximate=False)
+        except (RedisError, OSError) as error:
             log.warning("revocation_trim_failed", reason=str(error))
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts
 
 SETTINGS: Final = web.AppKey("settings", Settings)
+REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
 RULES: Final = web.AppKey("rules", RulesHolder)
 VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
