@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.redis_url import RedisAddress, Topology, parse_redis_url
 
@@ -28,6 +29,9 @@ DEFAULT_CONNECTIONS: Final = 4
 POOL_WAIT: Final = 2.0  # seconds a command may wait for a free connection, then it fails
 CONNECT_TIMEOUT: Final = 2.0
 Commands: TypeAlias = aioredis.Redis | RedisCluster
+# What an unreachable or failing Redis raises: redis-py's errors (a Cluster none of whose nodes
+# answers raises RedisClusterException, which is not a RedisError) and socket errors.
+REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 _apps = itertools.count()
 
 
@@ -56,9 +60,10 @@ class RedisClient:
     def cluster(self) -> bool:
         return isinstance(self.redis, RedisCluster)
 
-    def node_of(self, key: str) -> ClusterNode | None:
+    async def node_of(self, key: str) -> ClusterNode | None:
         """On a Cluster, the primary holding `key` (for commands that must go where it is)."""
         if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()  # learns the slots on first use; then returns at once
             return self.redis.get_node_from_key(key)
         return None
 

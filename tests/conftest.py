@@ -54,4 +54,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
-pytest_plugins = ["tests.gateway"]
+pytest_plugins = ["tests.gateway", "tests.redis_servers"]

@@ -14,10 +14,9 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
-from redis.exceptions import RedisError
 
 from gateway.cli.inputs import EXIT_OK, EXIT_USAGE, Commands, settings_or_report
-from gateway.redis_client import connect_redis, replica_name
+from gateway.redis_client import REDIS_ERRORS, connect_redis, replica_name
 from gateway.revocation.events import EventError, EventRequest, EventType, parse_event_request
 from gateway.revocation.store import NotReplicatedError, RedisStore, socket_timeout
 from gateway.settings import Settings
@@ -51,7 +50,7 @@ async def _publish_via_redis(request: EventRequest, settings: Settings, wait: fl
                 return (await store.publish(request)).id
             except NotReplicatedError as error:
                 raise SystemExit(f"revoke: {error}") from None
-            except (RedisError, OSError) as error:
+            except REDIS_ERRORS as error:
                 if time.monotonic() >= deadline:
                     raise SystemExit(
                         f"revoke: Redis is unreachable ({error}); nothing was published"

@@ -25,14 +25,18 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol, cast
 
+import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.redis_client import RedisClient
+from gateway.redis_client import REDIS_ERRORS, RedisClient
 from gateway.redis_keys import revocation_epoch, revocation_origins, revocation_stream
+from gateway.redis_url import Topology
 from gateway.revocation.events import (
     EventError,
     EventRequest,
+    EventType,
     RevocationEvent,
     event_from_entry,
     stream_id_key,
@@ -45,6 +49,9 @@ log = structlog.get_logger(__name__)
 STALE_AFTER: Final = 5.0  # seconds without a successful read before the view counts as stale
 BLOCK_MS: Final = 1000
 PAGE: Final = 1000
+# Events this much younger than the retention are not yet due for trimming by any replica
+# (each trims once a minute): one missing from Redis was lost, not trimmed.
+VERIFY_MARGIN: Final = 180.0
 OnEvent = Callable[[RevocationEvent], None]
 Entries = list[tuple[str, dict[str, str]]]
 Retained = Callable[[], Iterable[RevocationEvent]]
@@ -154,7 +161,7 @@ class RedisStore:
             pipe = redis.pipeline(transaction=False)
             pipe.xadd(self.key, cast(Any, fields))
             if replicas:  # on the XADD's connection: WAIT counts this connection's writes
-                node = self.client.node_of(self.key)
+                node = await self.client.node_of(self.key)
                 target = {} if node is None else {"target_nodes": node}
                 pipe.execute_command("WAIT", 1, self.wait_ms, **target)
             results = await pipe.execute()
@@ -166,7 +173,7 @@ class RedisStore:
 
     async def _replicas(self) -> int:
         """Replicas connected to the master that holds the stream."""
-        node = self.client.node_of(self.key)
+        node = await self.client.node_of(self.key)
         target = {} if node is None else {"target_nodes": node}
         info = await self.client.redis.info("replication", **target)
         return int(info.get("connected_slaves", 0))
@@ -203,9 +210,31 @@ class RedisStore:
             return "0-0"
         return str(info["last-generated-id"])
 
-    async def _check(self, retained: Retained) -> bool:
-        """Notice a Redis that lost what we applied, and give it back what we hold; True when
-        it did, and the stream must be read again from its start."""
+    async def _confirm_master(self) -> None:
+        """Sentinel: the server we read must still be the master. (A demoted master ends our
+        blocked read, but a read issued just after would be served by it as a replica.)"""
+        redis = self.client.redis
+        if isinstance(redis, aioredis.Redis):
+            role = await redis.role()
+            if role[0] != "master":
+                await redis.connection_pool.disconnect()
+                raise RedisConnectionError("the server followed is no longer the master")
+
+    def _recent(self, events: Iterable[RevocationEvent]) -> list[RevocationEvent]:
+        """What Redis must still hold: events not yet due for trimming, and suspensions."""
+        cutoff = time.time() - self.retention + VERIFY_MARGIN
+        return [e for e in events if e.at >= cutoff or e.type is EventType.TENANT_SUSPENDED]
+
+    async def _check(self, retained: Retained, verify: bool) -> bool:
+        """Notice a Redis that lost what we applied and give it back what we hold; True when
+        it did, and the stream must be read again from its start.
+
+        Cheap after each read: the epoch, and the stream's top against the last id we applied.
+        Thorough after a lost connection (`verify`: a failover, a restart): every event we hold
+        that Redis should have is checked, since entries published on a promoted replica may
+        already have lifted its top above ours."""
+        if self.client.address.topology is Topology.SENTINEL:
+            await self._confirm_master()
         redis = self.client.redis
         epoch = cast(str | None, await redis.get(self._epoch_key))
         if epoch is None:
@@ -213,16 +242,24 @@ class RedisStore:
             epoch = cast(str | None, await redis.get(self._epoch_key))
         reset = self._epoch is not None and epoch != self._epoch
         self._epoch = epoch
+        behind = False
         if reset:
             log.warning("revocation_stream_reset", last_applied=self._last_id)
-        else:
+        elif not verify:
             top = await self._top()
-            if stream_id_key(top) >= stream_id_key(self._last_id):
+            behind = stream_id_key(top) < stream_id_key(self._last_id)
+            if not behind:
                 return False
             log.warning("revocation_stream_behind", stream_top=top, last_applied=self._last_id)
-        restored, copied = await restore_events(
-            self.client, self.key, self._origins_key, retained(), self.retention * 1000
-        )
+        held = list(retained())
+        events = held if reset or behind else self._recent(held)
+        restored, copied = (0, 0)
+        if events:
+            restored, copied = await restore_events(
+                self.client, self.key, self._origins_key, events, self.retention * 1000
+            )
+        if not (reset or behind or restored or copied):
+            return False
         log.warning("revocation_stream_restored", restored=restored, copied=copied)
         self._last_id = "0-0"  # read it all again: what is new to us is applied, the rest not
         return True
@@ -231,7 +268,7 @@ class RedisStore:
         backoff = 0.1
         while True:
             try:
-                await self._check(retained)
+                await self._check(retained, verify=True)  # at start, and after a lost connection
                 await self._catch_up(on_event)
                 self._last_ok = time.monotonic()
                 if not self.connected:
@@ -246,10 +283,10 @@ class RedisStore:
                     )
                     for _, entries in reply:
                         self._deliver(entries, on_event)
-                    if await self._check(retained):
+                    if await self._check(retained, verify=False):
                         await self._catch_up(on_event)
                     self._last_ok = time.monotonic()
-            except (RedisError, OSError) as error:
+            except REDIS_ERRORS as error:
                 if cancelling():
                     raise asyncio.CancelledError from error
                 if self._closing:
@@ -268,7 +305,7 @@ class RedisStore:
         try:
             async with self._writer:
                 await self.client.redis.xtrim(self.key, minid=str(limit), approximate=False)
-        except (RedisError, OSError) as error:
+        except REDIS_ERRORS as error:
             log.warning("revocation_trim_failed", reason=str(error))
 
     async def close(self) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from gateway.errors import Code, Refusal
+from gateway.redis_client import REDIS_ERRORS
 from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
 from gateway.revocation.store import NotReplicatedError
@@ -88,7 +88,7 @@ async def post_revocation(request: web.Request) -> web.Response:
         event = await request.app[REVOCATIONS].publish(event_request)
     except NotReplicatedError as error:
         raise Refusal(Code.REVOCATION_STATE_STALE, str(error)) from None
-    except (RedisError, OSError):
+    except REDIS_ERRORS:
         raise Refusal(
             Code.REVOCATION_STATE_STALE, "Redis is unreachable; the event was not accepted, retry"
         ) from None
