@@ -52,6 +52,8 @@ class Batches:
         self._queue: deque[_Call] = deque()
         self._ready = asyncio.Event()
         self._tasks: TaskGroup | None = None
+        self.sent = 0  # batches sent (round trips), and the commands in them
+        self.commands = 0
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run `script` on `keys` with `args`; raises RedisError (or OSError) on failure."""
@@ -105,6 +107,8 @@ class Batches:
                 call.future.set_result(result)
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        self.sent += 1
+        self.commands += len(batch)
         pipe = self.client.redis.pipeline(transaction=False)
         for call in batch:
             pipe.execute_command(*call.args)

@@ -13,6 +13,8 @@ confirm makes the publish a 503.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -272,6 +274,15 @@ async def test_a_publish_no_replica_confirms_is_refused_yet_enforced(
         assert (status, error) == (503, "revocation_state_stale")
         assert 0.3 <= time.monotonic() - started < 2.0
         assert await refused(a, "bob")  # on the master, so applied: only its durability is in doubt
+        env = {**os.environ, "REDIS_URL": master_url, "GATEWAY_REDIS_PREFIX": PREFIX,
+               "GATEWAY_REVOCATION_WAIT_MS": "300"}  # fmt: skip
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "revoke", "session.revoked", "--user", "dave",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(cli.communicate(), 20)
+        assert (cli.returncode, out) == (1, b"")
+        assert b"no replica confirmed it within 300 ms" in err
     finally:
         group.replica.resume()
     assert (await post_revocation(a, "carol"))[0] == 202  # the replica confirms again
