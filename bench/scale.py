@@ -68,6 +68,7 @@ class Result:
     rss_kib_per_stream: list[float] = field(default_factory=list)
     redis_connections: list[dict[str, int]] = field(default_factory=list)
     cpu_ms_per_revocation: list[float] = field(default_factory=list)
+    gc_pauses_ms: list[list[float]] = field(default_factory=list)  # while revoking, >= 5 ms
     redis_bytes_per_event: dict[str, float] = field(default_factory=dict)
 
 
@@ -149,6 +150,12 @@ def connections_by_job(clients: list[dict[str, str]], pid: int) -> dict[str, int
                         if n.startswith("shape-gateway:") and marker in n))  # fmt: skip
 
 
+def gc_pauses(log: Path, since: float) -> list[float]:
+    """The replica's garbage-collection pauses since `since` (with --gc-probe), longest first."""
+    events = [json.loads(line) for line in log.read_text().splitlines() if '"gc_pause"' in line]
+    return sorted((float(e["ms"]) for e in events if e["at"] >= since), reverse=True)
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "none"
@@ -199,7 +206,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
           flush=True)  # fmt: skip
     async with asyncio.TaskGroup() as group:
         started = time.monotonic()
-        holding = []
+        holding: list[asyncio.Task[None]] = []
         for wave in range(0, len(everything), WAVE):
             holding.extend(
                 group.create_task(hold(session, gateways[s.replica].url, tokens[s.user], s))
@@ -219,6 +226,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
         print(f"  {result.held} held in {result.seconds_to_hold:.0f} s; revoking",
               file=sys.stderr, flush=True)  # fmt: skip
         cpu_before = [procfs.cpu_seconds(g.pid) for g in gateways]
+        revoking_from = time.time()
         revoked = rng.sample(sorted(users), options.revocations)
         for user in revoked:
             posted_to = gateways[rng.randrange(len(gateways))]
@@ -228,6 +236,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
             round((procfs.cpu_seconds(g.pid) - cpu_before[n]) * 1000 / len(revoked), 2)
             for n, g in enumerate(gateways)
         ]
+        result.gc_pauses_ms = [gc_pauses(g.log, revoking_from) for g in gateways]
         cut = [s for u in revoked for s in users[u]]
         for kind in ("long-poll", "sse"):
             result.stream_ms[kind] = [s.cut_ms for s in cut if s.kind == kind]
@@ -252,10 +261,12 @@ async def benchmark(options: argparse.Namespace, workdir: Path) -> Result:
         ))  # fmt: skip
         env = gateway_env(jwt_secret, "bench-secret")
         env.update(REDIS_URL=REDIS_URL, GATEWAY_REDIS_PREFIX=prefix, GATEWAY_ADMIN_TOKEN=admin)
+        argv = gateway_argv(rules, upstream.url, None)
+        if options.gc_probe:
+            argv = [sys.executable, "-m", "bench.gc_probe", *argv[argv.index("serve") :]]
         gateways = [
             await exits.enter_async_context(running(
-                f"gateway #{n}", gateway_argv(rules, upstream.url, None), env,
-                workdir / f"gateway-{n}.log", gateway_url,
+                f"gateway #{n}", argv, env, workdir / f"gateway-{n}.log", gateway_url,
             ))
             for n in range(options.replicas)
         ]  # fmt: skip
@@ -286,6 +297,14 @@ def render(result: Result) -> str:
         f"memory per held stream (RSS, KiB) per replica: {result.rss_kib_per_stream}",
         f"Redis connections per replica, by job: {result.redis_connections}",
         f"CPU per revocation per replica (ms): {result.cpu_ms_per_revocation}",
+        *(
+            [
+                f"GC pauses >= 5 ms while revoking, per replica (ms, longest first): "
+                f"{[p[:5] for p in result.gc_pauses_ms]}"
+            ]
+            if result.settings["gc_probe"]
+            else []
+        ),
         f"Redis memory per retained event (MEMORY USAGE / 10,000 entries, bytes): "
         f"{result.redis_bytes_per_event}",
     ]
@@ -299,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revocations", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="log the replicas' garbage-collection pauses (bench/gc_probe.py)",
+    )
     options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     result = asyncio.run(benchmark(options, workdir))

@@ -174,6 +174,11 @@ class MemoryLimiter:
         return None
 
 
+def _report_release(done: asyncio.Future[object]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("live_release_failed", reason=str(error))  # the lease expires anyway
+
+
 class RedisLimiter:
     """The budgets and caps in Redis. Every check is one script call, queued into the batch
     the client's next free worker sends, so thousands of concurrent requests share a few
@@ -221,13 +226,11 @@ class RedisLimiter:
         return lease
 
     async def release(self, identity: Identity, lease: str) -> None:
+        """Queued, never awaited: a request's end must not wait on Redis (a stream cut by a
+        revocation answers at once). If it fails, the lease expires anyway."""
         key = self._leases.pop(lease, None)
-        if key is None:
-            return
-        try:
-            await self.batches.command("ZREM", key, lease)
-        except (RedisError, OSError) as error:
-            log.warning("live_release_failed", reason=str(error))  # the lease expires anyway
+        if key is not None:
+            self.batches.enqueue("ZREM", key, lease).add_done_callback(_report_release)
 
     async def renew(self) -> None:
         """Renew every held lease: one script call per lease set, all in as few batches."""

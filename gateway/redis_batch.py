@@ -13,6 +13,7 @@ Cluster the pipeline is split by node, one round trip to each. A caller that sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import deque
 from collections.abc import Sequence
@@ -54,6 +55,9 @@ class Batches:
         self._tasks: TaskGroup | None = None
         self.sent = 0  # batches sent (round trips), and the commands in them
         self.commands = 0
+        self._busy = 0  # batches in flight
+        self._idle = asyncio.Event()  # nothing queued, nothing in flight
+        self._idle.set()
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run `script` on `keys` with `args`; raises RedisError (or OSError) on failure."""
@@ -62,14 +66,22 @@ class Batches:
     async def command(self, *args: Any) -> Any:
         return await self._submit(args, None)
 
-    async def _submit(self, args: tuple[Any, ...], script: Script | None) -> Any:
+    def enqueue(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue a command and return at once: for writes whose answer nobody waits for
+        (the future holds it, or the error)."""
         if self._tasks is None:
             self._tasks = TaskGroup()
             for n in range(self.workers):
                 self._tasks.spawn(self._work(), f"redis-batch-{self.client.name}-{n}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(args, script, future))
+        self._queue.append(_Call(args, None, future))
         self._ready.set()
+        self._idle.clear()
+        return future
+
+    async def _submit(self, args: tuple[Any, ...], script: Script | None) -> Any:
+        future = self.enqueue(*args)
+        self._queue[-1].script = script
         return await future
 
     async def _work(self) -> None:
@@ -80,7 +92,13 @@ class Batches:
                 self._ready.clear()
             batch = [call for call in batch if not call.future.done()]  # callers that left
             if batch:
-                await self._send(batch)
+                self._busy += 1
+                try:
+                    await self._send(batch)
+                finally:
+                    self._busy -= 1
+            if not self._queue and not self._busy:
+                self._idle.set()
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -120,9 +138,12 @@ class Batches:
             if not call.future.done():
                 call.future.set_exception(error)
 
-    async def close(self) -> None:
-        """Stop the workers; commands still queued fail as if Redis were unreachable."""
+    async def close(self, within: float = 1.0) -> None:
+        """Send what is queued (the releases of streams ended at shutdown) for up to `within`
+        seconds, then stop the workers; commands still queued fail as if Redis were away."""
         if self._tasks is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), within)
             await self._tasks.close()
         self._fail(self._queue, RedisError("the Redis client is closing"))
         self._queue.clear()

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from tests.factories import RULES_YAML, SECRET, make_token
-from tests.redis_servers import RedisProcess, RedisServers
+from tests.redis_servers import RedisProcess, RedisServers, wait_for
 
 pytestmark = [pytest.mark.redis]
 CLIENTS = 5_000
@@ -33,7 +33,9 @@ RULES = RULES_YAML + (
 )
 
 
-async def start_gateway(redis: RedisProcess, rules: Path, log: Path) -> tuple[int, str]:
+async def start_gateway(
+    redis: RedisProcess, rules: Path, log: Path
+) -> tuple[asyncio.subprocess.Process, str]:
     """`shape-gateway serve` logging to a file (5,000 requests' lines would fill a pipe)."""
     env = {**os.environ, "JWT_SECRET": SECRET, "REDIS_URL": redis.url,
            "GATEWAY_REDIS_PREFIX": "gw-connections", "GATEWAY_LIVE_LEASE_SECONDS": "3",
@@ -48,10 +50,19 @@ async def start_gateway(redis: RedisProcess, rules: Path, log: Path) -> tuple[in
         for line in (await asyncio.to_thread(log.read_text)).splitlines():
             event = json.loads(line)
             if event["event"] == "gateway_listening":
-                return process.pid, str(event["url"])
+                return process, str(event["url"])
         await asyncio.sleep(0.1)
     text = await asyncio.to_thread(log.read_text)
     raise AssertionError(f"the gateway did not start: {text[-2000:]}")
+
+
+def all_released(redis: RedisProcess) -> None:
+    """Every live slot released: the last ZREM of a lease set deletes it."""
+    client = redis.client()
+    try:
+        wait_for(lambda: not list(client.scan_iter("gw-connections:live:*")), "releases", 30)
+    finally:
+        client.close()
 
 
 class Sampler:
@@ -87,8 +98,8 @@ async def test_five_thousand_concurrent_requests_use_a_few_named_redis_connectio
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     log = tmp_path / "gateway.log"
-    pid, url = await start_gateway(redis, rules, log)
-    sampler = Sampler(redis, pid)
+    gateway, url = await start_gateway(redis, rules, log)
+    sampler = Sampler(redis, gateway.pid)
     tokens = [make_token(sub=f"user{n}", tid="acme", role="member") for n in range(CLIENTS)]
     opened = 0
     all_open = asyncio.Event()
@@ -132,11 +143,12 @@ async def test_five_thousand_concurrent_requests_use_a_few_named_redis_connectio
             await asyncio.sleep(2.5)  # held through two lease renewals (every second)
             release.set()
             statuses = Counter([await feed for feed in feeds])
-            await asyncio.sleep(0.5)  # the releases
+            await asyncio.to_thread(all_released, redis)
             sampling.cancel()
     finally:
-        process_log = log.read_text()
-        os.kill(pid, 15)
+        gateway.terminate()
+        await gateway.wait()
+        process_log = await asyncio.to_thread(log.read_text)
     sampler.client.close()
     warnings = Counter(
         e["event"] for e in map(json.loads, process_log.splitlines()) if e["level"] == "warning"
