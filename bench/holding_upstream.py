@@ -3,12 +3,14 @@ and cutting 10,000 streams, so the upstream must cost next to nothing per held r
 Python imitation of Electric checks each held request 10 times a second: 10,000 of them would
 take the machine's cores from the gateways being measured).
 
-A live request (`live=true`) is held for `--hold` seconds, then answered up-to-date, as a
-long-poll is; with `live_sse=true` it gets SSE headers at once and a stream that stays open until
-the client goes. Anything else is answered at once with an empty, up-to-date log.
+A long-poll (`live=true`) is held for `--long-poll` seconds (Electric's 20 s), then answered
+up to date; with `live_sse=true` it gets SSE headers at once and a stream that stays open until
+the client goes (or `--hold` seconds). Anything else is answered at once with an empty,
+up-to-date log.
 `GET /_stats` says how many requests it holds.
 
-Run: `python -m bench.holding_upstream [--port 0] [--hold 300]`; prints its URL when listening.
+Run: `python -m bench.holding_upstream [--port 0] [--long-poll 20] [--hold 300]`; prints its URL
+when listening.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ HEADERS: Final = {
 }
 HELD: Final = web.AppKey("held", list[int])
 HOLD: Final = web.AppKey("hold", float)
+LONG_POLL: Final = web.AppKey("long_poll", float)
 
 
 async def shape(request: web.Request) -> web.StreamResponse:
@@ -38,7 +41,7 @@ async def shape(request: web.Request) -> web.StreamResponse:
     held[0] += 1
     try:
         if query.get("live_sse") != "true":
-            await asyncio.sleep(request.app[HOLD])
+            await asyncio.sleep(request.app[LONG_POLL])
             return web.json_response([{"headers": {"control": "up-to-date"}}], headers=HEADERS)
         response = web.StreamResponse(headers={**HEADERS, "Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -52,9 +55,9 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response({"held": request.app[HELD][0]})
 
 
-async def main(port: int, hold: float) -> None:
+async def main(port: int, long_poll: float, hold: float) -> None:
     app = web.Application()
-    app[HELD], app[HOLD] = [0], hold
+    app[HELD], app[LONG_POLL], app[HOLD] = [0], long_poll, hold
     app.router.add_get("/v1/shape", shape)
     app.router.add_get("/_stats", stats)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -69,6 +72,7 @@ async def main(port: int, hold: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--long-poll", type=float, default=20.0)
     parser.add_argument("--hold", type=float, default=300.0)
     options = parser.parse_args()
-    asyncio.run(main(options.port, options.hold))
+    asyncio.run(main(options.port, options.long_poll, options.hold))
