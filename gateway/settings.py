@@ -53,6 +53,7 @@ class Settings:
     max_connections: int | None = None  # open client connections; None: from the file limit
     redis_pool_size: int = 4  # connections of each of the limits and audit Redis clients
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
+    gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
 
     @property
     def has_key_source(self) -> bool:
@@ -86,6 +87,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
     "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 1, 256),
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
+    "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 

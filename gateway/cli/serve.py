@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.auth.keys import KeyConfigError
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
+from gateway.garbage import with_scheduled_collection
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
 from gateway.web.server import serve
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_format)
     try:
-        run_async(serve(settings, env))
+        run_async(with_scheduled_collection(serve(settings, env), settings.gc_seconds))
     except RulesError as error:
         print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)
         for problem in error.problems:
