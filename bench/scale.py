@@ -41,6 +41,7 @@ from tests.factories import make_token
 REDIS_URL: Final = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 WAVE: Final = 500  # streams opened at once
 LONG_POLL: Final = 20.0  # seconds the upstream holds a long-poll, as Electric does
+HOLDING_SECONDS: Final = 5.0
 CUT_TIMEOUT: Final = 5.0
 LIVE: Final = {"table": "tasks", "offset": "0_0", "handle": "bench-handle", "live": "true",
                "cursor": "0"}  # fmt: skip
@@ -69,8 +70,9 @@ class Result:
     outcomes: dict[str, int] = field(default_factory=dict)
     collateral: int = 0
     rss_kib_per_stream: list[float] = field(default_factory=list)
-    redis_connections: list[dict[str, int]] = field(default_factory=list)
-    cpu_ms_per_revocation: list[float] = field(default_factory=list)
+    redis_connections: list[dict[str, int]] = field(default_factory=list)  # most at once
+    holding_cpu_share: list[float] = field(default_factory=list)  # of a core, merely holding
+    cpu_ms_per_revocation: list[float] = field(default_factory=list)  # above merely holding
     gc_pauses_ms: list[list[float]] = field(default_factory=list)  # while revoking, >= 5 ms
     redis_bytes_per_event: dict[str, float] = field(default_factory=dict)
 
@@ -152,6 +154,22 @@ async def redis_bytes_per_event(redis: aioredis.Redis, prefix: str) -> dict[str,
     return sizes
 
 
+class ConnectionSampler:
+    """The most Redis connections each replica held at once, by job (CLIENT LIST, 4 a second)."""
+
+    def __init__(self, redis: aioredis.Redis, pids: list[int]) -> None:
+        self.redis, self.pids = redis, pids
+        self.most: list[dict[str, int]] = [{} for _ in pids]
+
+    async def run(self) -> None:
+        while True:
+            clients = await self.redis.client_list()
+            for most, pid in zip(self.most, self.pids, strict=True):
+                for job, count in connections_by_job(clients, pid).items():
+                    most[job] = max(most.get(job, 0), count)
+            await asyncio.sleep(0.25)
+
+
 def connections_by_job(clients: list[dict[str, str]], pid: int) -> dict[str, int]:
     marker = f"-{pid}:"
     names = [c["name"] for c in clients]
@@ -213,7 +231,9 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
     tokens = {u: make_token(key=jwt_secret, sub=u, tid="acme", role="admin") for u in users}
     print(f"{len(gateways)} gateways: opening {len(everything)} streams", file=sys.stderr,
           flush=True)  # fmt: skip
+    connections = ConnectionSampler(redis, [g.pid for g in gateways])
     async with asyncio.TaskGroup() as group:
+        sampling = group.create_task(connections.run())
         started = time.monotonic()
         holding: list[asyncio.Task[None]] = []
         for wave in range(0, len(everything), WAVE):
@@ -224,27 +244,34 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
             await wait_until_held(session, upstream, min(wave + WAVE, len(everything)))
         result.seconds_to_hold = time.monotonic() - started
         result.held = await held_upstream(session, upstream)
-        await asyncio.sleep(2.0)  # let the replicas settle before reading their memory
+        quiet_from, cpu_quiet = time.perf_counter(), [procfs.cpu_seconds(g.pid) for g in gateways]
+        await asyncio.sleep(HOLDING_SECONDS)  # what merely holding costs, long-polls cycling
+        quiet = time.perf_counter() - quiet_from
+        holding_rate = [(procfs.cpu_seconds(g.pid) - cpu_quiet[n]) / quiet
+                        for n, g in enumerate(gateways)]  # fmt: skip
+        result.holding_cpu_share = [round(rate, 3) for rate in holding_rate]
         per_replica = Counter(s.replica for s in everything)
         result.rss_kib_per_stream = [
             round((procfs.rss_kib(g.pid) - rss_before[n]) / per_replica[n], 1)
             for n, g in enumerate(gateways)
         ]
-        clients = await redis.client_list()
-        result.redis_connections = [connections_by_job(clients, g.pid) for g in gateways]
         print(f"  {result.held} held in {result.seconds_to_hold:.0f} s; revoking",
               file=sys.stderr, flush=True)  # fmt: skip
-        cpu_before = [procfs.cpu_seconds(g.pid) for g in gateways]
-        revoking_from = time.time()
+        cpu_before, revoking_from = [procfs.cpu_seconds(g.pid) for g in gateways], time.time()
+        revoking_started = time.perf_counter()
         revoked = rng.sample(sorted(users), options.revocations)
         for user in revoked:
             posted_to = gateways[rng.randrange(len(gateways))]
             result.cutoff_ms.append(await revoke(session, posted_to, admin, users[user]))
             await asyncio.sleep(options.pause)
+        revoking = time.perf_counter() - revoking_started
         result.cpu_ms_per_revocation = [
-            round((procfs.cpu_seconds(g.pid) - cpu_before[n]) * 1000 / len(revoked), 2)
+            round((procfs.cpu_seconds(g.pid) - cpu_before[n] - holding_rate[n] * revoking)
+                  * 1000 / len(revoked), 2)
             for n, g in enumerate(gateways)
-        ]
+        ]  # fmt: skip
+        sampling.cancel()
+        result.redis_connections = connections.most
         result.gc_pauses_ms = [gc_pauses(g.log, revoking_from) for g in gateways]
         cut = [s for u in revoked for s in users[u]]
         for kind in ("long-poll", "sse"):
@@ -308,8 +335,10 @@ def render(result: Result) -> str:
         f"outcomes: {result.outcomes}; other streams ended: {result.collateral}; long-polls "
         f"answered at the upstream's timeout and sent again: {result.renewals}",
         f"memory per held stream (RSS, KiB) per replica: {result.rss_kib_per_stream}",
-        f"Redis connections per replica, by job: {result.redis_connections}",
-        f"CPU per revocation per replica (ms): {result.cpu_ms_per_revocation}",
+        f"Redis connections per replica, by job, most at once: {result.redis_connections}",
+        f"CPU merely holding (long-polls cycling every {LONG_POLL:.0f} s), share of a core per "
+        f"replica: {result.holding_cpu_share}",
+        f"CPU per revocation above that, per replica (ms): {result.cpu_ms_per_revocation}",
         *(
             [
                 f"GC pauses >= 5 ms while revoking, per replica (ms, longest first): "
