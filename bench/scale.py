@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -33,9 +34,18 @@ from typing import Any, Final
 
 import aiohttp
 import redis.asyncio as aioredis
+import structlog
 
 from bench import procfs
 from bench.services import Service, gateway_argv, gateway_env, gateway_url, rules_yaml, running
+from gateway.auth.identity import Identity
+from gateway.garbage import NEVER
+from gateway.logs import configure_logging
+from gateway.metrics import Metrics
+from gateway.revocation.enforcer import Revocations
+from gateway.revocation.events import EventType, RevocationEvent
+from gateway.revocation.store import MemoryStore
+from gateway.streams import OpenStreams
 from tests.factories import make_token
 
 REDIS_URL: Final = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,7 +82,7 @@ class Result:
     rss_kib_per_stream: list[float] = field(default_factory=list)
     redis_connections: list[dict[str, int]] = field(default_factory=list)  # most at once
     holding_cpu_share: list[float] = field(default_factory=list)  # of a core, merely holding
-    cpu_ms_per_revocation: list[float] = field(default_factory=list)  # above merely holding
+    apply_us: dict[int, float] = field(default_factory=dict)  # open streams -> µs per event
     gc_pauses_ms: list[list[float]] = field(default_factory=list)  # while revoking, >= 5 ms
     redis_bytes_per_event: dict[str, float] = field(default_factory=dict)
 
@@ -177,6 +187,33 @@ def connections_by_job(clients: list[dict[str, str]], pid: int) -> dict[str, int
                         if n.startswith("shape-gateway:") and marker in n))  # fmt: skip
 
 
+def apply_cost_us(open_streams: int, events: int = 2000) -> float:
+    """µs to apply one event on a replica holding `open_streams` streams of other users: the
+    work is looking up the event's user, whatever else is open (its JSON log line included,
+    written to /dev/null)."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        configure_logging("json", cache=False)
+        try:
+            return _apply_cost_us(open_streams, events)
+        finally:
+            structlog.reset_defaults()
+
+
+def _apply_cost_us(open_streams: int, events: int) -> float:
+    streams = OpenStreams()
+    revocations = Revocations(MemoryStore(), 3600, streams, Metrics(), fail_closed=True)
+    now = int(time.time())
+    with contextlib.ExitStack() as held:
+        for n in range(open_streams):
+            held.enter_context(streams.track(Identity(f"other{n}", "acme", "admin"), live=True))
+        started = time.perf_counter()
+        for n in range(events):
+            revocations.on_event(
+                RevocationEvent(f"{now * 1000}-{n}", EventType.SESSION_REVOKED, now, f"gone{n}")
+            )
+        return (time.perf_counter() - started) / events * 1e6
+
+
 def gc_pauses(log: Path, since: float) -> list[float]:
     """The replica's garbage-collection pauses since `since` (with --gc-probe), longest first."""
     events = [json.loads(line) for line in log.read_text().splitlines() if '"gc_pause"' in line]
@@ -244,6 +281,12 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
             await wait_until_held(session, upstream, min(wave + WAVE, len(everything)))
         result.seconds_to_hold = time.monotonic() - started
         result.held = await held_upstream(session, upstream)
+        # The benchmark's own full collections (10,000 connections' objects) would stop it
+        # observing the cuts: the replicas' policy (gateway/garbage.py) here too.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*gc.get_threshold()[:2], NEVER)
+        await asyncio.sleep(max(0.0, started + LONG_POLL - time.monotonic()))  # cycling now
         quiet_from, cpu_quiet = time.perf_counter(), [procfs.cpu_seconds(g.pid) for g in gateways]
         await asyncio.sleep(HOLDING_SECONDS)  # what merely holding costs, long-polls cycling
         quiet = time.perf_counter() - quiet_from
@@ -257,19 +300,12 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
         ]
         print(f"  {result.held} held in {result.seconds_to_hold:.0f} s; revoking",
               file=sys.stderr, flush=True)  # fmt: skip
-        cpu_before, revoking_from = [procfs.cpu_seconds(g.pid) for g in gateways], time.time()
-        revoking_started = time.perf_counter()
+        revoking_from = time.time()
         revoked = rng.sample(sorted(users), options.revocations)
         for user in revoked:
             posted_to = gateways[rng.randrange(len(gateways))]
             result.cutoff_ms.append(await revoke(session, posted_to, admin, users[user]))
             await asyncio.sleep(options.pause)
-        revoking = time.perf_counter() - revoking_started
-        result.cpu_ms_per_revocation = [
-            round((procfs.cpu_seconds(g.pid) - cpu_before[n] - holding_rate[n] * revoking)
-                  * 1000 / len(revoked), 2)
-            for n, g in enumerate(gateways)
-        ]  # fmt: skip
         sampling.cancel()
         result.redis_connections = connections.most
         result.gc_pauses_ms = [gc_pauses(g.log, revoking_from) for g in gateways]
@@ -287,6 +323,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
 async def benchmark(options: argparse.Namespace, workdir: Path) -> Result:
     jwt_secret, admin = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
     result = Result(settings={k: v for k, v in vars(options).items() if k != "json"})
+    result.apply_us = {n: round(apply_cost_us(n), 1) for n in (100, 10_000)}
     async with contextlib.AsyncExitStack() as exits:
         redis, prefix = await exits.enter_async_context(redis_prefix(REDIS_URL))
         result.redis_bytes_per_event = await redis_bytes_per_event(redis, prefix)
@@ -338,7 +375,8 @@ def render(result: Result) -> str:
         f"Redis connections per replica, by job, most at once: {result.redis_connections}",
         f"CPU merely holding (long-polls cycling every {LONG_POLL:.0f} s), share of a core per "
         f"replica: {result.holding_cpu_share}",
-        f"CPU per revocation above that, per replica (ms): {result.cpu_ms_per_revocation}",
+        "applying one event (in process, no stream of its user open): "
+        + ", ".join(f"{us:.1f} µs with {n:,} streams open" for n, us in result.apply_us.items()),
         *(
             [
                 f"GC pauses >= 5 ms while revoking, per replica (ms, longest first): "
