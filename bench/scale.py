@@ -22,7 +22,6 @@ import json
 import os
 import random
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -30,27 +29,29 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import redis.asyncio as aioredis
-import structlog
 
 from bench import procfs
+from bench.revocation import redis_server_pid
+from bench.scale_report import (
+    LONG_POLL,
+    ConnectionSampler,
+    Result,
+    apply_cost_us,
+    gc_pauses,
+    redis_bytes_per_event,
+    render,
+)
 from bench.services import Service, gateway_argv, gateway_env, gateway_url, rules_yaml, running
-from gateway.auth.identity import Identity
 from gateway.garbage import NEVER
-from gateway.logs import configure_logging
-from gateway.metrics import Metrics
-from gateway.revocation.enforcer import Revocations
-from gateway.revocation.events import EventType, RevocationEvent
-from gateway.revocation.store import MemoryStore
-from gateway.streams import OpenStreams
 from tests.factories import make_token
 
 REDIS_URL: Final = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-WAVE: Final = 500  # streams opened at once
-LONG_POLL: Final = 20.0  # seconds the upstream holds a long-poll, as Electric does
+WAVE: Final = 50  # streams opened at once; the waves are spread over one long-poll cycle,
+# so that their long-polls come back and are sent again spread out, as real clients' are
 HOLDING_SECONDS: Final = 5.0
 CUT_TIMEOUT: Final = 5.0
 LIVE: Final = {"table": "tasks", "offset": "0_0", "handle": "bench-handle", "live": "true",
@@ -67,24 +68,6 @@ class Stream:
     outcome: str = ""
     cut_ms: float = 0.0  # from just before its user's revocation was posted
     renewals: int = 0
-
-
-@dataclass
-class Result:
-    settings: dict[str, Any]
-    held: int = 0
-    seconds_to_hold: float = 0.0
-    renewals: int = 0  # long-polls answered at the upstream's timeout and sent again
-    cutoff_ms: list[float] = field(default_factory=list)  # per user: until all its streams ended
-    stream_ms: dict[str, list[float]] = field(default_factory=dict)  # per kind, per stream
-    outcomes: dict[str, int] = field(default_factory=dict)
-    collateral: int = 0
-    rss_kib_per_stream: list[float] = field(default_factory=list)
-    redis_connections: list[dict[str, int]] = field(default_factory=list)  # most at once
-    holding_cpu_share: list[float] = field(default_factory=list)  # of a core, merely holding
-    apply_us: dict[int, float] = field(default_factory=dict)  # open streams -> µs per event
-    gc_pauses_ms: list[list[float]] = field(default_factory=list)  # while revoking, >= 5 ms
-    redis_bytes_per_event: dict[str, float] = field(default_factory=dict)
 
 
 def upstream_url(line: str) -> str | None:
@@ -145,91 +128,6 @@ async def revoke(
     return max(s.cut_ms for s in streams)
 
 
-async def redis_bytes_per_event(redis: aioredis.Redis, prefix: str) -> dict[str, float]:
-    """MEMORY USAGE of a stream of 10,000 events like real ones, per event, by type."""
-    sizes = {}
-    for kind, fields in {
-        "session.revoked": {"type": "session.revoked", "user": "user-0000012345"},
-        "membership.revoked": {"type": "membership.revoked", "user": "user-0000012345",
-                               "tenant": "tenant-0042"},
-    }.items():  # fmt: skip
-        key = f"{prefix}:{{sizing}}"
-        async with redis.pipeline(transaction=False) as pipe:
-            for n in range(10_000):
-                entry: dict[Any, Any] = {**fields, "user": f"user-{n:010d}"}
-                pipe.xadd(key, entry)
-            await pipe.execute()
-        sizes[kind] = round(int(await redis.memory_usage(key, samples=0) or 0) / 10_000, 1)
-        await redis.delete(key)
-    return sizes
-
-
-class ConnectionSampler:
-    """The most Redis connections each replica held at once, by job (CLIENT LIST, 4 a second)."""
-
-    def __init__(self, redis: aioredis.Redis, pids: list[int]) -> None:
-        self.redis, self.pids = redis, pids
-        self.most: list[dict[str, int]] = [{} for _ in pids]
-
-    async def run(self) -> None:
-        while True:
-            clients = await self.redis.client_list()
-            for most, pid in zip(self.most, self.pids, strict=True):
-                for job, count in connections_by_job(clients, pid).items():
-                    most[job] = max(most.get(job, 0), count)
-            await asyncio.sleep(0.25)
-
-
-def connections_by_job(clients: list[dict[str, str]], pid: int) -> dict[str, int]:
-    marker = f"-{pid}:"
-    names = [c["name"] for c in clients]
-    return dict(Counter(n.rsplit(":", 1)[1] for n in names
-                        if n.startswith("shape-gateway:") and marker in n))  # fmt: skip
-
-
-def apply_cost_us(open_streams: int, events: int = 2000) -> float:
-    """µs to apply one event on a replica holding `open_streams` streams of other users: the
-    work is looking up the event's user, whatever else is open (its JSON log line included,
-    written to /dev/null)."""
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        configure_logging("json", cache=False)
-        try:
-            return _apply_cost_us(open_streams, events)
-        finally:
-            structlog.reset_defaults()
-
-
-def _apply_cost_us(open_streams: int, events: int) -> float:
-    streams = OpenStreams()
-    revocations = Revocations(MemoryStore(), 3600, streams, Metrics(), fail_closed=True)
-    now = int(time.time())
-    with contextlib.ExitStack() as held:
-        for n in range(open_streams):
-            held.enter_context(streams.track(Identity(f"other{n}", "acme", "admin"), live=True))
-        started = time.perf_counter()
-        for n in range(events):
-            revocations.on_event(
-                RevocationEvent(f"{now * 1000}-{n}", EventType.SESSION_REVOKED, now, f"gone{n}")
-            )
-        return (time.perf_counter() - started) / events * 1e6
-
-
-def gc_pauses(log: Path, since: float) -> list[float]:
-    """The replica's garbage-collection pauses since `since` (with --gc-probe), longest first."""
-    events = [json.loads(line) for line in log.read_text().splitlines() if '"gc_pause"' in line]
-    return sorted((float(e["ms"]) for e in events if e["at"] >= since), reverse=True)
-
-
-def percentiles(values: list[float]) -> str:
-    if not values:
-        return "none"
-    ordered = sorted(values)
-    q = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered
-    at = {"p50": q[49] if len(q) > 49 else ordered[0], "p90": q[89] if len(q) > 89 else ordered[-1],
-          "p99": q[98] if len(q) > 98 else ordered[-1]}  # fmt: skip
-    return ", ".join(f"{k} {v:.1f}" for k, v in at.items()) + f", max {ordered[-1]:.1f} ms"
-
-
 @contextlib.asynccontextmanager
 async def redis_prefix(url: str) -> AsyncIterator[tuple[aioredis.Redis, str]]:
     redis = aioredis.Redis.from_url(url, decode_responses=True)
@@ -253,62 +151,104 @@ class Replicas:
     jwt_secret: str
 
 
-async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, result: Result) -> None:
-    """Hold every stream, measure the replicas holding them, revoke, check the rest."""
-    rng = random.Random(options.seed)
-    gateways, upstream, session = replicas.gateways, replicas.upstream, replicas.session
-    admin, jwt_secret, redis = replicas.admin, replicas.jwt_secret, replicas.redis
-    rss_before = [procfs.rss_kib(g.pid) for g in gateways]
+def make_users(options: argparse.Namespace) -> dict[str, list[Stream]]:
+    """User uN holds a long-poll on replica N mod replicas and an SSE stream on the next."""
     users: dict[str, list[Stream]] = {}
     for n in range(options.users):
         user, home = f"u{n}", n % options.replicas
         users[user] = [Stream(user, "long-poll", home),
                        Stream(user, "sse", (home + 1) % options.replicas)]  # fmt: skip
+    return users
+
+
+async def open_all(
+    replicas: Replicas, everything: list[Stream], group: asyncio.TaskGroup, result: Result
+) -> list[asyncio.Task[None]]:
+    """Open every stream, spread over one long-poll cycle; returns once the upstream holds them."""
+    tokens = {s.user: make_token(key=replicas.jwt_secret, sub=s.user, tid="acme", role="admin")
+              for s in everything}  # fmt: skip
+    started = time.monotonic()
+    holding: list[asyncio.Task[None]] = []
+    waves = range(0, len(everything), WAVE)
+    for n, wave in enumerate(waves):
+        holding.extend(
+            group.create_task(hold(replicas.session, replicas.gateways[s.replica].url,
+                                   tokens[s.user], s))
+            for s in everything[wave : wave + WAVE]
+        )  # fmt: skip
+        await asyncio.sleep(max(0.0, started + LONG_POLL * (n + 1) / len(waves)
+                                - time.monotonic()))  # fmt: skip
+    await wait_until_held(replicas.session, replicas.upstream, len(everything))
+    result.seconds_to_hold = time.monotonic() - started
+    result.held = await held_upstream(replicas.session, replicas.upstream)
+    return holding
+
+
+async def measure_holding(
+    gateways: list[Service], everything: list[Stream], rss_before: list[int], result: Result
+) -> None:
+    """CPU while merely holding (long-polls cycling), and memory per held stream."""
+    cpu_from, started = [procfs.cpu_seconds(g.pid) for g in gateways], time.perf_counter()
+    await asyncio.sleep(HOLDING_SECONDS)
+    seconds = time.perf_counter() - started
+    result.holding_cpu_share = [round((procfs.cpu_seconds(g.pid) - cpu_from[n]) / seconds, 3)
+                                for n, g in enumerate(gateways)]  # fmt: skip
+    per_replica = Counter(s.replica for s in everything)
+    result.rss_kib_per_stream = [
+        round((procfs.rss_kib(g.pid) - rss_before[n]) / per_replica[n], 1)
+        for n, g in enumerate(gateways)
+    ]
+
+
+async def revoke_some(
+    replicas: Replicas, users: dict[str, list[Stream]], options: argparse.Namespace,
+    result: Result,
+) -> list[str]:  # fmt: skip
+    """Revoke users one at a time; the machine's CPU meanwhile; returns who was revoked."""
+    rng = random.Random(options.seed)
+    gateways = replicas.gateways
+    pids = {f"gateway {n}": g.pid for n, g in enumerate(gateways)}
+    pids |= {"upstream": replicas.upstream.pid, "bench": os.getpid()}
+    if (redis_pid := redis_server_pid()) is not None:
+        pids["redis"] = redis_pid
+    revoking_from, cpu_before = time.time(), procfs.take_cpu_snapshot(pids)
+    revoked = rng.sample(sorted(users), options.revocations)
+    for user in revoked:
+        posted_to = gateways[rng.randrange(len(gateways))]
+        result.cutoff_ms.append(await revoke(replicas.session, posted_to, replicas.admin,
+                                             users[user]))  # fmt: skip
+        await asyncio.sleep(options.pause)
+    use = procfs.cpu_between(cpu_before, procfs.take_cpu_snapshot(pids))
+    ours = sum(v for k, v in use.seconds.items() if k != "postgres")
+    result.machine_busy = round(use.machine_busy, 3)
+    result.others_share = round(use.other_share(ours), 3)
+    result.gc_pauses_ms = [gc_pauses(g.log, revoking_from) for g in gateways]
+    return revoked
+
+
+async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, result: Result) -> None:
+    """Hold every stream, measure the replicas holding them, revoke, check the rest."""
+    gateways = replicas.gateways
+    rss_before = [procfs.rss_kib(g.pid) for g in gateways]
+    users = make_users(options)
     everything = [s for streams in users.values() for s in streams]
-    tokens = {u: make_token(key=jwt_secret, sub=u, tid="acme", role="admin") for u in users}
     print(f"{len(gateways)} gateways: opening {len(everything)} streams", file=sys.stderr,
           flush=True)  # fmt: skip
-    connections = ConnectionSampler(redis, [g.pid for g in gateways])
+    connections = ConnectionSampler(replicas.redis, [g.pid for g in gateways])
     async with asyncio.TaskGroup() as group:
         sampling = group.create_task(connections.run())
-        started = time.monotonic()
-        holding: list[asyncio.Task[None]] = []
-        for wave in range(0, len(everything), WAVE):
-            holding.extend(
-                group.create_task(hold(session, gateways[s.replica].url, tokens[s.user], s))
-                for s in everything[wave : wave + WAVE]
-            )
-            await wait_until_held(session, upstream, min(wave + WAVE, len(everything)))
-        result.seconds_to_hold = time.monotonic() - started
-        result.held = await held_upstream(session, upstream)
+        holding = await open_all(replicas, everything, group, result)
         # The benchmark's own full collections (10,000 connections' objects) would stop it
         # observing the cuts: the replicas' policy (gateway/garbage.py) here too.
         gc.collect()
         gc.freeze()
         gc.set_threshold(*gc.get_threshold()[:2], NEVER)
-        await asyncio.sleep(max(0.0, started + LONG_POLL - time.monotonic()))  # cycling now
-        quiet_from, cpu_quiet = time.perf_counter(), [procfs.cpu_seconds(g.pid) for g in gateways]
-        await asyncio.sleep(HOLDING_SECONDS)  # what merely holding costs, long-polls cycling
-        quiet = time.perf_counter() - quiet_from
-        holding_rate = [(procfs.cpu_seconds(g.pid) - cpu_quiet[n]) / quiet
-                        for n, g in enumerate(gateways)]  # fmt: skip
-        result.holding_cpu_share = [round(rate, 3) for rate in holding_rate]
-        per_replica = Counter(s.replica for s in everything)
-        result.rss_kib_per_stream = [
-            round((procfs.rss_kib(g.pid) - rss_before[n]) / per_replica[n], 1)
-            for n, g in enumerate(gateways)
-        ]
+        await measure_holding(gateways, everything, rss_before, result)
         print(f"  {result.held} held in {result.seconds_to_hold:.0f} s; revoking",
               file=sys.stderr, flush=True)  # fmt: skip
-        revoking_from = time.time()
-        revoked = rng.sample(sorted(users), options.revocations)
-        for user in revoked:
-            posted_to = gateways[rng.randrange(len(gateways))]
-            result.cutoff_ms.append(await revoke(session, posted_to, admin, users[user]))
-            await asyncio.sleep(options.pause)
+        revoked = await revoke_some(replicas, users, options, result)
         sampling.cancel()
         result.redis_connections = connections.most
-        result.gc_pauses_ms = [gc_pauses(g.log, revoking_from) for g in gateways]
         cut = [s for u in revoked for s in users[u]]
         for kind in ("long-poll", "sse"):
             result.stream_ms[kind] = [s.cut_ms for s in cut if s.kind == kind]
@@ -360,35 +300,6 @@ async def benchmark(options: argparse.Namespace, workdir: Path) -> Result:
         await hold_and_revoke(Replicas(gateways, upstream, session, redis, admin, jwt_secret),
                               options, result)  # fmt: skip
     return result
-
-
-def render(result: Result) -> str:
-    lines = [
-        f"held {result.held} streams ({result.settings['users']} users x a long-poll and an SSE "
-        f"stream) over {result.settings['replicas']} replicas, in {result.seconds_to_hold:.0f} s",
-        f"cut-off, POST -> all of the user's streams ended ({len(result.cutoff_ms)} "
-        f"revocations): {percentiles(result.cutoff_ms)}",
-        *(f"  {kind} alone: {percentiles(ms)}" for kind, ms in result.stream_ms.items()),
-        f"outcomes: {result.outcomes}; other streams ended: {result.collateral}; long-polls "
-        f"answered at the upstream's timeout and sent again: {result.renewals}",
-        f"memory per held stream (RSS, KiB) per replica: {result.rss_kib_per_stream}",
-        f"Redis connections per replica, by job, most at once: {result.redis_connections}",
-        f"CPU merely holding (long-polls cycling every {LONG_POLL:.0f} s), share of a core per "
-        f"replica: {result.holding_cpu_share}",
-        "applying one event (in process, no stream of its user open): "
-        + ", ".join(f"{us:.1f} µs with {n:,} streams open" for n, us in result.apply_us.items()),
-        *(
-            [
-                f"GC pauses >= 5 ms while revoking, per replica (ms, longest first): "
-                f"{[p[:5] for p in result.gc_pauses_ms]}"
-            ]
-            if result.settings["gc_probe"]
-            else []
-        ),
-        f"Redis memory per retained event (MEMORY USAGE / 10,000 entries, bytes): "
-        f"{result.redis_bytes_per_event}",
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
