@@ -221,6 +221,17 @@ class Cluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
+    def add_gateway_user(self, user: str, password: str, prefix: str) -> None:
+        """The gateway's ACL on every node, plus reading the slot map (CLUSTER SLOTS)."""
+        for node in self.nodes:
+            client = node.client()
+            try:
+                client.acl_setuser(user, enabled=True, passwords=[f"+{password}"],
+                                   keys=[f"{prefix}:*"], commands=[*GATEWAY_ACL_COMMANDS,
+                                                                   "+cluster|slots"])  # fmt: skip
+            finally:
+                client.close()
+
 
 def start_cluster(servers: RedisServers, masters: int = 3, replicas: int = 0) -> Cluster:
     """`masters` primaries splitting the slots, each with `replicas` replicas."""
@@ -303,8 +314,17 @@ def make_tls_files(directory: Path, name: str = "localhost") -> TlsFiles:
     return files
 
 
-def start_tls(servers: RedisServers, user: str, password: str) -> tuple[RedisProcess, TlsFiles]:
-    """A TLS-only redis-server whose one enabled user is `user` with `password`."""
+# The ACL docs/redis.md gives the gateway's user: its keys, and the commands it sends.
+GATEWAY_ACL_COMMANDS = ("-@all", "+@read", "+@write", "+@scripting", "+@connection",
+                        "-@dangerous", "+info", "+role", "+wait", "+time")  # fmt: skip
+GATEWAY_ACL = ("resetchannels", *GATEWAY_ACL_COMMANDS)
+
+
+def start_tls(
+    servers: RedisServers, user: str, password: str, prefix: str
+) -> tuple[RedisProcess, TlsFiles]:
+    """A TLS-only redis-server whose one enabled user is `user` with `password`, allowed the
+    keys under `prefix` and the commands of GATEWAY_ACL."""
     directory = servers.directory / "tls-server"
     files = make_tls_files(servers.directory / "tls")
     port = free_port()
@@ -313,10 +333,15 @@ def start_tls(servers: RedisServers, user: str, password: str) -> tuple[RedisPro
             "--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key),
             "--tls-ca-cert-file", str(files.ca), "--tls-auth-clients", "no",
             "--user", "default", "off",
-            "--user", user, "on", f">{password}", "~*", "&*", "+@all"]  # fmt: skip
+            "--user", user, "on", f">{password}", f"~{prefix}:*", *GATEWAY_ACL,
+            "--user", "admin", "on", f">{password}-admin", "~*", "&*", "+@all"]  # fmt: skip
     server = RedisProcess(directory, port, argv)
-    server.client_kwargs = {"ssl": True, "ssl_ca_certs": str(files.ca), "username": user,
-                            "password": password}  # fmt: skip
+    server.client_kwargs = {
+        "ssl": True,
+        "ssl_ca_certs": str(files.ca),
+        "username": "admin",
+        "password": f"{password}-admin",
+    }  # the test's own inspections
     return servers.start(server), files
 
 
@@ -350,8 +375,8 @@ class RedisServers:
     def cluster(self, masters: int = 3, replicas: int = 0) -> Cluster:
         return start_cluster(self, masters, replicas)
 
-    def tls(self, user: str, password: str) -> tuple[RedisProcess, TlsFiles]:
-        return start_tls(self, user, password)
+    def tls(self, user: str, password: str, prefix: str) -> tuple[RedisProcess, TlsFiles]:
+        return start_tls(self, user, password, prefix)
 
     def stop_all(self) -> None:
         for server in self.started:

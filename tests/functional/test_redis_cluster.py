@@ -1,8 +1,9 @@
 """A real Redis Cluster (three masters, each with a replica, started from `redis-server
---cluster-enabled yes` and formed by `redis-cli --cluster create`) under two gateway replicas:
-revocations published (acknowledged by the stream's replica) and followed, rate limits and
-live caps shared, audit events de-duplicated. Every script and multi-key command names keys of
-one slot (their hash tags), or the Cluster would refuse it with CROSSSLOT.
+--cluster-enabled yes` and formed by `redis-cli --cluster create`) under two gateway replicas
+logged in as a user with only the documented ACL: revocations published (acknowledged by the
+stream's replica) and followed, rate limits and live caps shared, audit events de-duplicated.
+Every script and multi-key command names keys of one slot (their hash tags), or the Cluster
+would refuse it with CROSSSLOT.
 """
 
 from __future__ import annotations
@@ -58,9 +59,12 @@ def replica_entries(admin: redis.RedisCluster, key: str) -> list[str]:
 
 
 async def gateways_on(factory: GatewayFactory, cluster: Cluster, count: int) -> list[Gateway]:
+    """Gateways logging in as a user with the ACL docs/redis.md gives (and CLUSTER SLOTS)."""
+    cluster.add_gateway_user("gateway", "cluster-password", PREFIX)
+    url = cluster.url.replace("://", "://gateway:cluster-password@")
     started = []
     for _ in range(count):
-        gateway = await factory(rules=RULES, redis_url=cluster.url, redis_prefix=PREFIX,
+        gateway = await factory(rules=RULES, redis_url=url, redis_prefix=PREFIX,
                                 live_lease_seconds=3)  # fmt: skip
         await ready(gateway)
         started.append(gateway)
