@@ -37,3 +37,4 @@ bench: $(PY)
 	$(PY) -m bench.limits
 	$(PY) -m bench.http
 	$(PY) -m bench.revocation
+	$(PY) -m bench.scale
