@@ -56,10 +56,6 @@ class RedisClient:
     connections: int  # at most this many at once (per node on a Cluster)
     sentinel: Sentinel | None = None
 
-    @property
-    def cluster(self) -> bool:
-        return isinstance(self.redis, RedisCluster)
-
     async def node_of(self, key: str) -> ClusterNode | None:
         """On a Cluster, the primary holding `key` (for commands that must go where it is)."""
         if isinstance(self.redis, RedisCluster):

@@ -26,11 +26,6 @@ def key_part(value: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def make_key(prefix: str, kind: str, *values: str) -> str:
-    """`<prefix>:<kind>:<part>:<part>...` with every value encoded by `key_part`."""
-    return ":".join((prefix, kind, *(key_part(v) for v in values)))
-
-
 def tenant_key(prefix: str, kind: str, tenant: str, *values: str) -> str:
     """`<prefix>:<kind>:{<tenant>}:<part>...`: every key of one tenant shares its slot.
     (Tenants are never empty: the identity refuses a token without one.)"""
