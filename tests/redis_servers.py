@@ -366,8 +366,24 @@ class RedisServers:
         self.started.append(server)
         return server.start()
 
-    def single(self, name: str = "single") -> RedisProcess:
-        return self.start(_data_node(self.directory / name))
+    def single(self, name: str = "single", port: int | None = None) -> RedisProcess:
+        return self.start(_data_node(self.directory / name, port=port))
+
+    def replace_with_snapshot(self, server: RedisProcess, snapshot: RedisProcess) -> RedisProcess:
+        """Kill `server` and start, on its port, a server loading what `snapshot` holds (saved
+        with SAVE): as when a failover promotes a replica that holds less, or a restart loads
+        an older snapshot. Clients reconnect to the same address and find that."""
+        client = snapshot.client()
+        try:
+            client.save()
+        finally:
+            client.close()
+        snapshot.kill()
+        server.kill()
+        directory = self.directory / f"{server.directory.name}-restored"
+        directory.mkdir()
+        shutil.copy(snapshot.directory / "dump.rdb", directory / "dump.rdb")
+        return self.start(_data_node(directory, port=server.port))
 
     def replicated(self) -> Replicated:
         return start_replicated(self)

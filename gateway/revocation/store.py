@@ -3,11 +3,12 @@ REDIS_URL) this process's memory. Both hand each event to `on_event` in stream o
 
 The Redis follower never loses an event: it reads the whole stream at start-up, then blocks on
 XREAD from the last id it applied, so a disconnect, a restart or a failover resumes exactly
-where it left off. After each read it checks that Redis still has what it applied: a Redis
-that restarted empty (its epoch key vanished with the stream) or one that is behind (a
-promoted replica that missed the last entries: the stream's last id is below ours) gets the
-events this replica holds back (see restore.py), and the follower reads the stream again from
-its start, applying by original id, so nothing is applied twice.
+where it left off. After each read, and after each reconnection, it checks that Redis still has
+what it applied: a Redis that restarted empty (its epoch key vanished with the stream) or one
+that lost the stream's tail (a promoted replica that missed the last entries, an older
+snapshot: the last entry we read is gone) gets the events this replica holds back (see
+restore.py), and the follower reads the stream again from its start, applying by original id,
+so nothing is applied twice.
 
 A publish is acknowledged only once a Redis replica has the entry, when the master has
 replicas: XADD and `WAIT 1 <timeout>` on one connection. With no replica connected there is
@@ -28,7 +29,7 @@ from typing import Any, Final, Protocol, cast
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from gateway.redis_client import REDIS_ERRORS, RedisClient
 from gateway.redis_keys import revocation_epoch, revocation_origins, revocation_stream
@@ -36,10 +37,10 @@ from gateway.redis_url import Topology
 from gateway.revocation.events import (
     EventError,
     EventRequest,
-    EventType,
     RevocationEvent,
     event_from_entry,
     stream_id_key,
+    stream_id_seconds,
 )
 from gateway.revocation.restore import restore_events
 from gateway.tasks import cancelling
@@ -49,8 +50,8 @@ log = structlog.get_logger(__name__)
 STALE_AFTER: Final = 5.0  # seconds without a successful read before the view counts as stale
 BLOCK_MS: Final = 1000
 PAGE: Final = 1000
-# Events this much younger than the retention are not yet due for trimming by any replica
-# (each trims once a minute): one missing from Redis was lost, not trimmed.
+# An entry this much younger than the retention is not yet due for trimming by any replica
+# (each trims once a minute, on its own clock): missing from Redis, it was lost, not trimmed.
 VERIFY_MARGIN: Final = 180.0
 OnEvent = Callable[[RevocationEvent], None]
 Entries = list[tuple[str, dict[str, str]]]
@@ -201,14 +202,6 @@ class RedisStore:
             if len(entries) < PAGE:
                 return
 
-    async def _top(self) -> str:
-        """The stream's last generated id ("0-0" when there is no stream)."""
-        try:
-            info = await self.client.redis.xinfo_stream(self.key)
-        except ResponseError:  # no such key
-            return "0-0"
-        return str(info["last-generated-id"])
-
     async def _confirm_master(self) -> None:
         """Sentinel: the server we read must still be the master. (A demoted master ends our
         blocked read, but a read issued just after would be served by it as a replica.)"""
@@ -219,19 +212,21 @@ class RedisStore:
                 await redis.connection_pool.disconnect()
                 raise RedisConnectionError("the server followed is no longer the master")
 
-    def _recent(self, events: Iterable[RevocationEvent]) -> list[RevocationEvent]:
-        """What Redis must still hold: events not yet due for trimming, and suspensions."""
-        cutoff = time.time() - self.retention + VERIFY_MARGIN
-        return [e for e in events if e.at >= cutoff or e.type is EventType.TENANT_SUSPENDED]
+    async def _lost(self) -> bool:
+        """Whether the last entry we read is gone from a stream that should have it. Redis
+        replicates in order, so a promoted replica or an older snapshot holds a prefix of what
+        the master had: if our last entry is there, so is everything we read before it. Gone
+        but older than the retention, it was trimmed, not lost."""
+        if self._last_id == "0-0":
+            return False
+        if await self.client.redis.xrange(self.key, min=self._last_id, max=self._last_id):
+            return False
+        return stream_id_seconds(self._last_id) >= time.time() - self.retention + VERIFY_MARGIN
 
-    async def _check(self, retained: Retained, verify: bool) -> bool:
+    async def _check(self, retained: Retained) -> bool:
         """Notice a Redis that lost what we applied and give it back what we hold; True when
-        it did, and the stream must be read again from its start.
-
-        Cheap after each read: the epoch, and the stream's top against the last id we applied.
-        Thorough after a lost connection (`verify`: a failover, a restart): every event we hold
-        that Redis should have is checked, since entries published on a promoted replica may
-        already have lifted its top above ours."""
+        it did, and the stream must be read again from its start. Two lookups: the epoch (gone
+        with a stream Redis lost entirely) and our last entry (gone with a stream's tail)."""
         if self.client.address.topology is Topology.SENTINEL:
             await self._confirm_master()
         redis = self.client.redis
@@ -241,24 +236,15 @@ class RedisStore:
             epoch = cast(str | None, await redis.get(self._epoch_key))
         reset = self._epoch is not None and epoch != self._epoch
         self._epoch = epoch
-        behind = False
         if reset:
             log.warning("revocation_stream_reset", last_applied=self._last_id)
-        elif not verify:
-            top = await self._top()
-            behind = stream_id_key(top) < stream_id_key(self._last_id)
-            if not behind:
-                return False
-            log.warning("revocation_stream_behind", stream_top=top, last_applied=self._last_id)
-        held = list(retained())
-        events = held if reset or behind else self._recent(held)
-        restored, copied = (0, 0)
-        if events:
-            restored, copied = await restore_events(
-                self.client, self.key, self._origins_key, events, self.retention * 1000
-            )
-        if not (reset or behind or restored or copied):
+        elif await self._lost():
+            log.warning("revocation_stream_behind", last_applied=self._last_id)
+        else:
             return False
+        restored, copied = await restore_events(
+            self.client, self.key, self._origins_key, list(retained()), self.retention * 1000
+        )
         log.warning("revocation_stream_restored", restored=restored, copied=copied)
         self._last_id = "0-0"  # read it all again: what is new to us is applied, the rest not
         return True
@@ -267,7 +253,7 @@ class RedisStore:
         backoff = 0.1
         while True:
             try:
-                await self._check(retained, verify=True)  # at start, and after a lost connection
+                await self._check(retained)  # at start, and after a lost connection
                 await self._catch_up(on_event)
                 self._last_ok = time.monotonic()
                 if not self.connected:
@@ -282,7 +268,7 @@ class RedisStore:
                     )
                     for _, entries in reply:
                         self._deliver(entries, on_event)
-                    if await self._check(retained, verify=False):
+                    if await self._check(retained):
                         await self._catch_up(on_event)
                     self._last_ok = time.monotonic()
             except REDIS_ERRORS as error:

@@ -1,18 +1,20 @@
 """A Redis that comes back with fewer entries than the gateways applied (a promoted replica that
-missed the last ones, a snapshot a few writes old) gets them back from the gateways, and no
-replica applies anything twice. Simulated on a redis-server of the test's own by rewriting the
-stream as such a Redis would hold it (its epoch key kept, as a replica would have it).
+missed the last ones, a restart from an older snapshot) gets them back from the gateways, and
+no replica applies anything twice. Simulated with redis-server processes of the test's own:
+the gateways' Redis is replaced, on its address, by one loaded from a snapshot holding only the
+first entry (and the epoch key, as a replica has it), with or without a newer entry a publisher
+wrote to it first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
-from gateway.redis_keys import revocation_stream
+from gateway.redis_keys import revocation_epoch, revocation_stream
 from tests.functional.test_redis_failover import (
     Entries,
     applied_total,
@@ -53,23 +55,41 @@ async def until_entries(redis: RedisProcess, count: int, within: float = 5.0) ->
     return found
 
 
+async def three_revocations(gateways: list[Gateway], redis: RedisProcess) -> Entries:
+    for user in ("u1", "u2", "u3"):
+        assert (await post_revocation(gateways[0], user))[0] == 202
+    await enforced_everywhere(gateways, ["u1", "u2", "u3"], within=2)
+    return await until_entries(redis, 3)
+
+
+def snapshot_holding(
+    servers: RedisServers, original: RedisProcess, first: tuple[str, dict[str, str]],
+    newer: dict[str, str] | None,
+) -> RedisProcess:  # fmt: skip
+    """A server holding the original's epoch, its first entry, and `newer` written after."""
+    source = original.client()
+    epoch = source.get(revocation_epoch(PREFIX))
+    source.close()
+    snapshot = servers.single("snapshot")
+    client = snapshot.client()
+    try:
+        client.set(revocation_epoch(PREFIX), cast(Any, epoch))
+        client.xadd(STREAM, cast(Any, first[1]), id=first[0])
+        if newer is not None:
+            client.xadd(STREAM, cast(Any, newer))
+    finally:
+        client.close()
+    return snapshot
+
+
 async def test_a_redis_behind_the_gateways_gets_the_missing_entries_back_with_their_ids(
     gateway_factory: GatewayFactory, redis_servers: RedisServers
 ) -> None:
     redis = redis_servers.single()
     a, b = await replicas(gateway_factory, redis, 2)
-    for user in ("u1", "u2", "u3"):
-        assert (await post_revocation(a, user))[0] == 202
-    await enforced_everywhere([a, b], ["u1", "u2", "u3"], within=2)
-    original = await until_entries(redis, 3)
-    client = redis.client()
-    try:  # now it holds only the first entry, and still its epoch
-        with client.pipeline(transaction=True) as pipe:
-            pipe.delete(STREAM)
-            pipe.xadd(STREAM, original[0][1], id=original[0][0])  # type: ignore[arg-type]
-            pipe.execute()
-    finally:
-        client.close()
+    original = await three_revocations([a, b], redis)
+    snapshot = snapshot_holding(redis_servers, redis, original[0], newer=None)
+    redis = redis_servers.replace_with_snapshot(redis, snapshot)
     restored = await until_entries(redis, 3)
     assert [i for i, _ in restored] == [i for i, _ in original]  # the very same ids
     late = (await replicas(gateway_factory, redis, 1))[0]
@@ -77,32 +97,21 @@ async def test_a_redis_behind_the_gateways_gets_the_missing_entries_back_with_th
     assert [await applied_total(g) for g in (a, b, late)] == [3, 3, 3]
 
 
-async def test_after_a_lost_connection_entries_missing_below_a_newer_top_are_copied_once(
+async def test_entries_missing_below_a_newer_entry_are_copied_once(
     gateway_factory: GatewayFactory, redis_servers: RedisServers
 ) -> None:
     redis = redis_servers.single()
     a, b = await replicas(gateway_factory, redis, 2)
-    for user in ("u1", "u2", "u3"):
-        assert (await post_revocation(a, user))[0] == 202
-    await enforced_everywhere([a, b], ["u1", "u2", "u3"], within=2)
-    original = await until_entries(redis, 3)
-    client = redis.client()
-    try:
-        # What a replica promoted without u2 and u3 holds once a publisher wrote u4 to it
-        # first: u4's id is above everything the gateways applied, so only a full check finds
-        # the gap. Then every connection drops, as in a failover.
-        with client.pipeline(transaction=True) as pipe:
-            pipe.delete(STREAM)
-            pipe.xadd(STREAM, original[0][1], id=original[0][0])  # type: ignore[arg-type]
-            pipe.xadd(STREAM, {"type": "session.revoked", "user": "u4"})
-            pipe.execute()
-        await enforced_everywhere([a, b], ["u4"], within=2)
-        client.client_kill_filter(_type="normal")
-    finally:
-        client.close()
+    original = await three_revocations([a, b], redis)
+    # A publisher reached the new Redis first: u4's id is above everything the gateways
+    # applied, so u2 and u3 can only come back as copies.
+    u4 = {"type": "session.revoked", "user": "u4"}
+    snapshot = snapshot_holding(redis_servers, redis, original[0], newer=u4)
+    redis = redis_servers.replace_with_snapshot(redis, snapshot)
     await until_entries(redis, 4)  # u1, u4 and the copies of u2 and u3
-    await asyncio.sleep(1.5)  # both gateways reconnect and check within this; a second copy
-    restored = entries(redis)  # would show by now
+    await enforced_everywhere([a, b], ["u4"], within=2)
+    await asyncio.sleep(1.0)  # both gateways reconnected and checked within this: a second
+    restored = entries(redis)  # copy would show by now
     copies = sorted(fields["origin"] for _, fields in restored if "origin" in fields)
     assert copies == [original[1][0], original[2][0]]  # each copied once, by one gateway
     late = (await replicas(gateway_factory, redis, 1))[0]
