@@ -2,37 +2,60 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint format check run demo bench
+# The pinned npm packages: the real-client tests' and the demo web app's @electric-sql/client.
+NPM_DIRS := tests/client deploy/web
+NPM_STAMPS := $(NPM_DIRS:%=%/node_modules/.package-lock.json)
+
+.PHONY: install test lint format check run demo bench screenshot npm
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstalled when pyproject.toml changes (a new test dependency reaches existing checkouts).
+$(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,speed]'
+	touch $@
 
-install: $(PY)
+install: $(VENV)/.installed
 
-test: $(PY)
+# npm ci when the lockfile changed; without npm the tests that need these packages skip
+# (locally) or fail (CI=true), each saying what to install.
+%/node_modules/.package-lock.json: %/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $* --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: install Node.js 18+ to run the tests that need $*"; \
+	fi
+
+npm: $(NPM_STAMPS)
+
+test: install npm
 	$(PY) -m pytest
 
-lint: $(PY)
+# docs/demo.png, the README's picture: the browser test's own screenshot of the demo.
+screenshot: install npm
+	SHAPE_GATEWAY_SCREENSHOT=docs/demo.png $(PY) -m pytest -q tests/browser/test_picture.py
+
+lint: install
 	$(PY) -m ruff check gateway tests bench deploy
 	$(PY) -m ruff format --check gateway tests bench deploy
 	$(PY) -m mypy
 
-format: $(PY)
+format: install
 	$(PY) -m ruff format gateway tests bench deploy
 	$(PY) -m ruff check --fix gateway tests bench deploy
 
-check: $(PY)
+check: install
 	$(VENV)/bin/shape-gateway check shape_rules.yaml
 
-run: $(PY)  # configuration from the environment: see README "Configuration"
+run: install  # configuration from the environment: see README "Configuration"
 	$(VENV)/bin/shape-gateway serve
 
-demo: $(PY)
+demo: install deploy/web/node_modules/.package-lock.json
 	$(PY) -m deploy.demo
 
-bench: $(PY)
+bench: install
 	$(PY) -m bench.planner
 	$(PY) -m bench.limits
 	$(PY) -m bench.http

@@ -7,7 +7,7 @@ about a million objects alive, and every long-poll Electric answers after 20 s a
 sends again promotes a few hundred more, so a full collection comes every few seconds and stops
 the event loop for 0.3-2 s (bench.scale --gc-probe), delaying what a revocation should cut.
 Reference counting frees nearly all of a finished request (the cycles left measured a few MB a
-minute at 10,000 streams), so `serve`:
+minute at 10,000 streams), so `serve` (each worker, with GATEWAY_WORKERS):
 - freezes what exists once it has started (modules, settings): never collected again;
 - collects the oldest generation every `GATEWAY_GC_SECONDS` from an owned task, and never on
   growth (0 keeps CPython's own rule);
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Awaitable
 from typing import Final
 
 import structlog
@@ -39,18 +38,13 @@ async def collect_every(seconds: float) -> None:
                  duration_ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
 
 
-async def with_scheduled_collection(main: Awaitable[None], seconds: float) -> None:
-    """Run `main` with full collections every `seconds` (0: CPython's default policy)."""
+def schedule_full_collections(tasks: TaskGroup, seconds: float) -> None:
+    """From now on, full collections every `seconds` from a task of `tasks`, never on growth;
+    what exists now is frozen out of them (0: leave CPython's default policy alone)."""
     if seconds <= 0:
-        await main
         return
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, NEVER)
-    tasks = TaskGroup()
     tasks.spawn(collect_every(seconds), "gc-full-collection")
-    try:
-        await main
-    finally:
-        await tasks.close()

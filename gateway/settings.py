@@ -54,6 +54,7 @@ class Settings:
     redis_pool_size: int = 4  # connections of each of the limits and audit Redis clients
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
 
     @property
     def has_key_source(self) -> bool:
@@ -88,6 +89,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 1, 256),
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
+    "workers": ("GATEWAY_WORKERS", 1, 64),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
@@ -155,6 +157,19 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
         )
+    workers = values.get("workers", 1)
+    if isinstance(workers, int) and workers > 1:
+        if not values.get("redis_url"):
+            problems.append(
+                f"GATEWAY_WORKERS={workers}: several workers need REDIS_URL; each worker is a "
+                "full replica, and replicas share revocations, limits and audit de-duplication "
+                "only through Redis (without it each would enforce its own view)"
+            )
+        if values.get("port", _DEFAULTS.port) == 0:
+            problems.append(
+                f"GATEWAY_WORKERS={workers}: workers share one port (SO_REUSEPORT); "
+                "give a fixed GATEWAY_PORT instead of 0"
+            )
     if problems:
         raise SettingsError(problems)
     if isinstance(values.get("electric_url"), str):

@@ -1,30 +1,18 @@
 """Shared fixtures: real PostgreSQL and Redis, never replaced by fakes.
 
-Under CI (CI=true) a test that needs PostgreSQL or Redis must not be skipped: a missing server
-fails the run instead of silently passing it.
+Under CI (CI=true) a test that needs PostgreSQL, Redis, Node.js or Chromium must not be
+skipped: a missing one fails the run instead of silently passing it (tests/requirements.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NoReturn
 
 import psycopg
 import pytest
 
-from tests import services
-
-_skipped_services: list[str] = []
-
-
-def _unavailable(service: str, reason: str) -> NoReturn:
-    message = reason
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI must run every {service} test", pytrace=False)
-    _skipped_services.append(service)
-    pytest.skip(message)
-    raise AssertionError  # pytest.skip raises; this line only informs the type checker
+from tests import requirements, services
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +20,7 @@ def database_url() -> str:
     try:
         return services.postgres_url()
     except services.ServiceUnavailableError as error:
-        _unavailable("PostgreSQL", str(error))
+        requirements.unavailable("PostgreSQL", str(error))
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +28,7 @@ def redis_url() -> str:
     try:
         return services.redis_url()
     except services.ServiceUnavailableError as error:
-        _unavailable("Redis", str(error))
+        requirements.unavailable("Redis", str(error))
 
 
 @pytest.fixture
@@ -50,8 +38,8 @@ def pg(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("CI") and _skipped_services and exitstatus == 0:
+    if os.environ.get("CI") and requirements.skipped and exitstatus == 0:
         session.exitstatus = 1
 
 
-pytest_plugins = ["tests.gateway", "tests.redis_servers"]
+pytest_plugins = ["tests.gateway", "tests.electric_targets", "tests.redis_servers"]

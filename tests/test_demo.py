@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -13,8 +14,9 @@ pytestmark = pytest.mark.postgres
 
 
 def test_demo_shows_each_tenant_only_its_rows(database_url: str) -> None:
+    prefix = f"gw-demo-{uuid.uuid4().hex}"  # the demo clears its Redis prefix: one of our own
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.demo", "--once"],
+        [sys.executable, "-m", "deploy.demo", "--once", "--redis-prefix", prefix],
         cwd=SHIPPED_RULES.parent, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

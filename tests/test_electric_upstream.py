@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ Client: TypeAlias = TestClient[web.Request, web.Application]
 MakeElectric: TypeAlias = Callable[..., Awaitable[Client]]
 Query: TypeAlias = list[tuple[str, str]]
 
-HANDLE = re.compile(r"^\d+-\d{16}$")
+HANDLE = re.compile(r"^\d+-\d{16}$")  # 1.7: microseconds
+HANDLE_1_0_10 = re.compile(r"^\d+-\d{13}$")  # milliseconds (seen: 111077782-1795968529363)
 NO_STORE = "no-store"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +170,7 @@ async def test_initial_sync_returns_rows_as_strings_with_keys_and_schema(
         "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746"
     )
     assert resp.headers["ETag"] == f'"{resp.headers["electric-handle"]}:-1:0_0"'
-    assert resp.headers["electric-server"] == "ElectricSQL/1.7.12-fake"
+    assert resp.headers["electric-server"] == "ElectricSQL/1.7.12"
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     assert json.loads(resp.headers["electric-schema"]) == {
         "code": {"type": "varchar", "max_length": 20},
@@ -789,19 +791,18 @@ async def test_validation_errors_use_electrics_exact_bodies(electric: Client, it
         assert resp.headers["surrogate-control"] == NO_STORE, query
 
 
-async def test_where_rejected_by_postgres_is_400_with_its_message(
+async def test_where_is_judged_by_electrics_parser_with_its_messages(
     electric: Client, items: Table
 ) -> None:
     cases = {
-        "nope = 1": 'column "nope" does not exist',
-        "id = 'abc'": 'invalid input syntax for type integer: "abc"',
-        "id = = 1": 'syntax error at or near "="',
-        "1": "argument of WHERE must be type boolean, not type integer",
-        "true; DROP TABLE x": 'syntax error at or near ";"',
-        # Breaking out of the parentheses still cannot add a statement.
-        "true); DROP TABLE x; SELECT (1": (
-            "cannot insert multiple commands into a prepared statement"
-        ),
+        "nope = 1": "At location 0: unknown reference nope",
+        "id = 'abc'": "At location 5: invalid syntax for type int4: abc",
+        "id = = 1": 'At location 21: syntax error at or near "="',
+        "now() > '2024-01-01'": "At location 0: unknown or unsupported function now/0",
+        "price::numeric > 1": "At location 7: unsupported type numeric",
+        "true; DROP TABLE x": 'unescaped ";" causing statement split',
+        # Breaking out of the parentheses is a syntax error before it is anything else.
+        "true); DROP TABLE x; SELECT (1": 'At location 20: syntax error at or near ")"',
     }
     for where, message in cases.items():
         resp = await get_shape(
@@ -850,30 +851,42 @@ async def test_requests_are_recorded_raw_with_duplicates(electric: Client, items
 # --- transport -------------------------------------------------------------------------------
 
 
-async def test_gzip_is_used_only_when_accepted_and_enabled(
+async def test_compression_follows_bandit_errors_yes_etagged_shape_logs_never(
     make_electric: MakeElectric, items: Table
 ) -> None:
     electric = await make_electric()
     plain_app = await make_electric(gzip=False)
-    query = [("table", items.param), ("offset", "-1")]
+    log = [("table", items.param), ("offset", "-1")]
+    bad = [("table", items.param), ("offset", "bad")]
+    subset = [*log, ("subset__where", "id > 1")]
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        zipped = await session.get(
-            electric.make_url("/v1/shape"), params=query, headers={"Accept-Encoding": "gzip"}
-        )
-        raw = await zipped.read()
-        identity = await session.get(
-            electric.make_url("/v1/shape"), params=query, headers={"Accept-Encoding": "identity"}
-        )
-        plain = await session.get(
-            plain_app.make_url("/v1/shape"), params=query, headers={"Accept-Encoding": "gzip"}
-        )
-        assert "Content-Encoding" not in plain.headers
-        await plain.read()
-        identity_body = await identity.read()
 
-    assert zipped.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(raw) == identity_body
-    assert "Content-Encoding" not in identity.headers
+        async def fetch(client: Client, query: Query, coding: str) -> aiohttp.ClientResponse:
+            url = client.make_url("/v1/shape")
+            response = await session.get(url, params=query, headers={"Accept-Encoding": coding})
+            await response.read()
+            return response
+
+        shape_log = await fetch(electric, log, "gzip")
+        error = await fetch(electric, bad, "gzip")
+        sliced = await fetch(electric, subset, "gzip")
+        deflated = await fetch(electric, bad, "deflate")
+        weighted = await fetch(electric, bad, "gzip;q=1.0")
+        plain = await fetch(plain_app, bad, "gzip")
+
+    assert "Content-Encoding" not in shape_log.headers  # it has an ETag: Bandit leaves it
+    assert error.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(await error.read())) == {
+        "message": "Invalid request",
+        "errors": {"offset": ["has invalid format"]},
+    }
+    assert sliced.headers["Content-Encoding"] == "gzip"  # 1.7 compresses streams too
+    assert zlib.decompress(await deflated.read())
+    assert deflated.headers["Content-Encoding"] == "deflate"
+    assert "Content-Encoding" not in weighted.headers  # Bandit matches whole list items
+    assert "Content-Encoding" not in plain.headers
+    for response in (shape_log, error, sliced):
+        assert response.headers["Vary"] == "accept-encoding"
 
 
 async def test_if_none_match_with_the_etag_answers_304(electric: Client, items: Table) -> None:
@@ -953,7 +966,7 @@ async def test_subset_errors_nest_under_subset(electric: Client, items: Table) -
     }
     assert await bad_where.json() == {
         "message": "Invalid request",
-        "errors": {"subset": {"where": ['column "nope" does not exist']}},
+        "errors": {"subset": {"where": ["At location 0: unknown reference nope"]}},
     }
     assert (not_json.status, await not_json.json()) == (
         400,
@@ -1029,3 +1042,334 @@ async def test_standalone_server_prints_its_address_and_stops_on_sigterm(databas
 
     assert line.decode().startswith("electric-fake listening on http://127.0.0.1:")
     assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+# --- what a real Electric did differently (protocol notes §12) -------------------------------
+# Each test pins one difference seen on sync-service 1.0.10 (or read in its source), and where
+# 1.7 differs, what 1.7 does; the imitation plays either (`ElectricConfig.version`).
+
+OLD = "1.0.10"
+PLUG_CRASH_CACHE = "max-age=0, private, must-revalidate"
+
+
+def rows(body: list[dict[str, Any]]) -> list[str]:
+    return [m["value"]["id"] for m in changes(body)]
+
+
+async def test_any_boolean_not_crashes_1_0_10s_parser_but_not_1_7s(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old, new = await make_electric(version=OLD), await make_electric()
+    for where in ("NOT status = 'open'", "NOT (status = 'open')"):  # one parse tree
+        query = [("table", items.param), ("offset", "-1"), ("where", where)]
+        crashed, served = await get_shape(old, query), await get_shape(new, query)
+
+        assert crashed.status == 500, where
+        assert (await crashed.json())["error"].startswith(
+            "** (FunctionClauseError) no function clause matching in "
+            "Electric.Replication.Eval.Parser.to_binary_operators/1"
+        )
+        assert crashed.headers["Cache-Control"] == PLUG_CRASH_CACHE
+        assert "electric-schema" not in crashed.headers
+        assert rows(await served.json()) == ["2"]
+
+
+async def test_a_cast_on_a_parameter_crashes_1_0_10_or_breaks_its_numbering(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old, new = await make_electric(version=OLD), await make_electric()
+    cast_last = [("where", "status = $1 AND id = CAST($2 AS integer)"), ("params[1]", "open"),
+                 ("params[2]", "1")]  # fmt: skip
+    cast_first = [("where", "id = $1::integer AND status = $2"), ("params[1]", "1"),
+                  ("params[2]", "open")]  # fmt: skip
+    base = [("table", items.param), ("offset", "-1")]
+
+    crashed = await get_shape(old, [*base, *cast_last])
+    assert crashed.status == 500
+    assert (await crashed.json()) == {
+        "error": "** (MatchError) no match of right hand side value: nil"
+    }
+    misnumbered = await get_shape(old, [*base, *cast_first])
+    assert await misnumbered.json() == {
+        "message": "Invalid request",
+        "errors": {
+            "where": [
+                "At location 0: expression is missing $1 - parameters should be numbered "
+                "sequentially"
+            ]
+        },
+    }
+    for extra in (cast_last, cast_first):
+        assert rows(await (await get_shape(new, [*base, *extra])).json()) == ["1"]
+
+
+async def test_where_postgres_runs_but_electric_refuses_is_400_on_both(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old, new = await make_electric(version=OLD), await make_electric()
+    subquery = f"id IN (SELECT id FROM {items.param})"  # noqa: S608 - a where under test
+    cases = {
+        "status = $1": ("params[1]", "open", "params[2]", "unused"),
+        "meta->>'k' = '1'": (),
+        "lower(id) = 'a'": (),
+        "count(*) > 0": (),
+        "CASE WHEN true THEN true END": (),
+        "id * 2 = 4": (),  # 1.7 knows `*` on numbers
+        subquery: (),  # 1.7 knows `IN (SELECT ...)`
+    }
+    messages: dict[str, list[str]] = {}
+    for where, pairs in cases.items():
+        params = list(zip(pairs[::2], pairs[1::2], strict=True))
+        query = [("table", items.param), ("offset", "-1"), ("where", where), *params]
+        for client in (old, new):
+            resp = await get_shape(client, query)
+            body = await resp.json()
+            messages.setdefault(where, []).append(
+                body["errors"]["where"][0] if resp.status == 400 else str(resp.status)
+            )
+
+    assert messages == {
+        "status = $1": ["At location 0: parameter value for $2 was not used"] * 2,
+        "meta->>'k' = '1'": ['At location 4: unknown binary operator "->>"'] * 2,
+        "lower(id) = 'a'": ["At location 0: Could not select a function overload for lower(int4)"]
+        * 2,
+        "count(*) > 0": ["At location 0: aggregation is not supported in this context"] * 2,
+        "CASE WHEN true THEN true END": ["At location 0: CaseExpr is not supported in this context"]
+        * 2,
+        "id * 2 = 4": ["At location 3: Could not select an operator overload", "200"],
+        subquery: ["At location 3: subqueries are not supported", "200"],
+    }
+
+
+async def test_a_cast_failing_at_snapshot_time_cuts_a_started_200_on_1_0_10(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old = await make_electric(version=OLD, snapshot_failure_delay=0.3)
+    new = await make_electric()
+    query = [("table", items.param), ("offset", "-1"), ("where", "status::int4 > 3")]
+    started = time.monotonic()
+    cut = await get_shape(old, query)
+
+    assert cut.status == 200
+    assert HANDLE_1_0_10.match(cut.headers["electric-handle"])
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await cut.read()
+    assert time.monotonic() - started >= 0.3
+    failed = await get_shape(new, query)
+    assert failed.status == 500
+    assert await failed.json() == {
+        "message": "Unexpected error while creating snapshot: invalid input syntax for type "
+        'integer: "open"'
+    }
+
+
+async def test_409_names_the_callers_shape_with_electrics_etag_and_a_minute_of_caching(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    for version in (OLD, "1.7"):
+        electric = await make_electric(version=version)
+        handle, offset = await sync(electric, items.param, ("columns", "id,title"))
+        resp = await get_shape(
+            electric,
+            [("table", items.param), ("offset", offset), ("handle", "1-2"), ("columns", "id,title"),
+             ("live", "true"), ("cursor", "5")],
+        )  # fmt: skip
+
+        assert resp.status == 409
+        assert resp.headers["electric-handle"] == handle
+        assert resp.headers["ETag"] == f'"{handle}::"'
+        assert resp.headers["Cache-Control"] == "public, max-age=60, must-revalidate"
+        assert "electric-cursor" not in resp.headers
+        assert "electric-offset" not in resp.headers
+        if version == OLD:
+            assert json.loads(resp.headers["electric-schema"]) == {
+                "id": {"type": "int4", "pk_index": 0, "not_null": True},
+                "title": {"type": "text"},
+            }
+            assert resp.headers["Location"] == (
+                f"/v1/shape?columns=id%2Ctitle&handle={handle}&offset=-1&table={items.param}"
+            )
+        else:
+            assert "electric-schema" not in resp.headers
+            assert "Location" not in resp.headers
+
+
+async def test_truncate_under_a_held_poll_answers_409_naming_the_old_handle_on_1_0_10(
+    make_electric: MakeElectric, db: psycopg.AsyncConnection[Any], items: Table
+) -> None:
+    electric = await make_electric(version=OLD)
+    state = hooks(electric)
+    handle, offset = await sync(electric, items.param)
+    resp, _ = await asyncio.gather(
+        get_shape(electric, live_query(items.param, handle, offset)),
+        after_held(state, run(db, "TRUNCATE {t}", t=items)),
+    )
+
+    assert resp.status == 409
+    assert resp.headers["electric-handle"] == handle
+
+
+async def test_errors_are_no_cache_with_a_null_schema_on_1_0_10_and_no_store_on_1_7(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old, new = await make_electric(version=OLD), await make_electric()
+    query = [("table", items.param), ("offset", "0_-1")]
+    before, after = await get_shape(old, query), await get_shape(new, query)
+
+    for resp in (before, after):
+        assert resp.status == 400
+        assert await resp.json() == {
+            "message": "Invalid request",
+            "errors": {"offset": ["has invalid format"]},
+        }
+    assert before.headers["Cache-Control"] == "no-cache"
+    assert before.headers["electric-schema"] == "null"
+    assert "surrogate-control" not in before.headers
+    assert after.headers["Cache-Control"] == NO_STORE
+    assert after.headers["surrogate-control"] == NO_STORE
+    assert "electric-schema" not in after.headers
+
+
+async def test_offset_beyond_the_end_is_refused_at_once_on_1_0_10(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    electric = await make_electric(version=OLD, long_poll_timeout=4.0)
+    handle, _ = await sync(electric, items.param)
+    started = time.monotonic()
+    resp = await get_shape(
+        electric, [("table", items.param), ("offset", "999999999999_0"), ("handle", handle)]
+    )
+
+    assert time.monotonic() - started < 1.0  # 1.7 would wait half a long-poll (2 s)
+    assert await resp.json() == {
+        "message": "Invalid request",
+        "errors": {"offset": ["out of bounds for this shape"]},
+    }
+    assert "electric-schema" in resp.headers  # the shape was known: its schema, not null
+
+
+async def test_1_0_10_compresses_whole_bodies_in_the_clients_order_never_a_shape_log(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    electric = await make_electric(version=OLD)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        url = electric.make_url("/v1/shape")
+        headers = {"Accept-Encoding": "deflate, gzip"}
+        async with session.get(url, params={"table": items.param, "offset": "-1"},
+                               headers={"Accept-Encoding": "gzip"}) as log:  # fmt: skip
+            raw = await log.read()
+        async with session.get(url, params={"offset": "-1"}, headers=headers) as error:
+            packed = await error.read()
+        async with session.get(electric.make_url("/nowhere"), headers=headers) as missing:
+            await missing.read()
+
+    assert "Content-Encoding" not in log.headers
+    assert "Vary" not in log.headers  # Bandit 1.5.5 leaves chunked bodies alone entirely
+    assert rows(json.loads(raw)) == ["1", "2", "3"]
+    assert error.headers["Content-Encoding"] == "deflate"  # the client's first choice
+    assert error.headers["Vary"] == "accept-encoding"
+    assert json.loads(zlib.decompress(packed)) == {
+        "message": "Invalid request",
+        "errors": {"table": ["can't be blank"]},
+    }
+    assert (missing.status, missing.headers["Content-Encoding"]) == (404, "deflate")
+
+
+async def test_a_large_snapshot_is_one_response_of_many_megabytes(
+    make_electric: MakeElectric, db: psycopg.AsyncConnection[Any], schema: str
+) -> None:
+    big = Table(schema, "big")
+    await run(
+        db,
+        "CREATE TABLE {t} (id int PRIMARY KEY, payload text);"
+        "INSERT INTO {t} SELECT g, repeat('x', 1000) FROM generate_series(1, 3000) g",
+        t=big,
+    )
+    electric = await make_electric()
+    small = await make_electric(chunk_bytes=1024 * 1024)
+    whole = await get_shape(electric, [("table", big.param), ("offset", "-1")])
+    body = await whole.read()
+    first = await get_shape(small, [("table", big.param), ("offset", "-1")])
+    first_rows = changes(await first.json())
+
+    assert whole.headers["Transfer-Encoding"] == "chunked"
+    assert len(body) > 3_000_000
+    assert len(changes(json.loads(body))) == 3000  # the imitation once cut at 500 rows
+    assert json.loads(body)[-1]["headers"]["control"] == "snapshot-end"
+    assert 900 < len(first_rows) < 1100  # ~1 MiB of ~1 KiB messages
+    assert "electric-up-to-date" not in first.headers
+
+
+async def test_live_timeout_answer_has_a_content_length_and_a_negative_clock_in_its_etag(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    for version in (OLD, "1.7"):
+        electric = await make_electric(version=version, long_poll_timeout=0.3)
+        handle, offset = await sync(electric, items.param)
+        resp = await get_shape(electric, live_query(items.param, handle, offset))
+
+        assert resp.status == 200
+        assert "Transfer-Encoding" not in resp.headers
+        assert int(resp.headers["Content-Length"]) == len(await resp.read())
+        _, requested, answered, clock = resp.headers["ETag"].strip('"').rsplit(":", 3)
+        assert (requested, answered) == (offset, offset)
+        assert int(clock) < 0  # Erlang's monotonic clock starts far below zero
+        assert resp.headers["electric-up-to-date"] == ""
+
+
+async def test_1_0_10_sends_no_has_data_no_snapshot_end_and_millisecond_handles(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    electric = await make_electric(version=OLD, secret="s")
+    authorised = [("table", items.param), ("offset", "-1"), ("secret", "s")]
+    first = await get_shape(electric, authorised)
+    body = await first.json()
+    others = [
+        await get_shape(electric, [("table", items.param), ("offset", "-1")]),  # 401
+        await electric.get("/v1/health"),
+        await electric.get("/elsewhere"),
+        await electric.options("/v1/shape"),
+    ]
+
+    assert HANDLE_1_0_10.match(first.headers["electric-handle"])
+    assert "electric-has-data" not in first.headers
+    assert [m["headers"].get("control") for m in body] == [None, None, None]
+    assert first.headers["Access-Control-Expose-Headers"] == (
+        "electric-cursor,electric-handle,electric-offset,electric-schema,electric-up-to-date"
+    )
+    for resp in (first, *others):
+        assert resp.headers["electric-server"] == "ElectricSQL/1.0.10"
+
+
+async def test_1_0_10_lacks_offset_now_changes_only_subsets_and_sse(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    electric = await make_electric(version=OLD, long_poll_timeout=0.3)
+    base = [("table", items.param), ("offset", "-1")]
+    now = await get_shape(electric, [("table", items.param), ("offset", "now")])
+    changes_only = await get_shape(electric, [*base, ("log", "changes_only")])
+    subset = await get_shape(electric, [*base, ("subset__where", "id = 1")])
+    post = await electric.post("/v1/shape", params=base, json={"where": "id = 1"})
+    handle, offset = await sync(electric, items.param)
+    sse = await get_shape(electric, live_query(items.param, handle, offset, ("live_sse", "true")))
+
+    assert await now.json() == {
+        "message": "Invalid request",
+        "errors": {"offset": ["has invalid format"]},
+    }
+    assert rows(await changes_only.json()) == ["1", "2", "3"]  # `log` is not a 1.0.10 field
+    assert rows(await subset.json()) == ["1", "2", "3"]  # an unknown parameter, ignored
+    assert (post.status, await post.text()) == (404, "Not found")
+    assert sse.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert [m["headers"]["control"] for m in await sse.json()] == ["up-to-date"]
+
+
+async def test_1_0_10_answers_a_stale_handle_at_offset_minus_one_with_409(
+    make_electric: MakeElectric, items: Table
+) -> None:
+    old, new = await make_electric(version=OLD), await make_electric()
+    query = [("table", items.param), ("offset", "-1"), ("handle", "1-2")]
+    stale, ignored = await get_shape(old, query), await get_shape(new, query)
+
+    assert stale.status == 409  # 1.7 drops `handle` at offset -1, so it can bust caches
+    assert ignored.status == 200

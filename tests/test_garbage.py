@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.garbage import NEVER, with_scheduled_collection
+from gateway.garbage import NEVER, schedule_full_collections
+from gateway.tasks import TaskGroup
 
 
 @pytest.fixture
@@ -23,16 +24,13 @@ def restored_gc() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restored_gc")
 async def test_full_collections_come_on_schedule_and_never_on_growth() -> None:
-    seen: list[tuple[int, int]] = []
-
-    async def main() -> None:
-        seen.append((gc.get_threshold()[2], gc.get_freeze_count()))
-        await asyncio.sleep(0.35)
-
+    tasks = TaskGroup()
     with capture_logs() as logs:
-        await with_scheduled_collection(main(), seconds=0.1)
-    assert seen[0][0] == NEVER
-    assert seen[0][1] > 0  # start-up objects frozen
+        schedule_full_collections(tasks, seconds=0.1)
+        assert gc.get_threshold()[2] == NEVER
+        assert gc.get_freeze_count() > 0  # start-up objects frozen
+        await asyncio.sleep(0.35)
+        await tasks.close()
     collections = [e for e in logs if e["event"] == "gc_full_collection"]
     assert 2 <= len(collections) <= 4
 
@@ -40,10 +38,7 @@ async def test_full_collections_come_on_schedule_and_never_on_growth() -> None:
 @pytest.mark.usefixtures("restored_gc")
 async def test_zero_keeps_cpythons_own_rule() -> None:
     before = gc.get_threshold()
-    thresholds: list[tuple[int, int, int]] = []
-
-    async def main() -> None:
-        thresholds.append(gc.get_threshold())
-
-    await with_scheduled_collection(main(), seconds=0)
-    assert thresholds == [before]
+    tasks = TaskGroup()
+    schedule_full_collections(tasks, seconds=0)
+    assert gc.get_threshold() == before
+    await tasks.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from typing import Any
 
 import structlog
 
+from gateway.log_sink import LineSink
 from gateway.logs import REDACTOR, Redactor, configure_logging
 from tests.factories import make_token
 
@@ -40,14 +43,47 @@ def test_sensitive_keys_are_masked_and_secrets_masked_anywhere() -> None:
 
 
 def test_configured_json_logging_applies_the_redactor() -> None:
-    stream = io.StringIO()
+    stream = io.BytesIO()
     configure_logging("json", logging.INFO, cache=False)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(stream))
+    structlog.configure(logger_factory=lambda *_: LineSink(stream))
     REDACTOR.add_secret("another-secret-value")
     try:
         structlog.get_logger("t").info("upstream_failed", reason="secret=another-secret-value")
+        structlog.get_logger("t").info("odd_claim", user="e\udcffve")  # orjson refuses it
     finally:
         structlog.reset_defaults()
-    line = json.loads(stream.getvalue())
-    assert line["event"] == "upstream_failed"
-    assert "another-secret-value" not in stream.getvalue()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["event"] == "upstream_failed"
+    assert b"another-secret-value" not in stream.getvalue()
+    assert second["user"] == "e\udcffve"
+
+
+async def test_lines_logged_in_one_loop_iteration_leave_in_one_write() -> None:
+    class Recording(io.BytesIO):
+        writes = 0
+
+        def write(self, data: Any) -> int:
+            self.writes += 1
+            return super().write(data)
+
+    stream = Recording()
+    sink = LineSink(stream)
+    for n in range(50):
+        sink.msg(f"line {n}".encode())
+    assert stream.writes == 0
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    assert stream.getvalue().count(b"\n") == 50
+
+
+async def test_a_sink_that_cannot_write_is_unhealthy_until_it_can() -> None:
+    stream = io.BytesIO()
+    sink = LineSink(stream)
+    stream.close()
+    sink.msg(b"lost")
+    await asyncio.sleep(0)
+    assert not sink.healthy
+    sink.stream = io.BytesIO()
+    sink.msg(b"written")
+    await asyncio.sleep(0)
+    assert sink.healthy

@@ -8,12 +8,24 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from gateway import redis_keys as keys
+from gateway.redis_keys import key_part
 
 PREFIX = "shape-gateway"
 
 
 def slot(key: str) -> int:
     return key_slot(key.encode())
+
+
+def test_a_separator_inside_a_value_cannot_make_two_keys_equal() -> None:
+    assert keys.audit_seen(PREFIX, "acme", "bob", "1:x") != keys.audit_seen(
+        PREFIX, "acme", "bob:1", "x"
+    )
+
+
+def test_a_part_holds_neither_the_separator_nor_a_cluster_hash_tag() -> None:
+    part = key_part("a:{b}:c/ü\udc80")
+    assert not set(part) & set(":{}")
 
 
 @given(st.text(min_size=1), st.text(), st.text(min_size=1), st.text())

@@ -7,12 +7,20 @@ import time
 
 from gateway.audit.records import AuditRecord
 from gateway.audit.sampling import Sampler
+from gateway.log_sink import SINK, LineSink
 
 
 class AuditLog:
-    def __init__(self) -> None:
-        self.healthy = True  # False once a line could not be written, until one can again
+    def __init__(self, sink: LineSink = SINK) -> None:
+        self.sink = sink
+        self.emitted = True  # False when emitting raised (a logger that writes at once)
         self.sampler = Sampler()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the last line could be written (the sink writes at the end of each loop
+        iteration, so a failure is known before the next request is served)."""
+        return self.emitted and self.sink.healthy
 
     def write(self, record: AuditRecord) -> None:
         sampled_out = 0
@@ -24,6 +32,6 @@ class AuditLog:
         try:
             record.emit(sampled_out)
         except (OSError, ValueError):  # a closed stderr, a pipe whose reader went away
-            self.healthy = False
+            self.emitted = False
             return
-        self.healthy = True
+        self.emitted = True

@@ -28,11 +28,27 @@ class Identity:
     session: str | None = None  # `sid`, else `jti`: what session.revoked names
 
 
+def _is_text(value: str) -> bool:
+    """Valid Unicode: JSON lets a claim carry a lone surrogate (`"\\udcff"`), which the URL
+    library drops when it encodes the upstream query: `e\\udcffve` would be bound as `eve`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _identity_string(value: object, claim: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_LENGTH:
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_CLAIM_LENGTH
+        or not _is_text(value)
+    ):
         raise Refusal(
             Code.INVALID_TOKEN,
-            f"claim {claim!r} must be a non-empty string of at most {MAX_CLAIM_LENGTH} characters",
+            f"claim {claim!r} must be a non-empty string of at most {MAX_CLAIM_LENGTH} "
+            "characters of valid Unicode",
         )
     return value
 
@@ -80,8 +96,8 @@ def resolve_identity(
         user=user,
         tenant=tenant,
         role=role,
-        claims=MappingProxyType(
-            {k: v for k, v in claims.items() if isinstance(k, str) and isinstance(v, str)}
+        claims=MappingProxyType(  # string claims for :claims.NAME; invalid text never binds
+            {k: v for k, v in claims.items() if isinstance(v, str) and _is_text(v)}
         ),
         memberships=MappingProxyType(memberships or {tenant: role}),
         plan=plan if isinstance(plan, str) else None,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from gateway.auth.keys import KeyConfigError
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
-from gateway.garbage import with_scheduled_collection
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
+from gateway.runtime import run_async
+from gateway.web.app import check_loadable
 from gateway.web.server import serve
+from gateway.web.workers import Supervisor
 
 
 def register(commands: Commands) -> None:
@@ -22,6 +22,9 @@ def register(commands: Commands) -> None:
     parser.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
     parser.add_argument("--rules", help="rules file (GATEWAY_RULES)")
     parser.add_argument("--upstream", help="Electric's URL (ELECTRIC_URL)")
+    parser.add_argument(
+        "--workers", type=int, help="processes sharing the port, each a replica (GATEWAY_WORKERS)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         port=getattr(args, "port", None),
         rules_path=getattr(args, "rules", None),
         electric_url=getattr(args, "upstream", None),
+        workers=getattr(args, "workers", None),
     )
     if settings is None:
         return EXIT_USAGE
@@ -45,7 +49,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_format)
     try:
-        run_async(with_scheduled_collection(serve(settings, env), settings.gc_seconds))
+        if settings.workers > 1:
+            check_loadable(settings, env)  # report broken rules once, not once per worker
+            return Supervisor(settings, env).run()
+        run_async(serve(settings, env))
     except RulesError as error:
         print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)
         for problem in error.problems:
@@ -58,13 +65,3 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"serve: cannot listen on {settings.host}:{settings.port}: {error}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def run_async(coroutine: Coroutine[Any, Any, None]) -> None:
-    """asyncio.run, on uvloop when it is installed (the `speed` extra)."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)

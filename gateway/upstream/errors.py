@@ -14,11 +14,12 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-import aiohttp
 import structlog
 from aiohttp import hdrs
 
 from gateway.errors import Code, Refusal
+from gateway.upstream.client import UpstreamResponse
+from gateway.upstream.connection import UpstreamBroken
 
 log = structlog.get_logger(__name__)
 LOGGED_BYTES: Final = 2048
@@ -30,16 +31,16 @@ NOT_ELECTRIC = Refusal(
 )
 
 
-def _is_json(response: aiohttp.ClientResponse) -> bool:
+def _is_json(response: UpstreamResponse) -> bool:
     content_type = response.headers.get(hdrs.CONTENT_TYPE, "")
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-async def _excerpt(response: aiohttp.ClientResponse) -> str:
+async def _excerpt(response: UpstreamResponse) -> str:
     """The start of the body, decompressed if gzip'd, for the log (which redacts secrets)."""
     try:
-        raw = await response.content.read(LOGGED_BYTES * 4)
-    except (aiohttp.ClientError, TimeoutError):
+        raw = await response.read(LOGGED_BYTES * 4)
+    except (UpstreamBroken, TimeoutError):
         return ""
     if response.headers.get(hdrs.CONTENT_ENCODING, "").lower() in ("gzip", "x-gzip"):
         try:
@@ -49,7 +50,7 @@ async def _excerpt(response: aiohttp.ClientResponse) -> str:
     return raw[:LOGGED_BYTES].decode("utf-8", "replace")
 
 
-async def refuse_unless_electric_answered(response: aiohttp.ClientResponse) -> None:
+async def refuse_unless_electric_answered(response: UpstreamResponse) -> None:
     """Return to pass `response` through; else raise the refusal to answer with instead (the
     upstream body logged, the connection closed)."""
     status = response.status

@@ -37,7 +37,7 @@ from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
-from gateway.upstream.client import Timeouts, make_session
+from gateway.upstream.client import Timeouts, UpstreamPool, make_session
 from gateway.web import admin, audit_events, health, revocations, shape
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
@@ -59,6 +59,7 @@ from gateway.web.keys import (
     STREAMS,
     TASKS,
     TIMEOUTS,
+    UPSTREAMS,
     VERIFIER,
 )
 from gateway.web.recording import record_requests
@@ -94,10 +95,11 @@ def token_policy(settings: Settings) -> TokenPolicy:
 
 
 async def _client_context(app: web.Application) -> AsyncIterator[None]:
-    """The pooled upstream session, JWKS keys and the token verifier live as long as the app."""
+    """The upstream connections, JWKS keys and the token verifier live as long as the app."""
     settings = app[SETTINGS]
     session = make_session()
     app[SESSION] = session
+    app[UPSTREAMS] = UpstreamPool()
     jwks, refresher = None, None
     if settings.jwt_jwks_url:
         jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
@@ -108,6 +110,7 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes
     await session.close()
+    app[UPSTREAMS].close()
 
 
 async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
@@ -202,16 +205,19 @@ async def _end_live_streams(app: web.Application) -> None:
     )
 
 
+def check_loadable(settings: Settings, env: Mapping[str, str]) -> RulesHolder:
+    """The rules, and the keys checked: RulesError or KeyConfigError for the caller to report
+    (at start-up, not at the first request)."""
+    static_keys(settings)
+    default = Upstream("default", settings.electric_url, settings.electric_secret)
+    return RulesHolder.load(settings.rules_path, env, default)
+
+
 def make_app(
     settings: Settings, env: Mapping[str, str], timeouts: Timeouts | None = None
 ) -> web.Application:
     """Build the app; raises RulesError or KeyConfigError for the caller to report."""
-    static_keys(settings)  # fail now, not at the first request
-    holder = RulesHolder.load(
-        settings.rules_path,
-        env,
-        Upstream("default", settings.electric_url, settings.electric_secret),
-    )
+    holder = check_loadable(settings, env)
     for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
         REDACTOR.add_secret(secret)
     if settings.redis_url:

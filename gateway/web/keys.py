@@ -22,13 +22,14 @@ from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
-from gateway.upstream.client import Timeouts
+from gateway.upstream.client import Timeouts, UpstreamPool
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
 RULES: Final = web.AppKey("rules", RulesHolder)
 VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
-SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
+SESSION: Final = web.AppKey("session", aiohttp.ClientSession)  # JWKS fetches
+UPSTREAMS: Final = web.AppKey("upstreams", UpstreamPool)  # Electric
 STREAMS: Final = web.AppKey("streams", OpenStreams)
 TASKS: Final = web.AppKey("tasks", TaskGroup)
 TIMEOUTS: Final = web.AppKey("timeouts", Timeouts)

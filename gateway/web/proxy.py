@@ -13,47 +13,64 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import structlog
 from aiohttp import hdrs, web
 
+from gateway.errors import Code, Refusal
 from gateway.shape.plan import UpstreamRequest
-from gateway.upstream.client import send
+from gateway.upstream.client import UpstreamResponse, send
+from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.errors import refuse_unless_electric_answered
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, SESSION, STREAMS, TIMEOUTS
+from gateway.web.keys import AUDIT, IDENTITY, STREAMS, TIMEOUTS, UPSTREAMS
 
 log = structlog.get_logger(__name__)
 
 
+class FiniteResponse(web.StreamResponse):
+    """A proxied response whose headers leave with its first body bytes: a catch-up or a
+    long-poll answer is then one write (headers, body, terminator) instead of two. An SSE
+    stream keeps the default: its headers go out at once, before any event."""
+
+    _send_headers_immediately = False
+
+
 async def _stream_body(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     response: web.StreamResponse,
     streaming: bool,
 ) -> None:
+    """Copy the body. A finite body is prepared (its headers settled) with its first chunk and
+    holds back its latest chunk, so the last one leaves with the terminator: a catch-up or a
+    long-poll answer is one write. If Electric breaks off before anything was sent, the client
+    gets our 502 instead of a connection closed without an answer (which a client may retry
+    blindly); after that, the only honest signal left is an unterminated body."""
     record = request[AUDIT]
-    # A finite body holds back its latest chunk so the last one leaves with the terminator in
-    # one write (a long-poll answer is usually one chunk: headers, body and end together).
-    # An SSE stream writes every event the moment it arrives.
-    hold = not streaming
     held = b""
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.chunks():
             record.bytes += len(chunk)
-            if not hold:
+            if streaming:
                 await response.write(chunk)
                 continue
-            if held:
+            if not response.prepared:
+                await response.prepare(request)
+            elif held:
                 await response.write(held)
             held = chunk
-    except (aiohttp.ClientError, TimeoutError) as error:
-        # Headers are gone; the only honest signal left is an unterminated body.
+    except (UpstreamBroken, TimeoutError) as error:
         log.warning("upstream_aborted_mid_body", reason=str(error))
         record.reason = "upstream_aborted"
+        if not response.prepared:
+            raise Refusal(
+                Code.UPSTREAM_UNAVAILABLE, "Electric broke off its answer; retry shortly"
+            ) from None
         if request.transport is not None:
             request.transport.close()
         return
+    if not response.prepared:
+        await response.prepare(request)
     await response.write_eof(held)
 
 
@@ -65,10 +82,10 @@ async def proxy(
     record = request[AUDIT]
     with streams.track(request[IDENTITY], live=planned.live) as stream:
         response: web.StreamResponse | None = None
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: UpstreamResponse | None = None
         try:
             upstream = await send(
-                request.app[SESSION],
+                request.app[UPSTREAMS],
                 planned,
                 method=method,
                 headers=request.headers,
@@ -76,13 +93,13 @@ async def proxy(
                 timeouts=request.app[TIMEOUTS],
             )
             await refuse_unless_electric_answered(upstream)
-            response = web.StreamResponse(
-                status=upstream.status, headers=client_headers(upstream.headers)
-            )
+            kind = web.StreamResponse if planned.sse else FiniteResponse
+            response = kind(status=upstream.status, headers=client_headers(upstream.headers))
             length = upstream.headers.get(hdrs.CONTENT_LENGTH)
             if length is not None and length.isdigit():
                 response.content_length = int(length)
-            await response.prepare(request)
+            if planned.sse or method == hdrs.METH_HEAD:
+                await response.prepare(request)  # an SSE stream's headers go before any event
             if method == hdrs.METH_HEAD:
                 await response.write_eof()
             else:

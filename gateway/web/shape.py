@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from typing import Final
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import hdrs, web
 
@@ -25,6 +27,20 @@ def is_live(request: web.Request) -> bool:
     return any(value != "false" for value in request.rel_url.query.getall("live", []))
 
 
+def _query_items(request: web.Request) -> Iterable[tuple[str, str]]:
+    """The decoded query; invalid UTF-8 in it is refused, never silently turned into U+FFFD
+    (which would send Electric a value the client did not write)."""
+    raw = request.rel_url.raw_query_string
+    if "%" in raw or not raw.isascii():
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeError:
+            raise Refusal(
+                Code.INVALID_PARAMETER, "the query string must be percent-encoded UTF-8"
+            ) from None
+    return request.rel_url.query.items()
+
+
 def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
     record = request[AUDIT]
     record.shape = query.shape
@@ -35,13 +51,13 @@ def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
 
 async def get_shape(request: web.Request) -> web.StreamResponse:
     """GET and HEAD: the shape log, live long-polls and SSE."""
-    planned = _plan(request, parse_shape_query(request.rel_url.query.items()))
+    planned = _plan(request, parse_shape_query(_query_items(request)))
     return await proxy(request, planned, request.method)
 
 
 async def post_shape(request: web.Request) -> web.StreamResponse:
     """POST: a subset snapshot whose subset parameters come in a JSON body."""
-    query = parse_shape_query(request.rel_url.query.items())
+    query = parse_shape_query(_query_items(request))
     if query.subset is not None:
         raise Refusal(
             Code.DUPLICATE_PARAMETER, "send subset parameters in the body or the query, not both"

@@ -68,3 +68,18 @@ def test_memberships_alone_suffice_when_the_header_picks_a_tenant() -> None:
 )
 def test_identity_claims_must_be_short_non_empty_strings(overrides: dict[str, Any]) -> None:
     assert refused(make_claims(**overrides)).code is Code.INVALID_TOKEN
+
+
+@pytest.mark.parametrize("claim", ["sub", "tid", "role"])
+def test_a_lone_surrogate_in_an_identity_claim_is_refused(claim: str) -> None:
+    # JSON can carry "\udcff"; the upstream URL's encoder would silently drop it, binding
+    # `e\udcffve` as `eve`: another user's rows.
+    with pytest.raises(Refusal) as caught:
+        resolve_identity(make_claims(**{claim: "e\udcffve"}), IdentityMap())
+    assert caught.value.code is Code.INVALID_TOKEN
+
+
+def test_a_claim_that_is_not_valid_text_is_never_bound() -> None:
+    identity = resolve_identity(make_claims(org="a\udcffb", region="eu"), IdentityMap())
+    assert "org" not in identity.claims
+    assert identity.claims["region"] == "eu"

@@ -1,8 +1,11 @@
-"""Processes for the real-client tests: fake Electric, `shape-gateway serve`, the Node driver.
+"""Processes for the real-client tests: Electric, `shape-gateway serve`, the Node driver.
 
 Everything is a real process on loopback, started the way ops and the demo start it, so the
 client meets the gateway's real sockets, streaming and headers. Each process logs to a file in
 the test's tmp_path; a failed wait quotes the driver's last events and those logs.
+
+Electric is the imitation (`python -m tests.electric`), once per imitated version (1.0.10 and
+1.7), or a real server behind a recording tap when one is configured (`tests/electric_targets`).
 
 Node.js and `tests/client/node_modules` (`npm ci --prefix tests/client`) are required: missing
 ones skip these tests locally and fail them under CI (`CI` set).
@@ -30,7 +33,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.electric_targets import ElectricTarget
 from tests.factories import SECRET
+from tests.real_electric import start_tap
+from tests.requirements import unavailable
 
 CLIENT_DIR: Final = Path(__file__).resolve().parent
 ROOT: Final = CLIENT_DIR.parent.parent
@@ -59,15 +65,16 @@ def node() -> str:
     """The `node` executable, with the pinned client installed next to the driver."""
     executable = shutil.which("node")
     if executable is None:
-        problem = "node is not on PATH; install Node.js 18+ to run the real-client tests"
-    elif not CLIENT_PACKAGE.exists():
-        problem = "@electric-sql/client is not installed; run `npm ci --prefix tests/client`"
-    else:
-        return executable
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}; CI must run the real-client tests", pytrace=False)
-    pytest.skip(problem)
-    raise AssertionError  # pytest.skip raises; this line only informs the type checker
+        unavailable(
+            "real-client", "node is not on PATH; install Node.js 18+ to run the real-client tests"
+        )
+    if not CLIENT_PACKAGE.exists():
+        unavailable(
+            "real-client",
+            "@electric-sql/client is not installed; run `npm ci --prefix tests/client` "
+            "(`make test` does when npm is on PATH)",
+        )
+    return executable
 
 
 @dataclass(frozen=True)
@@ -116,8 +123,8 @@ shapes:
 
 
 @pytest.fixture
-def tasks(database_url: str) -> Iterator[Tasks]:
-    world = Tasks(f"gw_client_{uuid.uuid4().hex[:8]}", database_url)
+def tasks(electric_database_url: str) -> Iterator[Tasks]:
+    world = Tasks(f"gw_client_{uuid.uuid4().hex[:8]}", electric_database_url)
     world.execute("CREATE SCHEMA {schema}")
     world.execute(
         "CREATE TABLE {schema}.tasks (id int PRIMARY KEY, tenant_id text NOT NULL, "
@@ -246,17 +253,33 @@ def _clean_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
 
 
-@pytest.fixture
-async def stack(node: str, tasks: Tasks, tmp_path: Path) -> AsyncIterator[Stack]:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(tasks.rules)
-    electric_log, gateway_log = tmp_path / "electric.log", tmp_path / "gateway.log"
+@contextlib.asynccontextmanager
+async def electric_upstream(target: ElectricTarget, tasks: Tasks, log: Path) -> AsyncIterator[str]:
+    """The imitation as a process, or a tap in front of the real Electric; yields its URL."""
+    if target.real is not None:
+        async with start_tap(target.real.url, target.real.secret, ELECTRIC_SECRET) as tap:
+            yield str(tap.url)
+        return
     electric_args = [
         sys.executable, "-m", "tests.electric", "--host", "127.0.0.1", "--port", "0",
         "--dsn", tasks.database_url, "--secret", ELECTRIC_SECRET,
+        "--electric-version", target.version,
         "--long-poll-timeout", "2",  # live long-polls come back every 2 s
         "--sse-timeout", "60",  # an SSE stream outlives every test: no reconnects by design
     ]  # fmt: skip
+    async with running(
+        "Electric imitation", electric_args, log, _electric_url, _clean_environment()
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+async def stack(
+    node: str, tasks: Tasks, tmp_path: Path, electric_target: ElectricTarget
+) -> AsyncIterator[Stack]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(tasks.rules)
+    electric_log, gateway_log = tmp_path / "electric.log", tmp_path / "gateway.log"
     gateway_args = [
         sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", "0",
         "--rules", str(rules),
@@ -269,9 +292,7 @@ async def stack(node: str, tasks: Tasks, tmp_path: Path) -> AsyncIterator[Stack]
         "JWT_LEEWAY": "0",  # a token expires at its exp: the refresh test need not wait 30 s
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,  # the revocation test publishes through it
     }
-    async with running(
-        "fake Electric", electric_args, electric_log, _electric_url, _clean_environment()
-    ) as up:
+    async with electric_upstream(electric_target, tasks, electric_log) as up:
         gateway_args += ["--upstream", up]
         async with running(
             "shape-gateway serve", gateway_args, gateway_log, _gateway_url, gateway_env

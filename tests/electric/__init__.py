@@ -1,30 +1,39 @@
-"""A faithful fake of Electric's HTTP shape API, executed on real PostgreSQL, for tests.
+"""An imitation of Electric's HTTP shape API, executed on real PostgreSQL, for tests.
 
-    app = make_electric_app(ElectricConfig(dsn=...))
+    app = make_electric_app(ElectricConfig(dsn=..., version="1.0.10"))   # or "1.7"
     state = app[ELECTRIC]          # test hooks: requests, inject(Fault), rotate(), stats
 
-Standalone: `python -m tests.electric --port 3000` (see `__main__.py`).
+It is as strict as the real server where that can hide gateway bugs (protocol notes §11-§12):
+wheres are judged by Electric's own parser rules, not by PostgreSQL (`where_check`), and
+headers, compression, chunking and errors follow the version chosen (`versions`): 1.0.10 (run
+by hand beside the imitation) or 1.7 (what the protocol notes describe). See README.md.
+
+Standalone: `python -m tests.electric --port 3000 [--electric-version 1.0.10]`.
 """
 
 from __future__ import annotations
 
 from tests.electric.app import make_electric_app
-from tests.electric.config import VERSION, ElectricConfig, default_dsn
+from tests.electric.config import ElectricConfig, default_dsn
 from tests.electric.faults import Fault, FaultKind
 from tests.electric.recorder import RecordedRequest
 from tests.electric.shape_cache import Rotation
 from tests.electric.state import ELECTRIC, ElectricState, Stats
+from tests.electric.versions import FEATURES, VERSION_NAMES, ServerVersion, server_version
 
 __all__ = [
     "ELECTRIC",
-    "VERSION",
+    "FEATURES",
+    "VERSION_NAMES",
     "ElectricConfig",
     "ElectricState",
     "Fault",
     "FaultKind",
     "RecordedRequest",
     "Rotation",
+    "ServerVersion",
     "Stats",
     "default_dsn",
     "make_electric_app",
+    "server_version",
 ]

@@ -14,7 +14,8 @@ import sys
 from aiohttp import web
 
 from tests.electric.app import make_electric_app
-from tests.electric.config import ElectricConfig, default_dsn
+from tests.electric.config import DEFAULT_VERSION, MIB, ElectricConfig, default_dsn
+from tests.electric.versions import VERSION_NAMES
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -30,8 +31,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--long-poll-timeout", type=float, default=20.0, help="seconds")
     parser.add_argument("--sse-keepalive", type=float, default=21.0, help="seconds")
     parser.add_argument("--sse-timeout", type=float, default=60.0, help="seconds")
-    parser.add_argument("--chunk-rows", type=int, default=500)
+    parser.add_argument(
+        "--electric-version",
+        choices=VERSION_NAMES,
+        default=DEFAULT_VERSION,
+        help=f"which Electric to behave like (default {DEFAULT_VERSION})",
+    )
+    parser.add_argument("--chunk-bytes", type=int, default=10 * MIB, help="log chunk size")
+    parser.add_argument("--chunk-rows", type=int, default=None, help="also cap chunk rows")
+    parser.add_argument(
+        "--snapshot-failure-delay",
+        type=float,
+        default=5.0,
+        help="1.0.10: seconds before a failed snapshot's started 200 is cut",
+    )
     parser.add_argument("--no-gzip", action="store_true", help="never compress responses")
+    parser.add_argument(
+        "--allow-shape-deletion", action="store_true", help="answer DELETE /v1/shape (202)"
+    )
     return parser.parse_args(argv)
 
 
@@ -42,8 +59,12 @@ async def serve(args: argparse.Namespace) -> None:
         long_poll_timeout=args.long_poll_timeout,
         sse_keepalive=args.sse_keepalive,
         sse_timeout=args.sse_timeout,
+        version=args.electric_version,
+        chunk_bytes=args.chunk_bytes,
         chunk_rows=args.chunk_rows,
+        snapshot_failure_delay=args.snapshot_failure_delay,
         gzip=not args.no_gzip,
+        allow_shape_deletion=args.allow_shape_deletion,
     )
     # handler_cancellation: a client that hangs up cancels its held request, as in Electric.
     runner = web.AppRunner(make_electric_app(config), handler_cancellation=True)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from tests.electric.compression import compress_whole_bodies
 from tests.electric.config import ElectricConfig
 from tests.electric.http import dispatch, on_response_prepare
 from tests.electric.state import ELECTRIC, ElectricState
@@ -13,7 +14,8 @@ from tests.electric.state import ELECTRIC, ElectricState
 
 def make_electric_app(config: ElectricConfig) -> web.Application:
     """A fake Electric on real PostgreSQL; `app[ELECTRIC]` holds the state and test hooks."""
-    app = web.Application()
+    # Bandit compresses what Electric sends whole (errors above all): see `compression`.
+    app = web.Application(middlewares=[compress_whole_bodies])
     state = ElectricState(config)
     app[ELECTRIC] = state
 

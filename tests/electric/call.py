@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 from aiohttp import web
 
+from tests.electric.catalog import schema_header
+from tests.electric.errors import MustRefetchError
 from tests.electric.faults import Fault
 from tests.electric.headers import ShapeResponse
 from tests.electric.params import RequestParams
-from tests.electric.responses import BodyStream, accepts_gzip
+from tests.electric.query import QueryValue, decode_query
+from tests.electric.responses import BodyStream, error_response
 from tests.electric.shapes import Shape
 from tests.electric.state import ElectricState
 
@@ -40,16 +44,57 @@ class ShapeCall:
             handle=self.shape.handle,
         )
 
+    def schema(self) -> dict[str, dict[str, object]]:
+        return schema_header(self.shape.table, self.shape.selected)
+
+    def refetch(self, handle: str | None) -> web.Response:
+        """409 must-refetch naming `handle`, with the shape's schema (1.0.10 sends it)."""
+        meta = self.meta()
+        meta.schema = self.schema()
+        error = MustRefetchError(handle, location_for(self.request, handle))
+        return error_response(self.state.config, error, meta)
+
+    def failed(self, meta: ShapeResponse) -> ShapeResponse:
+        """`meta` for an error raised after the shape was resolved (it knows the schema)."""
+        meta.schema = self.schema()
+        return meta
+
     def client_gone(self) -> bool:
         transport = self.request.transport
         return transport is None or transport.is_closing()
 
     def open_body(self, response: web.StreamResponse) -> BodyStream:
-        """The streamed body writer: gzip when asked (and enabled), the abort fault if any."""
+        """The streamed body writer: compressed when Bandit would, the abort fault if any."""
         fault = self.fault
         return BodyStream(
             self.request,
             response,
-            gzip=self.state.config.gzip and accepts_gzip(self.request),
+            self.state.config,
             abort_after=fault.after_bytes if fault is not None and fault.kind == "abort" else None,
         )
+
+
+def location_for(request: web.BaseRequest, handle: str | None) -> str:
+    """1.0.10's 409 `location`: the same query at `offset=-1` with the new handle, without
+    `live` and `cursor`, encoded as `Plug.Conn.Query.encode/1` does (keys sorted). Electric's
+    `secret` stays in it, as in 1.0.10: a proxy must never pass this header on."""
+    query = decode_query(request.rel_url.raw_query_string)
+    query.pop("live", None)
+    query.pop("cursor", None)
+    query["handle"] = handle or ""
+    query["offset"] = "-1"
+    return f"{request.path}?{'&'.join(_encode_pairs(query, None))}"
+
+
+def _encode_pairs(value: dict[str, QueryValue], parent: str | None) -> list[str]:
+    pairs: list[str] = []
+    for key in sorted(value):
+        name = quote_plus(key) if parent is None else f"{parent}[{quote_plus(key)}]"
+        item = value[key]
+        if isinstance(item, dict):
+            pairs.extend(_encode_pairs(item, name))
+        elif isinstance(item, list):
+            pairs.extend(f"{name}[]={quote_plus(element)}" for element in item)
+        else:
+            pairs.append(f"{name}={quote_plus(item)}")
+    return pairs

@@ -16,7 +16,8 @@ SELECT c.oid::int8,
        a.attnotnull,
        t.typname,
        elem.typname,
-       array_position(i.indkey, a.attnum)
+       array_position(i.indkey, a.attnum),
+       coalesce(elem.typtype, t.typtype)::text
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -53,6 +54,16 @@ class Column:
     type_name: str
     element_type: str | None
     pk_position: int | None
+    type_kind: str = "b"  # pg_type.typtype of the (element) type: `e` for enums
+
+    @property
+    def where_type(self) -> str:
+        """The type Electric's where parser gives a reference to this column (`where_types`)."""
+        is_array = self.dims > 0 and self.element_type is not None
+        base = self.element_type if is_array and self.element_type else self.type_name
+        if self.type_kind == "e":
+            base = f"enum {base}"
+        return base + ("[]" if is_array else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,11 @@ class Table:
     def pk(self) -> tuple[str, ...]:
         keyed = sorted((c for c in self.columns if c.pk_position is not None), key=_pk_order)
         return tuple(c.name for c in keyed) or self.column_names
+
+    @property
+    def where_types(self) -> dict[str, str]:
+        """Column name -> type, for judging a where clause over this table."""
+        return {column.name: column.where_type for column in self.columns}
 
     @property
     def signature(self) -> tuple[tuple[str, int, int], ...]:
@@ -95,6 +111,7 @@ async def load_table(conn: AsyncConnection[Any], schema: str, name: str) -> Tabl
             type_name=row[6],
             element_type=row[7],
             pk_position=row[8],
+            type_kind=row[9],
         )
         for row in rows
     )

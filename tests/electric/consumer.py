@@ -107,7 +107,7 @@ class Consumer:
         verdicts: dict[tuple[str | None, tuple[tuple[str, str], ...], str], bool] = {}
 
         async def includes(shape: Shape, row_json: str | None) -> bool:
-            where = shape.definition.where
+            where = shape.definition.where_sql
             if row_json is None:
                 return False
             if where is None:

@@ -1,8 +1,9 @@
 """From validated parameters to a shape definition, checking what needs the catalog.
 
 Continues `params.py` in Electric's order (`Shape.new/2`): the table name parses, the table
-exists, queryable and selected columns are valid and cover the primary key, the where's
-parameters are all there. PostgreSQL itself judges the where when the snapshot runs.
+exists, queryable and selected columns are valid and cover the primary key, and the where is
+one Electric's own parser accepts (`where_check`), judged against the table's column types.
+PostgreSQL only sees the where (as Electric rebuilds it) when the snapshot runs.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ import json
 
 from tests.electric.catalog import Table, load_table
 from tests.electric.db import Connection
-from tests.electric.errors import InvalidRequestError
+from tests.electric.errors import InvalidRequestError, ParserCrashError
 from tests.electric.identifiers import IdentifierError, parse_relation
 from tests.electric.params import RequestParams
 from tests.electric.shapes import ShapeDefinition
-from tests.electric.where import check_params
+from tests.electric.versions import ServerVersion
+from tests.electric.where import check_param_keys
+from tests.electric.where_check import (
+    CheckedWhere,
+    WhereCrashError,
+    WhereRefusalError,
+    check_where,
+)
 
 
 async def resolve_definition(
-    conn: Connection, params: RequestParams
+    conn: Connection, params: RequestParams, server: ServerVersion
 ) -> tuple[ShapeDefinition, Table, tuple[str, ...]]:
     """The definition, its table and the selected columns (sorted, as Electric keeps them)."""
     try:
@@ -39,12 +47,14 @@ async def resolve_definition(
         )
     queryable = _check_queryable(table, params.queryable_columns)
     selected = _check_selected(table, params.columns, queryable)
-    if params.where is not None:
-        check_params(params.where, params.params)
+    if params.params and server.has("subsets"):
+        check_param_keys(params.params)  # 1.7's validators; 1.0.10 leaves it to the parser
+    checked = judge_where(params.where, params.params, table, server, field="where")
     definition = ShapeDefinition(
         schema=schema,
         table=name,
         where=params.where,
+        where_sql=checked.sql if checked else None,
         params=tuple(sorted(params.params.items())) if params.where is not None else (),
         columns=params.columns,
         queryable_columns=queryable,
@@ -52,6 +62,26 @@ async def resolve_definition(
         log=params.log,
     )
     return definition, table, selected
+
+
+def judge_where(
+    where: str | None,
+    params: dict[str, str],
+    table: Table,
+    server: ServerVersion,
+    *,
+    field: str,
+    subqueries: bool = True,
+) -> CheckedWhere | None:
+    """The where as Electric's parser takes it; its refusal lands under `errors[field]`."""
+    if where is None:
+        return None
+    try:
+        return check_where(where, params, table.where_types, server, subqueries=subqueries)
+    except WhereRefusalError as refusal:
+        raise InvalidRequestError({field: [refusal.message]}) from None
+    except WhereCrashError as crash:
+        raise ParserCrashError(crash.exception) from None
 
 
 def _check_queryable(table: Table, queryable: tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -18,11 +18,16 @@ class InvalidRequestError(ElectricError):
 
 
 class MustRefetchError(ElectricError):
-    """409 must-refetch: the handle is not (or no longer) this definition's shape."""
+    """409 must-refetch: the handle is not (or no longer) this definition's shape.
 
-    def __init__(self, handle: str | None) -> None:
-        super().__init__(f"must refetch (current handle {handle})")
+    `handle` is the one the response names; `location` is 1.0.10's pointer at the shape's
+    start (`put_location_header/2`), used only when the imitated version sends one.
+    """
+
+    def __init__(self, handle: str | None, location: str | None = None) -> None:
+        super().__init__(f"must refetch (handle {handle})")
         self.handle = handle
+        self.location = location
 
 
 class ServiceError(ElectricError):
@@ -35,11 +40,26 @@ class ServiceError(ElectricError):
         *,
         retry_after: int | None = None,
         known_error: bool = False,
-        no_store: bool = True,
     ) -> None:
         super().__init__(f"{status}: {body}")
         self.status = status
         self.body = body
         self.retry_after = retry_after
         self.known_error = known_error
-        self.no_store = no_store
+
+
+class ParserCrashError(ElectricError):
+    """Electric's where parser raised (a 1.0.10 bug): its crash handler answers 500."""
+
+    def __init__(self, exception: str) -> None:
+        super().__init__(exception)
+        self.exception = exception
+
+
+class SnapshotFailedError(ElectricError):
+    """PostgreSQL refused a snapshot query Electric's parser had accepted (e.g. a failing
+    cast): 1.0.10 cuts a started 200, 1.7 answers 500 (see `versions.ServerVersion`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -9,7 +9,7 @@ import secrets
 from aiohttp import hdrs, web
 
 from tests.electric.control import handle_control
-from tests.electric.headers import ELECTRIC_SERVER, OTHER_METHODS, PLUG_DEFAULT_CACHE, cors_headers
+from tests.electric.headers import OTHER_METHODS, PLUG_DEFAULT_CACHE, cors_headers, server_banner
 from tests.electric.pipeline import CORS, SHAPE_ROUTE_METHODS, shape_route
 from tests.electric.responses import json_response
 from tests.electric.state import ELECTRIC
@@ -40,11 +40,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Router-level headers on every response: server, request id, CORS once past auth."""
-    response.headers["electric-server"] = ELECTRIC_SERVER
+    if request.path.startswith("/_control"):
+        return  # the test hooks are not Electric
+    config = request.app[ELECTRIC].config
+    response.headers["electric-server"] = server_banner(config)
     response.headers["x-request-id"] = request_id(request)
     methods = request.get(CORS)
     if methods is not None:
-        for name, value in cors_headers(request, methods).items():
+        for name, value in cors_headers(request, config, methods).items():
             response.headers.setdefault(name, value)
 
 

@@ -14,14 +14,30 @@ from typing import Any, Final, Literal, cast
 
 from tests.electric.errors import InvalidRequestError
 from tests.electric.identifiers import IdentifierError, parse_columns
-from tests.electric.offsets import BEFORE_ALL, NOW, LogOffset, Now, OffsetError, parse_offset
+from tests.electric.offsets import (
+    BEFORE_ALL,
+    INVALID_FORMAT,
+    NOW,
+    LogOffset,
+    Now,
+    OffsetError,
+    parse_offset,
+)
 from tests.electric.query import QueryMap, QueryValue
-from tests.electric.where import check_params
+from tests.electric.versions import ServerVersion
+from tests.electric.where import check_param_keys
 
 Replica = Literal["default", "full"]
 LogMode = Literal["full", "changes_only"]
 
 INVALID: Final = "is invalid"
+# Parameters a version only reads once it has the feature named.
+_MODERN_FIELDS: Final = {
+    "live_sse": "sse",
+    "experimental_live_sse": "sse",
+    "log": "changes_only",
+    "queryable_columns": "subsets",
+}
 BLANK: Final = "can't be blank"
 SUBSET_KEYS: Final = (
     "where",
@@ -64,13 +80,22 @@ class SubsetParams:
     offset: int | None
 
 
-def merge_request(query: QueryMap, body: dict[str, Any] | None) -> dict[str, Any]:
-    """Query plus POST body, with `subset__x` folded into a `subset` map (serve_shape_plug.ex)."""
+def merge_request(
+    query: QueryMap, body: dict[str, Any] | None, server: ServerVersion
+) -> dict[str, Any]:
+    """Query plus POST body, with `subset__x` folded into a `subset` map (serve_shape_plug.ex).
+
+    What a version does not know it never reads (Ecto's `cast` drops unknown fields): before
+    subsets `subset__*` is just another unknown parameter, before SSE `live_sse` is ignored.
+    """
     merged: dict[str, Any] = {}
     subset: dict[str, Any] = {}
     for key, value in query.items():
         if key.startswith("subset__") and len(key) > len("subset__"):
-            subset[key.removeprefix("subset__")] = value
+            if server.has("subsets"):
+                subset[key.removeprefix("subset__")] = value
+        elif key in _MODERN_FIELDS and not server.has(_MODERN_FIELDS[key]):
+            continue
         else:
             merged[key] = value
     if subset:
@@ -91,7 +116,7 @@ def merge_request(query: QueryMap, body: dict[str, Any] | None) -> dict[str, Any
     return merged
 
 
-def validate_params(merged: dict[str, Any]) -> RequestParams:
+def validate_params(merged: dict[str, Any], server: ServerVersion) -> RequestParams:
     """Cast and validate like `Params.validate/2` up to "table is present" (else raise)."""
     errors: dict[str, Any] = {}
     table = _cast_string(merged, "table", errors)
@@ -116,9 +141,11 @@ def validate_params(merged: dict[str, Any]) -> RequestParams:
         offset = parse_offset(offset_text)
     except OffsetError as error:
         raise InvalidRequestError({"offset": [str(error)]}) from None
-    if offset in (BEFORE_ALL, NOW):
-        handle = None
-    elif handle is None:
+    if offset == NOW and not server.has("offset_now"):
+        raise InvalidRequestError({"offset": [INVALID_FORMAT]})  # `now` came in 1.1.12
+    if offset in (BEFORE_ALL, NOW) and server.ignores_handle_at_start:
+        handle = None  # 1.7 deletes it; 1.0.10 keeps it and answers a stale one with 409
+    elif handle is None and offset not in (BEFORE_ALL, NOW):
         raise InvalidRequestError({"handle": ["can't be blank when offset != -1"]})
     if live and offset == BEFORE_ALL:
         raise InvalidRequestError({"live": ["can't be true when offset == -1"]})
@@ -166,9 +193,9 @@ def cast_subset(raw: dict[str, Any]) -> SubsetParams:
         )
     if errors:
         raise InvalidRequestError({"subset": errors})
-    if where is not None:
+    if params:
         try:
-            check_params(where, params)
+            check_param_keys(params)
         except InvalidRequestError as error:
             raise InvalidRequestError({"subset": error.errors}) from None
     return SubsetParams(where=where, params=params, order_by=order_by, limit=limit, offset=offset)

@@ -1,8 +1,8 @@
 """The `/v1/shape` pipeline in Electric's order (`router.ex` auth, `serve_shape_plug.ex`):
 
 authenticate (`secret`/`api_secret`, not for OPTIONS) -> CORS -> admission (our injected
-faults) -> POST body -> parameters -> shape definition -> shape lookup/creation -> handle
-check (409) -> serve (log, live, SSE or subset).
+faults) -> POST body -> parameters -> shape definition (where judged by Electric's parser) ->
+shape lookup/creation (snapshot) -> handle check (409) -> serve (log, live, SSE or subset).
 """
 
 from __future__ import annotations
@@ -10,26 +10,49 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import hdrs, web
 
 from tests.electric.call import ClientGone, ShapeCall
-from tests.electric.definitions import resolve_definition
-from tests.electric.errors import ElectricError, InvalidRequestError, MustRefetchError
+from tests.electric.catalog import Table, schema_header
+from tests.electric.definitions import judge_where, resolve_definition
+from tests.electric.deletion import delete_shape
+from tests.electric.errors import (
+    ElectricError,
+    InvalidRequestError,
+    ParserCrashError,
+    ServiceError,
+    SnapshotFailedError,
+)
 from tests.electric.faults import Fault
-from tests.electric.headers import PLUG_DEFAULT_CACHE, SHAPE_METHODS, ShapeResponse, shape_headers
+from tests.electric.headers import PLUG_DEFAULT_CACHE, ShapeResponse, shape_headers
 from tests.electric.messages import encode
-from tests.electric.params import cast_subset, merge_request, validate_params
+from tests.electric.offsets import FIRST_CHUNK
+from tests.electric.params import (
+    RequestParams,
+    SubsetParams,
+    cast_subset,
+    merge_request,
+    validate_params,
+)
 from tests.electric.query import decode_query
 from tests.electric.recorder import RecordedRequest
-from tests.electric.responses import ResponseAborted, error_response, json_response
+from tests.electric.responses import (
+    BodyStream,
+    ResponseAborted,
+    crash_response,
+    error_response,
+    json_response,
+)
 from tests.electric.serve import serve_log
+from tests.electric.shapes import ShapeDefinition
 from tests.electric.state import ElectricState
 from tests.electric.subset import serve_subset
 
 CORS = web.RequestKey("electric_cors", str)  # the methods to advertise, once past auth
-SHAPE_ROUTE_METHODS: Final = frozenset(SHAPE_METHODS.split(", "))
+SHAPE_ROUTE_METHODS: Final = frozenset({"GET", "POST", "HEAD", "DELETE", "OPTIONS"})
 _ALLOWED_PREFLIGHT_HEADERS: Final = ("if-none-match", "traceparent")
 _OVERLOADED: Final = "Concurrent initial request limit exceeded (limit: 300), please retry"
 
@@ -54,8 +77,9 @@ async def shape_route(request: web.Request, state: ElectricState) -> web.StreamR
 async def _shape(
     request: web.Request, state: ElectricState, record: RecordedRequest
 ) -> web.StreamResponse:
+    methods = state.config.server.shape_methods
     if request.method == hdrs.METH_OPTIONS:
-        request[CORS] = SHAPE_METHODS
+        request[CORS] = methods
         return _preflight(request)
     if not _authorized(record, state.config.secret):
         # Electric halts in `authenticate` before the CORS plug: no CORS, no content type.
@@ -65,17 +89,16 @@ async def _shape(
         )
         response.content_type = "application/octet-stream"
         return response
-    request[CORS] = SHAPE_METHODS
+    request[CORS] = methods
+    if request.method == hdrs.METH_POST and not state.config.server.has("subsets"):
+        return _not_found()  # before 1.4 the router has no POST route
     fault = state.faults.take()
     if fault is not None:
-        refusal = await _apply_fault(fault)
+        refusal = await _apply_fault(request, state, fault)
         if refusal is not None:
             return refusal
     if request.method == hdrs.METH_DELETE:
-        meta = ShapeResponse(status=405, method=request.method)
-        return json_response(
-            405, {"message": "DELETE not allowed"}, shape_headers(state.config, meta)
-        )
+        return await delete_shape(request, state)
     return await _serve(request, state, fault)
 
 
@@ -87,27 +110,88 @@ async def _serve(
     if isinstance(body, web.Response):
         return body
     api_meta = ShapeResponse(status=400, method=request.method)
+    resolved: _Resolved | None = None
     try:
         params = validate_params(
-            merge_request(decode_query(request.rel_url.raw_query_string), body)
+            merge_request(decode_query(request.rel_url.raw_query_string), body, config.server),
+            config.server,
         )
         async with state.db.session() as conn:
-            definition, table, selected = await resolve_definition(conn, params)
-            subset = cast_subset(params.subset) if params.subset is not None else None
+            definition, table, selected = await resolve_definition(conn, params, config.server)
+            resolved = _Resolved(params, definition, table, selected)
+            subset = _subset(params, table, state)
             shape = await state.shapes.get_or_create(conn, definition, table, selected)
+    except ParserCrashError as crash:
+        return crash_response(config, crash.exception)
+    except SnapshotFailedError as failure:
+        assert resolved is not None
+        return await _failed_snapshot(request, state, resolved, failure)
     except ElectricError as error:
         return error_response(config, error, api_meta)
     call = ShapeCall(request=request, state=state, params=params, shape=shape, fault=fault)
     if params.handle is not None and params.handle != shape.handle:
-        return error_response(config, MustRefetchError(shape.handle), call.meta())
+        return call.refetch(shape.handle)
     try:
         if subset is not None:
             return await serve_subset(call, subset)
         return await serve_log(call)
     except InvalidRequestError as error:
-        return error_response(config, error, api_meta)
-    except MustRefetchError as error:
-        return error_response(config, error, call.meta())
+        return error_response(config, error, call.failed(api_meta))
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """What is known once the definition resolved: enough to answer a failed snapshot."""
+
+    params: RequestParams
+    definition: ShapeDefinition
+    table: Table
+    selected: tuple[str, ...]
+
+
+def _subset(params: RequestParams, table: Table, state: ElectricState) -> SubsetParams | None:
+    """The subset request, its where judged like the shape's (no subqueries in a subset)."""
+    if params.subset is None:
+        return None
+    subset = cast_subset(params.subset)
+    try:
+        judge_where(
+            subset.where, subset.params, table, state.config.server, field="where", subqueries=False
+        )
+    except InvalidRequestError as error:
+        raise InvalidRequestError({"subset": error.errors}) from None
+    return subset
+
+
+async def _failed_snapshot(
+    request: web.Request, state: ElectricState, resolved: _Resolved, failure: SnapshotFailedError
+) -> web.StreamResponse:
+    """PostgreSQL refused a snapshot Electric's parser accepted (protocol notes §12): 1.7
+    answers 500; 1.0.10 had already sent a 200 and its headers, and cut the body ~5 s later."""
+    config = state.config
+    if not config.server.cuts_failed_snapshot:
+        detail = {"message": f"Unexpected error while creating snapshot: {failure.message}"}
+        return error_response(config, ServiceError(500, detail), ShapeResponse(500, request.method))
+    meta = ShapeResponse(
+        status=200,
+        method=request.method,
+        request_offset=resolved.params.offset,
+        handle=state.registry.new_handle(resolved.definition),
+        offset=FIRST_CHUNK,
+        schema=schema_header(resolved.table, resolved.selected),
+    )
+    response = web.StreamResponse(status=200, headers=shape_headers(config, meta))
+    body = BodyStream(request, response, config)
+    await body.start()
+    await asyncio.sleep(config.snapshot_failure_delay)
+    body.cut()
+    return response
+
+
+def _not_found() -> web.Response:
+    return web.Response(
+        status=404, text="Not found", headers={hdrs.CACHE_CONTROL: PLUG_DEFAULT_CACHE}
+    )
 
 
 def _authorized(record: RecordedRequest, secret: str | None) -> bool:
@@ -129,20 +213,17 @@ def _preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
-async def _apply_fault(fault: Fault) -> web.Response | None:
+async def _apply_fault(
+    request: web.Request, state: ElectricState, fault: Fault
+) -> web.Response | None:
     """A refusal for overload/crash faults; delay sleeps; abort is applied while streaming."""
     if fault.kind == "delay":
         await asyncio.sleep(fault.seconds)
         return None
     if fault.kind == "overloaded":
-        headers = {
-            hdrs.CACHE_CONTROL: "no-store",
-            "surrogate-control": "no-store",
-            "electric-internal-known-error": "true",
-            hdrs.RETRY_AFTER: str(fault.retry_after),
-        }
         body = {"code": "concurrent_request_limit_exceeded", "message": _OVERLOADED}
-        return json_response(503, body, headers)
+        error = ServiceError(503, body, retry_after=fault.retry_after, known_error=True)
+        return error_response(state.config, error, ShapeResponse(503, request.method))
     if fault.kind == "internal_error":
         # Electric's crash handler: no cache headers of its own, Plug's default remains.
         return json_response(

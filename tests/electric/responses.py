@@ -1,7 +1,8 @@
 """Writing responses: whole JSON bodies for errors, streamed chunked bodies for shape logs.
 
-Streamed bodies are flushed per write (SSE must never sit in a buffer), gzip-compressed with a
-sync flush per write when the client accepts gzip, and can be cut short by an `abort` fault.
+Streamed bodies are flushed per write (SSE must never sit in a buffer), compressed with a sync
+flush per write when Bandit would compress them (`compression`), and can be cut short by an
+`abort` fault. Whole bodies are compressed on their way out by `compression`'s middleware.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from tests.electric.compression import add_vary, compressible, compressor, negotiate
 from tests.electric.config import ElectricConfig
 from tests.electric.errors import ElectricError, InvalidRequestError, MustRefetchError, ServiceError
-from tests.electric.headers import JSON_TYPE, ShapeResponse, shape_headers
+from tests.electric.headers import JSON_TYPE, PLUG_DEFAULT_CACHE, ShapeResponse, shape_headers
 from tests.electric.messages import MUST_REFETCH, encode
 
 
@@ -23,17 +25,6 @@ class ResponseAborted(Exception):  # noqa: N818 - a signal, not a failure
     def __init__(self, response: web.StreamResponse) -> None:
         super().__init__("response aborted by fault injection")
         self.response = response
-
-
-def accepts_gzip(request: web.BaseRequest) -> bool:
-    """True when Accept-Encoding lists gzip (or x-gzip) without q=0."""
-    for item in request.headers.get(hdrs.ACCEPT_ENCODING, "").split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "x-gzip", "*"):
-            quality = params.strip().lower().removeprefix("q=")
-            if not params.strip() or _quality(quality) > 0:
-                return True
-    return False
 
 
 def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -47,13 +38,22 @@ def json_response(status: int, body: object, headers: dict[str, str] | None = No
 def error_response(
     config: ElectricConfig, error: ElectricError, meta: ShapeResponse
 ) -> web.Response:
-    """Render a refusal with the headers Electric puts on it (`Response.error/3`)."""
+    """Render a refusal with the headers Electric puts on it (`Response.error/3`).
+
+    A 409 names `error.handle` and carries Electric's ETag form `"<handle>::"` (the error
+    response knows no offsets); 1.0.10 adds a `location` at `offset=-1` (`location_for`).
+    """
+    meta.up_to_date = False
+    meta.offset = None
     if isinstance(error, InvalidRequestError):
         meta.status = 400
         body: Any = {"message": "Invalid request", "errors": _sorted_errors(error.errors)}
     elif isinstance(error, MustRefetchError):
         meta.status = 409
         meta.handle = error.handle
+        meta.request_offset = None
+        meta.live = False
+        meta.location = error.location if config.server.location_on_409 else None
         body = MUST_REFETCH
     elif isinstance(error, ServiceError):
         meta.status = error.status
@@ -62,8 +62,16 @@ def error_response(
         body = error.body
     else:
         raise TypeError(f"unknown error type {type(error).__name__}")
-    meta.up_to_date = False
+    if meta.status != 409:
+        meta.handle = None  # `Response.error/3` only names a handle when told to
     return json_response(meta.status, body, shape_headers(config, meta))
+
+
+def crash_response(config: ElectricConfig, exception: str) -> web.Response:
+    """Electric's crash handler (`Plug.ErrorHandler`): Plug's default cache-control, no shape
+    headers; 1.0.10 shows the formatted exception, later versions a fixed sentence."""
+    detail = exception if config.server.crash_body_detail else "Internal server error"
+    return json_response(500, {"error": detail}, {hdrs.CACHE_CONTROL: PLUG_DEFAULT_CACHE})
 
 
 class BodyStream:
@@ -73,21 +81,25 @@ class BodyStream:
         self,
         request: web.BaseRequest,
         response: web.StreamResponse,
+        config: ElectricConfig,
         *,
-        gzip: bool,
         abort_after: int | None = None,
     ) -> None:
         self._request = request
         self._response = response
-        self._compressor = zlib.compressobj(wbits=31) if gzip else None
+        self._server = config.server
+        coding = negotiate(request, self._server, enabled=config.gzip)
+        streams = self._server.compresses_streams and compressible(response)
+        self._coding = coding if streams else None
+        self._compressor = compressor(coding) if coding and streams else None
         self._abort_after = abort_after
         self._written = 0
         self._head_only = request.method == hdrs.METH_HEAD
 
     async def start(self) -> None:
-        if self._compressor is not None:
-            self._response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-            self._response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING.lower()
+        add_vary(self._response, self._server, streamed=True)
+        if self._coding is not None:
+            self._response.headers[hdrs.CONTENT_ENCODING] = self._coding
         self._response.enable_chunked_encoding()
         await self._response.prepare(self._request)
 
@@ -97,12 +109,16 @@ class BodyStream:
         data = text.encode()
         if self._abort_after is not None and self._written + len(data) >= self._abort_after:
             await self._send(data[: self._abort_after - self._written])
-            transport = self._request.transport
-            if transport is not None:
-                transport.close()
+            self.cut()
             raise ResponseAborted(self._response)
         self._written += len(data)
         await self._send(data)
+
+    def cut(self) -> None:
+        """Close the connection mid-body: the client sees a response that never ends."""
+        transport = self._request.transport
+        if transport is not None:
+            transport.close()
 
     async def finish(self) -> None:
         if self._compressor is not None and not self._head_only:
@@ -117,13 +133,6 @@ class BodyStream:
         if data:
             # StreamResponse hands each write straight to the transport: nothing is buffered.
             await self._response.write(data)
-
-
-def _quality(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return 0.0
 
 
 def _sorted_errors(errors: dict[str, Any]) -> dict[str, Any]:

@@ -2,29 +2,31 @@
 
 A response covers at most one chunk. It carries `up-to-date` (message and header) only when
 that chunk reaches the end of the log and the request was not `offset=-1`. A live request with
-nothing to read is held until the shape grows, rotates, or `long_poll_timeout` passes.
+nothing to read is held until the shape grows, rotates, or `long_poll_timeout` passes; the
+timeout answer is a whole body with a `Content-Length` (Electric `send_resp`s it), the others
+stream chunked, flushed every `flush_items` messages or `flush_bytes` bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from aiohttp import web
 
 from tests.electric.call import ClientGone, ShapeCall
-from tests.electric.catalog import schema_header
-from tests.electric.errors import InvalidRequestError, MustRefetchError
+from tests.electric.errors import InvalidRequestError
 from tests.electric.headers import ShapeResponse, etag_value, if_none_match, shape_headers
 from tests.electric.messages import up_to_date
 from tests.electric.offsets import NOW, LogOffset
-from tests.electric.responses import error_response
+from tests.electric.responses import json_response
 from tests.electric.shapes import Shape
 from tests.electric.sse import stream_events
 
 POLL_INTERVAL: Final = 0.1  # how often a held request checks that its client is still there
-JSON_BATCH_ITEMS: Final = 500  # Electric's encoder writes at most 500 messages per chunk
+
+OUT_OF_BOUNDS: Final = {"offset": ["out of bounds for this shape"]}
 
 Outcome = Literal["changed", "rotated", "timeout"]
 
@@ -53,7 +55,7 @@ async def serve_log(call: ShapeCall) -> web.StreamResponse:
     config, shape, params = call.state.config, call.shape, call.params
     meta = call.meta()
     if not params.live:
-        meta.schema = schema_header(shape.table, shape.selected)
+        meta.schema = call.schema()
     if params.offset == NOW:
         meta.offset, meta.up_to_date, meta.no_changes = shape.last_offset, True, True
         return await send_messages(call, meta, [up_to_date(call.state.lsn.last_lsn)])
@@ -61,6 +63,8 @@ async def serve_log(call: ShapeCall) -> web.StreamResponse:
     offset = params.offset
     position = seek(shape, offset)
     if position.out_of_bounds:
+        if not config.server.waits_out_of_bounds:  # 1.0.10 refuses at once (seen)
+            raise InvalidRequestError(OUT_OF_BOUNDS)
         position = await _wait_in_bounds(call, offset)
     meta.offset, meta.up_to_date = position.chunk_end, position.up_to_date
     if etag_value(meta) in if_none_match(call.request):
@@ -73,10 +77,12 @@ async def serve_log(call: ShapeCall) -> web.StreamResponse:
             return await stream_events(call, meta)
         outcome = await hold(call, config.long_poll_timeout)
         if outcome == "rotated":
-            return error_response(config, MustRefetchError(shape.rotated_to), replace(meta))
+            keep_old = config.server.rotation_keeps_old_handle
+            return call.refetch(shape.handle if keep_old else shape.rotated_to)
         if outcome == "timeout":
             meta.no_changes = True
-            return await send_messages(call, meta, [up_to_date(call.state.lsn.last_lsn)])
+            body = "[" + up_to_date(call.state.lsn.last_lsn) + "]"
+            return json_response(200, body, shape_headers(config, meta))
         position = seek(shape, offset)
         meta.offset, meta.up_to_date = position.chunk_end, position.up_to_date
         messages = shape.read(offset, position.chunk_end)
@@ -124,19 +130,24 @@ async def send_messages(
     call: ShapeCall, meta: ShapeResponse, messages: list[str]
 ) -> web.StreamResponse:
     """Stream a 200 message array (SSE events when live_sse), chunked like Electric's encoder."""
-    response = web.StreamResponse(status=200, headers=shape_headers(call.state.config, meta))
+    config = call.state.config
+    response = web.StreamResponse(status=200, headers=shape_headers(config, meta))
     body = call.open_body(response)
     await body.start()
     if meta.live and meta.sse:
         for message in messages:
             await body.write(f"data: {message}\n\n")
-    elif not messages:
-        await body.write("[]")
     else:
-        for start in range(0, len(messages), JSON_BATCH_ITEMS):
-            head = "[" if start == 0 else ","
-            tail = "]" if start + JSON_BATCH_ITEMS >= len(messages) else ""
-            await body.write(head + ",".join(messages[start : start + JSON_BATCH_ITEMS]) + tail)
+        pending: list[str] = ["["]
+        size = 1
+        for index, message in enumerate(messages):
+            pending.append(message if index == 0 else "," + message)
+            size += len(message) + 1
+            if len(pending) >= config.flush_items or size >= config.flush_bytes:
+                await body.write("".join(pending))
+                pending, size = [], 0
+        pending.append("]")
+        await body.write("".join(pending))
     await body.finish()
     return response
 
@@ -148,6 +159,6 @@ async def _wait_in_bounds(call: ShapeCall, offset: LogOffset) -> Position:
     while call.shape.last_offset < offset:
         remaining = deadline - loop.time()
         if remaining <= 0 or call.shape.removed:
-            raise InvalidRequestError({"offset": ["out of bounds for this shape"]})
+            raise InvalidRequestError(OUT_OF_BOUNDS)
         await asyncio.wait({call.shape.signal.waiter()}, timeout=min(remaining, POLL_INTERVAL))
     return seek(call.shape, offset)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from tests.electric.catalog import Table, load_table
 from tests.electric.changes import install_trigger
+from tests.electric.chunks import Chunker
+from tests.electric.config import ElectricConfig
 from tests.electric.db import Connection, Database
 from tests.electric.shapes import Shape, ShapeDefinition, ShapeRegistry
 from tests.electric.snapshot import take_snapshot
@@ -22,10 +24,10 @@ class Rotation:
 class ShapeCache:
     """Owns the registry's lifecycle: one shape per definition, recreated when the table changes."""
 
-    def __init__(self, db: Database, registry: ShapeRegistry, chunk_rows: int) -> None:
+    def __init__(self, db: Database, registry: ShapeRegistry, config: ElectricConfig) -> None:
         self._db = db
         self._registry = registry
-        self._chunk_rows = chunk_rows
+        self._config = config
 
     @property
     def registry(self) -> ShapeRegistry:
@@ -72,15 +74,25 @@ class ShapeCache:
     ) -> Shape:
         # The trigger must be committed before the snapshot starts, or a change in between is lost.
         await install_trigger(conn, table)
-        snapshot = await take_snapshot(conn, definition, table, selected, self._chunk_rows)
+        snapshot = await take_snapshot(
+            conn,
+            definition,
+            table,
+            selected,
+            self._chunker(),
+            with_end=self._config.server.has("snapshot_end"),
+        )
         return Shape(
             handle=self._registry.new_handle(definition),
             definition=definition,
             table=table,
             selected=selected,
             snapshot=snapshot,
-            chunk_rows=self._chunk_rows,
+            chunker=self._chunker(),
         )
+
+    def _chunker(self) -> Chunker:
+        return Chunker(self._config.chunk_bytes, self._config.chunk_rows)
 
 
 def _names(table: str) -> tuple[str, str]:

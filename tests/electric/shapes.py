@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tests.electric.catalog import Table
+from tests.electric.chunks import Chunker
 from tests.electric.offsets import SNAPSHOT_END, LogOffset
 from tests.electric.params import LogMode, Replica
 
@@ -26,6 +27,7 @@ class ShapeDefinition:
     schema: str
     table: str
     where: str | None
+    where_sql: str | None  # the where rebuilt from its parse tree, as PostgreSQL runs it
     params: tuple[tuple[str, str], ...]
     columns: tuple[str, ...] | None
     queryable_columns: tuple[str, ...] | None
@@ -89,9 +91,10 @@ class Shape:
     table: Table
     selected: tuple[str, ...]
     snapshot: Snapshot
-    chunk_rows: int
+    chunker: Chunker
     log_offsets: list[LogOffset] = field(default_factory=list)
     log_messages: list[str] = field(default_factory=list)
+    chunk_ends: list[int] = field(default_factory=list)  # log indices that close a chunk
     rotated_to: str | None = None
     removed: bool = False
     signal: Signal = field(default_factory=Signal)
@@ -114,6 +117,8 @@ class Shape:
             assert offset > self.last_offset, "shape log offsets must increase"
             self.log_offsets.append(offset)
             self.log_messages.append(message)
+            if self.chunker.closes_chunk(message):
+                self.chunk_ends.append(len(self.log_messages) - 1)
         if entries:
             self.signal.fire()
 
@@ -133,7 +138,8 @@ class Shape:
         if start >= len(self.log_offsets):
             return None
         # Chunk boundaries sit at fixed positions of the log, so chunk URLs stay cacheable.
-        end = min(len(self.log_offsets), (start // self.chunk_rows + 1) * self.chunk_rows) - 1
+        boundary = bisect.bisect_left(self.chunk_ends, start)
+        end = self.chunk_ends[boundary] if boundary < len(self.chunk_ends) else -1
         return self.log_offsets[end]
 
     def read(self, since: LogOffset, up_to: LogOffset) -> list[str]:
@@ -156,10 +162,11 @@ class Shape:
 class ShapeRegistry:
     """The live shapes by definition and by handle; retired shapes are forgotten."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, handle_digits: int = 16) -> None:
         self._by_definition: dict[ShapeDefinition, Shape] = {}
         self._by_handle: dict[str, Shape] = {}
-        self._last_micros = 0
+        self._unit_ns = 1000 if handle_digits >= 16 else 1_000_000
+        self._last_time = 0
 
     def __len__(self) -> int:
         return len(self._by_handle)
@@ -177,10 +184,11 @@ class ShapeRegistry:
         return [s for s in self._by_handle.values() if s.definition.relation == (schema, table)]
 
     def new_handle(self, definition: ShapeDefinition) -> str:
-        """`<hash>-<unix µs>` like `Shape.generate_id/1`, µs kept strictly increasing."""
-        micros = max(time.time_ns() // 1000, self._last_micros + 1)
-        self._last_micros = micros
-        return f"{definition.hash27()}-{micros}"
+        """`<hash>-<unix time>` like `Shape.generate_id/1` (µs, or ms for 1.0.10), the time
+        kept strictly increasing so two shapes never share a handle."""
+        now = max(time.time_ns() // self._unit_ns, self._last_time + 1)
+        self._last_time = now
+        return f"{definition.hash27()}-{now}"
 
     def add(self, shape: Shape) -> None:
         self._by_definition[shape.definition] = shape

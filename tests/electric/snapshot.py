@@ -15,8 +15,9 @@ import psycopg
 from psycopg import sql
 
 from tests.electric.catalog import Table
+from tests.electric.chunks import Chunker
 from tests.electric.db import Connection
-from tests.electric.errors import InvalidRequestError, ServiceError
+from tests.electric.errors import InvalidRequestError, SnapshotFailedError
 from tests.electric.messages import snapshot_end, snapshot_row
 from tests.electric.params import SubsetParams
 from tests.electric.shapes import ShapeDefinition, Snapshot
@@ -49,22 +50,28 @@ async def take_snapshot(
     definition: ShapeDefinition,
     table: Table,
     selected: tuple[str, ...],
-    chunk_rows: int,
+    chunker: Chunker,
+    *,
+    with_end: bool,
 ) -> Snapshot:
-    """Run the shape's query and cut it into chunks; the last one ends with `snapshot-end`."""
+    """Run the shape's query and cut it into chunks; with `with_end` (Electric 1.1.12+) the
+    last one ends with `snapshot-end`. SnapshotFailedError when PostgreSQL refuses the query."""
     async with conn.transaction():
         pg = await _begin_snapshot(conn)
         rows: list[tuple[Any, ...]] = []
         if definition.log == "full":
             query, values = _select(definition, table, selected, None)
-            rows = await _fetch(conn, query, values, ("where",) if definition.where else None)
+            rows = await _fetch(conn, query, values, None)
     messages = [_row_message(table, selected, row) for row in rows]
-    chunks = [tuple(messages[i : i + chunk_rows]) for i in range(0, len(messages), chunk_rows)]
-    end = snapshot_end(pg.xmin, pg.xmax, pg.xip)
-    if not chunks:
-        chunks = [()]
-    chunks[-1] = (*chunks[-1], end)
-    return Snapshot(chunks=tuple(chunks), xmin=pg.xmin, xmax=pg.xmax, xip=frozenset(pg.xip))
+    chunks = chunker.split(messages)
+    if with_end:
+        chunks[-1].append(snapshot_end(pg.xmin, pg.xmax, pg.xip))
+    return Snapshot(
+        chunks=tuple(tuple(chunk) for chunk in chunks),
+        xmin=pg.xmin,
+        xmax=pg.xmax,
+        xip=frozenset(pg.xip),
+    )
 
 
 async def take_subset(
@@ -111,10 +118,11 @@ def _select(
     query: sql.Composed = sql.SQL("SELECT {} FROM {}.{}").format(
         columns, sql.Identifier(table.schema), sql.Identifier(table.name)
     )
-    values = bind_values(definition.where, definition.params_map) if definition.where else []
+    where = definition.where_sql
+    values = bind_values(where, definition.params_map) if where else []
     conditions: list[sql.Composed] = []
-    if definition.where:
-        conditions.append(_spliced(definition.where))
+    if where:
+        conditions.append(_spliced(where))
     if subset is not None and subset.where:
         conditions.append(_spliced(renumber(subset.where, len(values))))
         values = values + bind_values(subset.where, subset.params)
@@ -136,9 +144,9 @@ def _select(
 
 
 def _spliced(text: str) -> sql.Composed:
-    # The one place client SQL text enters a query, as in Electric. Parentheses keep it one
-    # expression; the newlines end any trailing `--` comment; `prepare=True` below makes
-    # PostgreSQL refuse a second statement.
+    # The one place client SQL enters a query, as in Electric: a where rebuilt from its parse
+    # tree (`where_check`), so nothing can follow the expression. The parentheses and the
+    # newlines are belts and braces; `prepare=True` below refuses a second statement anyway.
     return sql.SQL("(\n") + sql.SQL(text) + sql.SQL("\n)")
 
 
@@ -155,8 +163,7 @@ async def _fetch(
         if sqlstate[:2] in _INFRASTRUCTURE_CLASSES:
             raise
         if blame is None:
-            detail = {"message": f"Unexpected error while creating snapshot: {message}"}
-            raise ServiceError(500, detail) from None
+            raise SnapshotFailedError(message) from None
         errors: dict[str, Any] = {blame[-1]: [message]}
         for key in reversed(blame[:-1]):
             errors = {key: errors}

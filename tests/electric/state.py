@@ -36,7 +36,7 @@ class ElectricState:
         self.recorder = RequestRecorder()
         self.faults = FaultPlan()
         self.stats = Stats()
-        self.registry = ShapeRegistry()
+        self.registry = ShapeRegistry(handle_digits=config.server.handle_digits)
         self.lsn = LsnTracker()
         self.tasks = OwnedTasks()
         self._db: Database | None = None
@@ -50,7 +50,7 @@ class ElectricState:
         await prepare_capture(conn)
         self.lsn.last_lsn = await current_lsn(conn)
         self._db = Database(conn)
-        self._cache = ShapeCache(self._db, self.registry, self.config.chunk_rows)
+        self._cache = ShapeCache(self._db, self.registry, self.config)
         consumer = Consumer(self._db, self.registry, self.lsn)
         self._listener = await ChangeListener.open(self.config.dsn, consumer.apply)
         self.tasks.spawn(self._listener.run(), name="electric-fake-listener")

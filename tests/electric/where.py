@@ -1,6 +1,7 @@
-"""Positional parameters (`$n`) in a where clause: find them, check them, bind them.
+"""Positional parameters (`$n`) in a where clause: find them, check their keys, bind them.
 
-The where text is spliced into our SQL as Electric does; its values never are. Parameters go
+The where (rebuilt from its parse tree by `where_check`) is spliced into our SQL as Electric
+does; its values never are. Parameters go
 to PostgreSQL as untyped strings (psycopg sends `str` with the unknown type) so the server
 infers each type from its use, like Electric's typed literals. A parameter the where does not
 use is sent as `text`, because PostgreSQL cannot infer a type for it.
@@ -73,8 +74,8 @@ def find_param_refs(where: str) -> list[ParamRef]:
     return refs
 
 
-def check_params(where: str, params: dict[str, str]) -> None:
-    """Electric's parameter rules: numeric keys, numbered 1..n, every `$n` provided."""
+def check_param_keys(params: dict[str, str]) -> None:
+    """1.7's parameter rules (`shape/validators.ex`): numeric keys, numbered 1..n."""
     numbers: list[int] = []
     for key in params:
         if not key.lstrip("+-").isdigit():
@@ -84,11 +85,6 @@ def check_params(where: str, params: dict[str, str]) -> None:
         raise InvalidRequestError(
             {"params": ["Parameters must be numbered sequentially, starting from 1"]}
         )
-    for ref in find_param_refs(where):
-        if ref.number not in numbers:
-            location = len(where[: ref.start].encode())  # libpg_query reports byte offsets
-            message = f"At location {location}: parameter ${ref.number} was not provided"
-            raise InvalidRequestError({"where": [message]})
 
 
 def bind_values(where: str | None, params: dict[str, str]) -> list[str]:

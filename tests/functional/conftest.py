@@ -1,9 +1,15 @@
-"""Functional fixtures: our Electric-protocol upstream on real PostgreSQL, a schema of rows of
-several tenants and users, and rules pointing at it."""
+"""Functional fixtures: an Electric upstream, a schema of rows of several tenants and users, and
+rules pointing at it.
+
+The upstream is the imitation (tests/electric) playing the version `electric_target` names, or
+a real Electric behind a recording tap (tests/real_electric); `tests/electric_targets.py`
+decides which, and skips what the server cannot do.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,41 +25,56 @@ from aiohttp import web
 from psycopg import sql
 from yarl import URL
 
-from tests.electric import ELECTRIC, ElectricConfig, ElectricState, make_electric_app
+from tests.electric import ELECTRIC, ElectricConfig, make_electric_app
+from tests.electric_targets import ElectricTarget, UpstreamHooks
 from tests.factories import SECRET
+from tests.real_electric import start_tap
 
 ELECTRIC_SECRET = "electric-secret-for-tests"
 
 
 @dataclass
 class Electric:
+    """The upstream a test's gateways talk to, and its hooks (the imitation's or a tap's)."""
+
     url: URL
-    state: ElectricState
-    runner: web.AppRunner
+    state: UpstreamHooks
+    target: ElectricTarget
 
 
 ElectricFactory = Callable[..., Awaitable[Electric]]
 
 
 @pytest.fixture
-async def electric_factory(database_url: str) -> AsyncIterator[ElectricFactory]:
-    runners: list[web.AppRunner] = []
+async def electric_factory(
+    electric_target: ElectricTarget, electric_database_url: str
+) -> AsyncIterator[ElectricFactory]:
+    """make(**ElectricConfig overrides) -> a started upstream; a real Electric ignores them."""
+    async with contextlib.AsyncExitStack() as started:
 
-    async def make(**config: Any) -> Electric:
-        options: dict[str, Any] = {"secret": ELECTRIC_SECRET, "long_poll_timeout": 3.0}
-        options.update(config)
-        app = make_electric_app(ElectricConfig(dsn=database_url, **options))
-        runner = web.AppRunner(app, handler_cancellation=True)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return Electric(URL(f"http://{host}:{port}"), app[ELECTRIC], runner)
+        async def make(**config: Any) -> Electric:
+            real = electric_target.real
+            if real is not None:
+                tap = await started.enter_async_context(
+                    start_tap(real.url, real.secret, ELECTRIC_SECRET)
+                )
+                return Electric(tap.url, tap.state, electric_target)
+            options: dict[str, Any] = {"secret": ELECTRIC_SECRET, "long_poll_timeout": 3.0}
+            options.update(config)
+            app = make_electric_app(
+                ElectricConfig(
+                    dsn=electric_database_url, version=electric_target.version, **options
+                )
+            )
+            runner = web.AppRunner(app, handler_cancellation=True)
+            await runner.setup()
+            started.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            return Electric(URL(f"http://{host}:{port}"), app[ELECTRIC], electric_target)
 
-    yield make
-    for runner in runners:
-        await runner.cleanup()
+        yield make
 
 
 @pytest.fixture
@@ -106,9 +127,9 @@ TASK_ROWS = [
 
 
 @pytest.fixture
-def world(database_url: str) -> Iterator[World]:
+def world(electric_database_url: str) -> Iterator[World]:
     schema = f"gw_f_{uuid.uuid4().hex[:8]}"
-    world = World(schema, database_url)
+    world = World(schema, electric_database_url)
     world.execute("CREATE SCHEMA {schema}")
     world.execute(
         "CREATE TABLE {schema}.tasks (id int PRIMARY KEY, tenant_id text NOT NULL, "

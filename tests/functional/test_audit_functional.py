@@ -202,3 +202,14 @@ async def test_a_batch_arriving_in_pieces_is_read_whole(
     writer.close()
     assert status_line.split()[1] == b"200"
     assert len(answer["accepted"]) == 500
+
+
+async def test_event_ids_of_different_users_never_collide_through_a_separator(
+    gateway_factory: GatewayFactory, world: World, electric: Electric, redis_url: str,
+    redis_prefix: str,
+) -> None:  # fmt: skip
+    a = await replica(gateway_factory, world, electric, redis_url, redis_prefix)
+    bob = make_token(sub="bob", tid="acme", role="member")
+    bob_1 = make_token(sub="bob:1", tid="acme", role="member")
+    assert (await post(a, [{"id": "1:x", "action": "update"}], token=bob))[1]["accepted"] == ["1:x"]
+    assert (await post(a, [{"id": "x", "action": "update"}], token=bob_1))[1]["accepted"] == ["x"]

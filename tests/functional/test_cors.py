@@ -9,7 +9,7 @@ from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, World
 from tests.gateway import Gateway, GatewayFactory
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.across_electric_versions]
 
 APP = "https://app.example.com"
 

@@ -106,6 +106,7 @@ async def test_admin_reload_answers_with_the_result(
         assert response.status == 401  # a user token is not the admin token
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_shutdown_ends_held_long_polls_at_once_and_lets_snapshots_finish(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
 ) -> None:

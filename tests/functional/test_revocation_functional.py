@@ -25,7 +25,7 @@ from tests.functional.conftest import (
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import ADMIN_TOKEN, Gateway, GatewayFactory
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.across_electric_versions]
 SNAPSHOT = {"table": "tasks", "offset": "-1"}
 
 
@@ -116,6 +116,7 @@ async def test_suspension_refuses_even_new_tokens_until_reinstated(
     await eventually(a, new, (200, None))
 
 
+@pytest.mark.electric_feature("sse")
 async def test_held_long_poll_and_sse_on_another_replica_are_cut_within_a_second(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory,
     redis_url: str, redis_prefix: str,

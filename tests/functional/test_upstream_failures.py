@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from structlog.testing import capture_logs
@@ -12,12 +14,13 @@ from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.gateway import GatewayFactory
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.across_electric_versions]
 
 ADMIN = make_token(sub="root", tid="acme", role="admin")
 SNAPSHOT = {"table": "tasks", "offset": "-1"}
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_electric_overload_503_passes_through_with_retry_after(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -31,6 +34,7 @@ async def test_electric_overload_503_passes_through_with_retry_after(
         assert response.headers["Cache-Control"].startswith(("private", "no-store"))
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_electric_500_becomes_a_502_without_electrics_text(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -73,6 +77,7 @@ async def test_electric_refusing_our_secret_is_502_upstream_misconfigured_never_
         assert "not-the-secret" not in str(body)
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_slow_upstream_is_504_upstream_timeout(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
@@ -86,6 +91,7 @@ async def test_slow_upstream_is_504_upstream_timeout(
         assert (await response.json())["error"] == "upstream_timeout"
 
 
+@pytest.mark.imitation_only("fault injection")
 async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
 ) -> None:
@@ -95,8 +101,89 @@ async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
     )
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
                                     electric_secret=ELECTRIC_SECRET)  # fmt: skip
-    electric.state.inject(Fault("abort", after_bytes=50_000))
+    electric.state.inject(Fault("abort", after_bytes=400_000))  # of about 570 KB
     async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
+
+
+@pytest.mark.imitation_only("fault injection")
+async def test_body_cut_before_anything_was_sent_is_our_502_not_a_closed_connection(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+) -> None:
+    # A connection closed without an answer invites a blind retry; nothing was sent yet, so
+    # the gateway can still say what happened.
+    electric = await electric_factory(chunk_rows=10_000)
+    world.execute(
+        "INSERT INTO {schema}.big SELECT g, repeat('x', 1000) FROM generate_series(1, 500) g"
+    )
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("abort", after_bytes=0))  # headers, then not a byte
+    async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
+        assert response.status == 502
+        assert (await response.json())["error"] == "upstream_unavailable"
+    assert len(electric.state.requests) == 1  # answered, not retried behind our back
+
+
+async def test_a_plain_text_upstream_error_becomes_our_json_502(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    # A wrong ELECTRIC_URL path: Electric answers its router's plain `Not found`.
+    gateway = await gateway_factory(upstream=str(electric.url.with_path("/wrong")),
+                                    rules=world.rules, electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 502
+            assert response.headers["Content-Type"].startswith("application/json")
+            assert (await response.json())["error"] == "upstream_misconfigured"
+    (replaced,) = [line for line in logs if line["event"] == "upstream_error_replaced"]
+    assert (replaced["upstream_status"], replaced["body"]) == (404, "Not found")
+
+
+async def test_a_compressed_error_keeps_electrics_vary_beside_ours_and_no_version_banner(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    headers = {"Authorization": f"Bearer {ADMIN}", "Accept-Encoding": "gzip"}
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.get(
+            gateway.url.with_path("/v1/shape").with_query(table="tasks", offset="0_0"),
+            headers=headers,
+        ) as response,
+    ):
+        assert response.status == 400
+        assert response.headers["Content-Encoding"] == "gzip"
+        vary = {v.strip().lower() for v in response.headers["Vary"].split(",")}
+        assert {"accept-encoding", "authorization", "x-tenant-id"} <= vary
+        assert "electric-server" not in response.headers
+        assert response.headers["Server"] == "shape-gateway"
+    assert electric.state.requests[-1].header("Accept-Encoding") == "gzip"
+
+
+async def test_a_client_hanging_up_mid_body_is_logged_499_client_closed_not_a_500(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+) -> None:
+    electric = await electric_factory(chunk_rows=100_000)
+    world.execute(
+        "INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 64) "
+        "FROM generate_series(1, 2600) g"
+    )
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    with capture_logs() as logs:
+        for _ in range(5):  # hang up at different points of a 5 MB body
+            async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
+                await response.content.read(65536)
+                response.close()
+        async with asyncio.timeout(5):
+            while len([e for e in logs if e["event"] == "shape_request"]) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    lines = [e for e in logs if e["event"] == "shape_request"]
+    assert {(e["decision"], e["reason"], e["status"]) for e in lines} == {
+        ("allowed", "client_closed", 499)
+    }
+    assert not [e for e in logs if e["event"] == "unhandled_error"]

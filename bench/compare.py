@@ -1,0 +1,158 @@
+"""shape-gateway next to nginx and going direct, in one run, with ratios: the issue's table.
+
+    python -m bench.compare                     # 3 rounds of 5 s, 8,000 held long-polls
+    python -m bench.compare --rounds 1 --seconds 3 --held 2000 --json out.json
+
+Every target proxies the same in-memory Electric-like upstream (bench/upstream.py): wrk on core
+0, the upstream and the proxy under test sharing core 1. Rows:
+- direct: wrk straight to the upstream (no proxy at all);
+- nginx: `proxy_pass` with buffering off and an upstream keep-alive pool;
+- bare aiohttp: JWT verification and where injection, nothing else (bench/bare_proxy.py);
+- shape-gateway: the product, audit line and all;
+- shape-gateway + Redis: the same with REDIS_URL (shared limits and revocation), when Redis
+  answers at $REDIS_URL or 127.0.0.1:6379.
+Each figure is the median over the rounds; rounds alternate the order of the targets. A
+benchmark reports; it never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field
+
+import redis
+
+from bench.fanout import Fanout, measure, tokens
+from bench.stack import Server, Stack
+from bench.wrk import Load, run_wrk
+
+SMALL = "/v1/shape?table={table}&offset=1_0&handle=1795968529-1"
+LARGE = "/v1/shape?table={table}&offset=-1"
+TARGETS = {
+    "small": ("1-row catch-up, c=32 (req/s)", 0.30),
+    "large": ("1.3 MB snapshot, c=8 (MB/s)", 0.90),
+}
+
+
+@dataclass
+class Row:
+    name: str
+    small: list[Load] = field(default_factory=list)
+    large: list[Load] = field(default_factory=list)
+    fanout: Fanout | None = None
+
+    def rate(self) -> float:
+        return statistics.median(load.requests_per_s for load in self.small)
+
+    def throughput(self) -> float:
+        return statistics.median(load.mb_per_s for load in self.large)
+
+
+def _redis_url() -> str | None:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    with contextlib.suppress(redis.RedisError, OSError):
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+        return url
+    return None
+
+
+def run(rounds: int, seconds: float, held: int) -> list[Row]:
+    token = tokens(1)[0]
+    with Stack() as stack:
+        upstream = stack.upstream()
+        servers: dict[str, tuple[Server, str, str | None]] = {
+            "direct": (upstream, "x", None),
+            "nginx": (stack.nginx(upstream), "x", None),
+            "bare aiohttp": (stack.bare(upstream), "x", token),
+            "shape-gateway": (stack.gateway(upstream), "items", token),
+        }
+        redis_url = _redis_url()
+        if redis_url:
+            servers["shape-gateway + Redis"] = (
+                stack.gateway(upstream, redis_url=redis_url), "items", token,
+            )  # fmt: skip
+        rows = {name: Row(name) for name in servers}
+        for round_number in range(rounds):
+            order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+            for name in order:
+                server, table, key = servers[name]
+                run_wrk(server.url + SMALL.format(table=table), 32, 1, key)  # warm up
+                rows[name].small.append(
+                    run_wrk(server.url + SMALL.format(table=table), 32, seconds, key)
+                )
+                rows[name].large.append(
+                    run_wrk(server.url + LARGE.format(table=table), 8, seconds, key)
+                )
+            print(f"round {round_number + 1}/{rounds} done", file=sys.stderr)
+        for name in ("nginx", "bare aiohttp", "shape-gateway"):
+            server, table, _ = servers[name]
+            rows[name].fanout = measure(server, upstream, held, table)
+        return list(rows.values())
+
+
+def render(rows: list[Row], held: int) -> str:
+    by_name = {row.name: row for row in rows}
+    nginx = by_name["nginx"]
+    lines = [
+        f"{'target':<24}{'catch-up req/s':>16}{'x nginx':>9}{'snapshot MB/s':>15}"
+        f"{'x nginx':>9}{'RSS/held':>11}{'fan-out p99':>13}",
+    ]
+    for row in rows:
+        fan = row.fanout
+        rss = f"{fan.rss_per_held / 1024:.1f} KB" if fan else "-"
+        p99 = f"{fan.p99 * 1000:.0f} ms" if fan else "-"
+        lines.append(
+            f"{row.name:<24}{row.rate():>16,.0f}{row.rate() / nginx.rate():>9.2f}"
+            f"{row.throughput():>15,.0f}{row.throughput() / nginx.throughput():>9.2f}"
+            f"{rss:>11}{p99:>13}"
+        )
+    gateway = by_name["shape-gateway"]
+    lines.append("")
+    lines.append("targets:")
+    for key, (label, goal) in TARGETS.items():
+        ratio = (
+            (gateway.rate() / nginx.rate())
+            if key == "small"
+            else (gateway.throughput() / nginx.throughput())
+        )
+        lines.append(f"  {label}: {ratio:.2f}x nginx (target {goal:.2f}x): "
+                     f"{'met' if ratio >= goal else 'not met'}")  # fmt: skip
+    if gateway.fanout:
+        fan = gateway.fanout
+        lines.append(f"  RSS per held long-poll: {fan.rss_per_held / 1024:.1f} KB (target 15 KB): "
+                     f"{'met' if fan.rss_per_held <= 15 * 1024 else 'not met'}")  # fmt: skip
+        lines.append(f"  held at once: {fan.held:,} of {held:,} asked (target 8,000); "
+                     f"answered {fan.answered:,}")  # fmt: skip
+        lines.append(f"  fan-out: p50 {fan.p50 * 1000:.0f} ms, p99 {fan.p99 * 1000:.0f} ms, max "
+                     f"{fan.max * 1000:.0f} ms after the change (target p99 1 s): "
+                     f"{'met' if fan.p99 <= 1.0 else 'not met'}")  # fmt: skip
+    if "shape-gateway + Redis" in by_name:
+        ratio = by_name["shape-gateway + Redis"].rate() / gateway.rate()
+        lines.append(f"  with REDIS_URL: {ratio:.2f}x the gateway without (target >= 0.90): "
+                     f"{'met' if ratio >= 0.9 else 'not met'}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--held", type=int, default=8000)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    rows = run(args.rounds, args.seconds, args.held)
+    print(render(rows, args.held))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump([asdict(row) for row in rows], out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
