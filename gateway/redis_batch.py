@@ -39,7 +39,7 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())  # noqa: S324 - Redis names scripts by SHA1
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Call:
     args: tuple[Any, ...]
     script: Script | None
@@ -69,20 +69,21 @@ class Batches:
     def enqueue(self, *args: Any) -> asyncio.Future[Any]:
         """Queue a command and return at once: for writes whose answer nobody waits for
         (the future holds it, or the error)."""
+        return self._enqueue(args, None)
+
+    def _enqueue(self, args: tuple[Any, ...], script: Script | None) -> asyncio.Future[Any]:
         if self._tasks is None:
             self._tasks = TaskGroup()
             for n in range(self.workers):
                 self._tasks.spawn(self._work(), f"redis-batch-{self.client.name}-{n}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(args, None, future))
+        self._queue.append(_Call(args, script, future))
         self._ready.set()
         self._idle.clear()
         return future
 
     async def _submit(self, args: tuple[Any, ...], script: Script | None) -> Any:
-        future = self.enqueue(*args)
-        self._queue[-1].script = script
-        return await future
+        return await self._enqueue(args, script)
 
     async def _work(self) -> None:
         while True:
