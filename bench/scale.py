@@ -22,6 +22,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -262,7 +263,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
 
 async def benchmark(options: argparse.Namespace, workdir: Path) -> Result:
     jwt_secret, admin = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
-    result = Result(settings={k: v for k, v in vars(options).items() if k != "json"})
+    result = Result(settings={k: v for k, v in vars(options).items() if k not in ("json",)})
     result.apply_us = {n: round(apply_cost_us(n), 1) for n in (100, 10_000)}
     async with contextlib.AsyncExitStack() as exits:
         redis, prefix = await exits.enter_async_context(redis_prefix(REDIS_URL))
@@ -317,12 +318,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="log the replicas' garbage-collection pauses (bench/gc_probe.py)",
     )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the replicas' logs")
     options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    result = asyncio.run(benchmark(options, workdir))
+    try:
+        result = asyncio.run(benchmark(options, workdir))
+    except BaseException:
+        print(f"stopped: servers stopped, Redis keys deleted; logs kept in {workdir}",
+              file=sys.stderr)  # fmt: skip
+        raise
     print(render(result))
     if options.json is not None:
         options.json.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    if options.keep_logs:
+        print(f"logs kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
