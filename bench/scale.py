@@ -263,7 +263,7 @@ async def hold_and_revoke(replicas: Replicas, options: argparse.Namespace, resul
 
 async def benchmark(options: argparse.Namespace, workdir: Path) -> Result:
     jwt_secret, admin = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
-    result = Result(settings={k: v for k, v in vars(options).items() if k not in ("json",)})
+    result = Result(settings={k: v for k, v in vars(options).items() if k != "json"})
     result.apply_us = {n: round(apply_cost_us(n), 1) for n in (100, 10_000)}
     async with contextlib.AsyncExitStack() as exits:
         redis, prefix = await exits.enter_async_context(redis_prefix(REDIS_URL))
