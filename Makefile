@@ -60,3 +60,4 @@ bench: install
 	$(PY) -m bench.limits
 	$(PY) -m bench.http
 	$(PY) -m bench.revocation
+	$(PY) -m bench.scale

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.auth.identity import Identity
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
+from gateway.redis_client import connect_redis
 from gateway.rules.model import LimitPlan
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -52,13 +53,14 @@ async def measure(name: str, limiter: Limiter, n: int) -> dict[str, float]:
 async def main() -> None:
     results = await measure("in-process", MemoryLimiter(), 20_000)
     prefix = f"bench-limits-{secrets.token_hex(4)}"
-    redis_limiter = RedisLimiter(REDIS_URL, prefix)
+    redis_limiter = RedisLimiter(connect_redis(REDIS_URL, "limits", replica="bench"), prefix)
+    redis = redis_limiter.client.redis
     try:
         results |= await measure("Redis", redis_limiter, 2_000)
     finally:
-        keys = [key async for key in redis_limiter.client.scan_iter(f"{prefix}:*")]
+        keys = [key async for key in redis.scan_iter(f"{prefix}:*")]
         if keys:
-            await redis_limiter.client.delete(*keys)
+            await redis.delete(*keys)
         await redis_limiter.close()
     width = max(map(len, results))
     for name, us in results.items():

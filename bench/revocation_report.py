@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.load import Latencies
 from bench.procfs import CpuUse
 from bench.report import BUSY_ELSEWHERE
+from gateway.redis_keys import revocation_stream
 
 REVOKED: Final = "401 session_revoked"  # how a revoked user's requests must be answered
 
@@ -374,7 +375,7 @@ def render(result: Result) -> str:
         f"{s['replicas']} gateways, the fake Electric (Python: checks each held poll every "
         "100 ms), PostgreSQL and Redis; latencies include waiting for a core",
         f"publish: POST /admin/revocations to a random replica, which XADDs to "
-        f"{s['redis_prefix']}:revocations; every replica follows it with XREAD BLOCK",
+        f"{revocation_stream(s['redis_prefix'])}; every replica follows it with XREAD BLOCK",
         "",
         f"held: {sum(result.held_per_replica)} opened "
         f"({'/'.join(map(str, result.held_per_replica))} per replica); the fake held "

@@ -1,5 +1,6 @@
 """Per-user and per-tenant request budgets, and per-user caps on live connections, shared by
-every replica through Redis (one atomic script call each), in-process without Redis.
+every replica through Redis (one atomic script call each, sent in batches: see redis_batch),
+in-process without Redis.
 
 Budgets are token buckets refilled continuously at the plan's per-minute rate, using Redis's
 clock so replicas with skewed clocks agree. Live slots are leases that expire: a held
@@ -17,16 +18,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.redis_client import make_redis
-from gateway.redis_keys import make_key
+from gateway.redis_batch import Batches, Script
+from gateway.redis_client import RedisClient
+from gateway.redis_keys import tenant_key
 from gateway.rules.model import LimitPlan
-from gateway.tasks import cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +34,10 @@ LEASE_SECONDS: Final = 15.0
 RENEW_SECONDS: Final = 5.0
 BUCKET_TTL_MS: Final = 120_000
 
-# KEYS: user bucket, tenant bucket. ARGV: user per-minute rate, tenant per-minute rate.
-# Returns {allowed (1/0), retry-after seconds, which (0 none, 1 user, 2 tenant)}.
-TAKE: Final = """
+# KEYS: user bucket, tenant bucket (one slot: both carry the tenant's hash tag). ARGV: user
+# per-minute rate, tenant per-minute rate, ttl ms. Returns {allowed (1/0), retry-after seconds,
+# which (0 none, 1 user, 2 tenant)}.
+TAKE: Final = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function level(key, rate)
@@ -58,9 +59,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('HSET', KEYS[2], 'tokens', tostring(tn - 1), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, 0, 0}
-"""
+""")
 # KEYS: the user's lease set. ARGV: lease id, cap, lease ms. Returns 1 if a slot was taken.
-ACQUIRE: Final = """
+ACQUIRE: Final = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -68,17 +69,17 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
-"""
-# KEYS: lease sets. ARGV: lease ms, then one lease id per key.
-RENEW: Final = """
+""")
+# KEYS: one user's lease set. ARGV: lease ms, then the lease ids this replica holds in it.
+RENEW: Final = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
-  redis.call('PEXPIRE', key, ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
 end
-return #KEYS
-"""
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 1
+""")
 
 
 LIVE_RETRY_AFTER: Final = 5
@@ -173,28 +174,35 @@ class MemoryLimiter:
         return None
 
 
+def _report_release(done: asyncio.Future[object]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.warning("live_release_failed", reason=str(error))  # the lease expires anyway
+
+
 class RedisLimiter:
+    """The budgets and caps in Redis. Every check is one script call, queued into the batch
+    the client's next free worker sends, so thousands of concurrent requests share a few
+    connections and a round trip per batch."""
+
     def __init__(
-        self, url: str, prefix: str, lease_seconds: float = LEASE_SECONDS, pool_size: int = 32
+        self, client: RedisClient, prefix: str, lease_seconds: float = LEASE_SECONDS
     ) -> None:
-        self.client: aioredis.Redis = make_redis(url, socket_timeout=2, pool_size=pool_size)
+        self.client = client
+        self.batches = Batches(client, workers=client.connections)
         self.prefix = prefix
         self.lease_ms = int(lease_seconds * 1000)
         self.renew_every = lease_seconds / 3
-        self._take = self.client.register_script(TAKE)
-        self._acquire = self.client.register_script(ACQUIRE)
-        self._renew = self.client.register_script(RENEW)
         self._leases: dict[str, str] = {}  # lease id -> its key, renewed while held
 
     def _live_key(self, identity: Identity) -> str:
-        return make_key(self.prefix, "live", identity.tenant, identity.user)
+        return tenant_key(self.prefix, "live", identity.tenant, identity.user)
 
     async def take(self, identity: Identity, plan: LimitPlan) -> Decision:
-        keys = [make_key(self.prefix, "rl:u", identity.tenant, identity.user),
-                make_key(self.prefix, "rl:t", identity.tenant)]  # fmt: skip
+        keys = [tenant_key(self.prefix, "rl:u", identity.tenant, identity.user),
+                tenant_key(self.prefix, "rl:t", identity.tenant)]  # fmt: skip
         args = [plan.requests_per_minute, plan.tenant_requests_per_minute, BUCKET_TTL_MS]
         try:
-            allowed, retry, which = await self._take(keys=keys, args=args)
+            allowed, retry, which = await self.batches.script(TAKE, keys, args)
         except (RedisError, OSError) as error:
             log.warning("rate_limit_unavailable", reason=str(error))
             return Decision()
@@ -206,8 +214,8 @@ class RedisLimiter:
     async def acquire(self, identity: Identity, plan: LimitPlan) -> str | None:
         lease, key = secrets.token_hex(8), self._live_key(identity)
         try:
-            ok = await self._acquire(
-                keys=[key], args=[lease, plan.live_connections_per_user, self.lease_ms]
+            ok = await self.batches.script(
+                ACQUIRE, [key], [lease, plan.live_connections_per_user, self.lease_ms]
             )
         except (RedisError, OSError) as error:
             log.warning("live_cap_unavailable", reason=str(error))
@@ -218,27 +226,30 @@ class RedisLimiter:
         return lease
 
     async def release(self, identity: Identity, lease: str) -> None:
+        """Queued, never awaited: a request's end must not wait on Redis (a stream cut by a
+        revocation answers at once). If it fails, the lease expires anyway."""
         key = self._leases.pop(lease, None)
-        if key is None:
-            return
-        try:
-            await self.client.zrem(key, lease)
-        except (RedisError, OSError) as error:
-            log.warning("live_release_failed", reason=str(error))  # the lease expires anyway
+        if key is not None:
+            self.batches.enqueue("ZREM", key, lease).add_done_callback(_report_release)
+
+    async def renew(self) -> None:
+        """Renew every held lease: one script call per lease set, all in as few batches."""
+        by_key: dict[str, list[str]] = {}
+        for lease, key in self._leases.items():
+            by_key.setdefault(key, []).append(lease)
+        calls = [self.batches.script(RENEW, [key], [self.lease_ms, *leases])
+                 for key, leases in by_key.items()]  # fmt: skip
+        failures = [r for r in await asyncio.gather(*calls, return_exceptions=True)
+                    if isinstance(r, BaseException)]  # fmt: skip
+        if failures:
+            log.warning("live_renew_failed", reason=str(failures[0]), failed=len(failures))
 
     async def run(self) -> None:
-        """Renew every held lease, in one script call, a few times per lease."""
+        """Renew every held lease a few times per lease."""
         while True:
             await asyncio.sleep(self.renew_every)
-            leases = dict(self._leases)
-            if not leases:
-                continue
-            try:
-                await self._renew(keys=list(leases.values()), args=[self.lease_ms, *leases])
-            except (RedisError, OSError) as error:
-                if cancelling():
-                    raise asyncio.CancelledError from error
-                log.warning("live_renew_failed", reason=str(error))
+            await self.renew()
 
     async def close(self) -> None:
+        await self.batches.close()
         await self.client.aclose()

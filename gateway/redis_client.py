@@ -1,37 +1,134 @@
-"""One way to make a Redis client: a bounded pool that queues instead of refusing.
+"""Redis clients, one per job (revocations, limits, audit), for whichever Redis REDIS_URL names:
+one server, a master found through Sentinel, or a Redis Cluster.
 
-Each replica holds three clients (revocation stream, limits, audit), each with at most
-`GATEWAY_REDIS_POOL_SIZE` connections (default 32): about a hundred per replica whatever its
-request concurrency, far under Redis's default `maxclients` of 10,000 even for dozens of
-replicas. A command that finds every connection busy waits up to `POOL_WAIT` seconds for one
-(then fails like an unreachable Redis: limits fail open, revocation freshness is judged by its
-own follower). `close_redis` releases the pool's connections, not only the client.
+Connections are few and fixed: a client holds at most `connections` of them (per node, on a
+Cluster), and the gateway's own code never runs more commands at once than that (the limits and
+audit clients send everything through `redis_batch.Batches`; the revocation client runs its
+follower and one writer). A single server's and a Sentinel master's pools also wait, rather
+than refuse, if that ever failed. Each connection is named `shape-gateway:<host>-<pid>:<job>`
+(`CLIENT LIST` shows who holds what). `aclose()` releases every connection, the sentinels' too.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import itertools
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisClusterException, RedisError
 
-DEFAULT_POOL_SIZE: Final = 32
-POOL_WAIT: Final = 2.0
+from gateway.redis_url import RedisAddress, Topology, parse_redis_url
+
+DEFAULT_CONNECTIONS: Final = 4
+POOL_WAIT: Final = 2.0  # seconds a command may wait for a free connection, then it fails
+CONNECT_TIMEOUT: Final = 2.0
+Commands: TypeAlias = aioredis.Redis | RedisCluster
+# What an unreachable or failing Redis raises: redis-py's errors (a Cluster none of whose nodes
+# answers raises RedisClusterException, which is not a RedisError) and socket errors.
+REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
+_apps = itertools.count()
 
 
-def make_redis(
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connect to whichever server is master now) with the blocking pool's
+    wait for a free connection instead of "Too many connections"."""
+
+
+def replica_name() -> str:
+    """This process among the replicas: `<host>-<pid>`, plus a counter when one process runs
+    several apps (tests)."""
+    n = next(_apps)
+    base = f"{socket.gethostname()}-{os.getpid()}"
+    return base if n == 0 else f"{base}-{n}"
+
+
+@dataclass(eq=False)
+class RedisClient:
+    redis: Commands
+    name: str  # the connections' CLIENT SETNAME
+    address: RedisAddress
+    connections: int  # at most this many at once (per node on a Cluster)
+    sentinel: Sentinel | None = None
+
+    async def node_of(self, key: str) -> ClusterNode | None:
+        """On a Cluster, the primary holding `key` (for commands that must go where it is)."""
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()  # learns the slots on first use; then returns at once
+            return self.redis.get_node_from_key(key)
+        return None
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
+
+
+def _tls_kwargs(address: RedisAddress) -> dict[str, Any]:
+    if not address.tls:
+        return {}
+    return {"ssl": True, **address.tls_options}
+
+
+def connect_redis(
     url: str,
+    job: str,
     *,
-    socket_timeout: float,
+    replica: str,
+    connections: int = DEFAULT_CONNECTIONS,
+    socket_timeout: float = 2.0,
     decode_responses: bool = False,
-    pool_size: int = DEFAULT_POOL_SIZE,
-) -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=POOL_WAIT,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=2,
-        decode_responses=decode_responses,
+) -> RedisClient:
+    """A client for `job` on the Redis `url` names; no connection is opened until used."""
+    address = parse_redis_url(url)
+    name = f"shape-gateway:{replica}:{job}"
+    common: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "decode_responses": decode_responses,
+        "client_name": name,
+    }
+    if address.topology is Topology.CLUSTER:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.hosts],
+            username=address.username,
+            password=address.password,
+            max_connections=connections,
+            **_tls_kwargs(address),
+            **common,
+        )
+        return RedisClient(cluster, name, address, connections)
+    if address.topology is Topology.SENTINEL:
+        assert address.master is not None
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "client_name": f"{name}:sentinel",
+            "username": address.sentinel_username,
+            "password": address.sentinel_password,
+            **_tls_kwargs(address),
+        }
+        # redis-py leaves Sentinel's constructor untyped
+        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        master = sentinel.master_for(
+            address.master,
+            connection_pool_class=BlockingSentinelPool,
+            max_connections=connections,
+            timeout=POOL_WAIT,
+            db=address.db,
+            username=address.username,
+            password=address.password,
+            **_tls_kwargs(address),
+            **common,
+        )
+        return RedisClient(master, name, address, connections, sentinel)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=POOL_WAIT, **common
     )
     # from_pool: the client owns the pool, so aclose() disconnects its connections too.
-    return aioredis.Redis.from_pool(pool)
+    return RedisClient(aioredis.Redis.from_pool(pool), name, address, connections)

@@ -1,10 +1,18 @@
-"""Redis key parts built from claim values, made unambiguous.
+"""Every Redis key the gateway uses, built in one place: unambiguous, and slot-safe on a Redis
+Cluster.
 
 A user id or an event id may contain `:`, the separator of our keys: joined raw, user `bob`
 with event `1:x` and user `bob:1` with event `x` would share `...:bob:1:x`. Every part that
 comes from a token or a client is encoded as unpadded base64url, whose alphabet has no `:`
-(nor `{`/`}`, which Redis Cluster reads as a hash tag), so distinct values always give
-distinct keys. Lone surrogates (valid in JSON claims) survive through `surrogatepass`.
+(nor `{`/`}`), so distinct values always give distinct keys. Lone surrogates (valid in JSON
+claims) survive through `surrogatepass`.
+
+Redis Cluster runs a script or a multi-key command only when all its keys hash to one slot, and
+hashes only the part of a key between the first `{` and `}` when there is one (the hash tag).
+So the keys used together carry the same tag: the revocation stream with its epoch and origins
+keys (`{revocations}`), the audit stream with its de-duplication keys (`{audit}`), and a
+tenant's rate-limit buckets with its users' live-slot sets (`{<tenant>}`). Every key still
+starts with `<prefix>:`, so ACL key patterns (`~shape-gateway:*`) and `SCAN` keep working.
 """
 
 from __future__ import annotations
@@ -13,11 +21,39 @@ import base64
 
 
 def key_part(value: str) -> str:
-    """`value` as a key segment that cannot contain the separator."""
+    """`value` as a key segment that cannot contain the separator or a brace."""
     raw = value.encode("utf-8", "surrogatepass")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def make_key(prefix: str, kind: str, *values: str) -> str:
-    """`<prefix>:<kind>:<part>:<part>...` with every value encoded by `key_part`."""
-    return ":".join((prefix, kind, *(key_part(v) for v in values)))
+def tenant_key(prefix: str, kind: str, tenant: str, *values: str) -> str:
+    """`<prefix>:<kind>:{<tenant>}:<part>...`: every key of one tenant shares its slot.
+    (Tenants are never empty: the identity refuses a token without one.)"""
+    return ":".join((prefix, kind, "{" + key_part(tenant) + "}", *(key_part(v) for v in values)))
+
+
+def revocation_stream(prefix: str) -> str:
+    return f"{prefix}:{{revocations}}"
+
+
+def revocation_epoch(prefix: str) -> str:
+    """Set once per stream's life; gone with the stream when Redis loses its data."""
+    return f"{prefix}:{{revocations}}:epoch"
+
+
+def revocation_origins(prefix: str) -> str:
+    """Original ids of events re-appended as copies, so two replicas never copy one twice."""
+    return f"{prefix}:{{revocations}}:origins"
+
+
+def audit_stream(prefix: str) -> str:
+    return f"{prefix}:{{audit}}"
+
+
+def audit_seen(prefix: str, tenant: str, user: str, event_id: str) -> str:
+    """The de-duplication key of one client event; in the audit stream's slot."""
+    return ":".join((prefix, "{audit}", "seen", *(key_part(v) for v in (tenant, user, event_id))))
+
+
+def security_stream(prefix: str) -> str:
+    return f"{prefix}:security"

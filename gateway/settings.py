@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
+from gateway.redis_url import RedisUrlError, parse_redis_url
 
 _URL: Final = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _ORIGIN: Final = re.compile(r"\*|https?://[^\s/?#]+")
+_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class SettingsError(Exception):
@@ -39,8 +41,8 @@ class Settings:
     jwt_leeway: int = 30
     jwt_max_ttl: int = 86400
     auth_cookie: str | None = None
-    redis_url: str | None = None
-    redis_prefix: str = "shape-gateway"  # keys: <prefix>:revocations, <prefix>:audit, ...
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_prefix: str = "shape-gateway"  # keys: <prefix>:{revocations}, <prefix>:{audit}, ...
     admin_token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     fail_mode: str = "closed"
@@ -49,7 +51,9 @@ class Settings:
     live_lease_seconds: int = 15  # how long a dead replica's live-connection slots linger
     header_timeout: int = 10  # seconds to deliver a request's headers; also the idle keep-alive
     max_connections: int | None = None  # open client connections; None: from the file limit
-    redis_pool_size: int = 32  # connections per Redis client (three clients per replica)
+    redis_pool_size: int = 4  # connections of each of the limits and audit Redis clients
+    revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
+    gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
 
     @property
@@ -82,7 +86,9 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "live_lease_seconds": ("GATEWAY_LIVE_LEASE_SECONDS", 3, 300),
     "header_timeout": ("GATEWAY_HEADER_TIMEOUT", 1, 300),
     "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
-    "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 2, 1024),
+    "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 1, 256),
+    "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
+    "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
@@ -140,10 +146,17 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         if name in values and values[name] not in choices:
             problems.append(f"{_TEXT[name]}={values[name]!r}: must be {' or '.join(choices)}")
     redis_url = values.get("redis_url")
-    if isinstance(redis_url, str) and not redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        problems.append(f"REDIS_URL={redis_url!r}: must start with redis://, rediss:// or unix://")
+    if isinstance(redis_url, str):
+        try:
+            parse_redis_url(redis_url)
+        except RedisUrlError as error:  # the URL itself is not repeated: it may hold a password
+            problems.append(f"REDIS_URL: {error}")
+    prefix = values.get("redis_prefix")
+    if isinstance(prefix, str) and not _PREFIX.fullmatch(prefix):
+        problems.append(
+            f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
+            "Redis Cluster reads as a hash tag, and no spaces)"
+        )
     workers = values.get("workers", 1)
     if isinstance(workers, int) and workers > 1:
         if not values.get("redis_url"):

@@ -42,4 +42,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
-pytest_plugins = ["tests.gateway", "tests.electric_targets"]
+pytest_plugins = ["tests.gateway", "tests.electric_targets", "tests.redis_servers"]

@@ -1,16 +1,25 @@
-"""Redis keys built from claim values never collide, whatever the values hold."""
+"""Redis keys: distinct values never share a key, every key starts with the prefix (ACL
+patterns), and the keys one script or command uses together hash to one Cluster slot."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
-from gateway.redis_keys import key_part, make_key
+from gateway import redis_keys as keys
+from gateway.redis_keys import key_part
+
+PREFIX = "shape-gateway"
+
+
+def slot(key: str) -> int:
+    return key_slot(key.encode())
 
 
 def test_a_separator_inside_a_value_cannot_make_two_keys_equal() -> None:
-    assert make_key("p", "audit:seen", "acme", "bob", "1:x") != make_key(
-        "p", "audit:seen", "acme", "bob:1", "x"
+    assert keys.audit_seen(PREFIX, "acme", "bob", "1:x") != keys.audit_seen(
+        PREFIX, "acme", "bob:1", "x"
     )
 
 
@@ -19,7 +28,29 @@ def test_a_part_holds_neither_the_separator_nor_a_cluster_hash_tag() -> None:
     assert not set(part) & set(":{}")
 
 
-@given(st.lists(st.text(), min_size=1, max_size=4), st.lists(st.text(), min_size=1, max_size=4))
-def test_distinct_values_give_distinct_keys(left: list[str], right: list[str]) -> None:
-    if left != right and len(left) == len(right):
-        assert make_key("p", "k", *left) != make_key("p", "k", *right)
+@given(st.text(min_size=1), st.text(), st.text(min_size=1), st.text())
+def test_distinct_claims_give_distinct_keys(t1: str, u1: str, t2: str, u2: str) -> None:
+    if (t1, u1) != (t2, u2):
+        assert keys.tenant_key(PREFIX, "live", t1, u1) != keys.tenant_key(PREFIX, "live", t2, u2)
+        assert keys.audit_seen(PREFIX, t1, u1, "e") != keys.audit_seen(PREFIX, t2, u2, "e")
+
+
+@given(st.text(min_size=1), st.text(), st.text(min_size=1, max_size=128))
+def test_keys_used_together_share_a_slot(tenant: str, user: str, event_id: str) -> None:
+    # TAKE: the user's and the tenant's buckets; ACQUIRE/RENEW: the user's lease set.
+    bucket = slot(keys.tenant_key(PREFIX, "rl:t", tenant))
+    assert slot(keys.tenant_key(PREFIX, "rl:u", tenant, user)) == bucket
+    assert slot(keys.tenant_key(PREFIX, "live", tenant, user)) == bucket
+    # APPEND: the audit stream and each event's de-duplication key.
+    assert slot(keys.audit_seen(PREFIX, tenant, user, event_id)) == slot(keys.audit_stream(PREFIX))
+
+
+def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_the_prefix() -> None:
+    stream = keys.revocation_stream(PREFIX)
+    assert slot(keys.revocation_epoch(PREFIX)) == slot(stream)
+    assert slot(keys.revocation_origins(PREFIX)) == slot(stream)
+    every = [stream, keys.revocation_epoch(PREFIX), keys.revocation_origins(PREFIX),
+             keys.audit_stream(PREFIX), keys.security_stream(PREFIX),
+             keys.audit_seen(PREFIX, "acme", "alice", "e1"),
+             keys.tenant_key(PREFIX, "live", "acme", "alice")]  # fmt: skip
+    assert all(k.startswith(f"{PREFIX}:") for k in every)

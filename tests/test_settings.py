@@ -52,3 +52,19 @@ def test_every_problem_is_reported_together_naming_the_variable() -> None:
     for variable in env:
         assert variable in problems
     assert "'none' never is" in problems
+
+
+def test_redis_problems_name_the_form_expected_without_repeating_the_password() -> None:
+    env = {"REDIS_URL": "redis+sentinel://app:hunter2-secret@s1:26379,s2:26379",
+           "GATEWAY_REDIS_PREFIX": "team{a}", "GATEWAY_REVOCATION_WAIT_MS": "60000"}  # fmt: skip
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    problems = "\n".join(caught.value.problems)
+    assert len(caught.value.problems) == 3
+    assert "REDIS_URL: name the master Sentinel monitors" in problems
+    assert "hunter2-secret" not in problems
+    assert "GATEWAY_REDIS_PREFIX='team{a}'" in problems
+    assert "GATEWAY_REVOCATION_WAIT_MS='60000'" in problems
+    settings = load_settings({"REDIS_URL": "redis+cluster://n1:7000,n2:7000"})
+    assert settings.redis_url is not None
+    assert "n1:7000" not in repr(settings)  # a URL may hold a password: never in a repr

@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.redis_client import make_redis
-from gateway.redis_keys import make_key
+from gateway.redis_batch import Batches, Script
+from gateway.redis_client import RedisClient
+from gateway.redis_keys import audit_seen, audit_stream, security_stream
 
 log = structlog.get_logger("gateway.audit")
 
@@ -39,9 +39,10 @@ CLIENT_FIELDS: Final = frozenset(
      "tenant"}
 )  # fmt: skip
 
-# KEYS[1] stream, then one dedupe key per event; ARGV[1] ttl s, ARGV[2] maxlen, then one JSON
-# entry per event. Returns 1 (appended) or 0 (duplicate) per event, atomically.
-APPEND: Final = """
+# KEYS[1] stream, then one dedupe key per event (all in the stream's slot); ARGV[1] ttl s,
+# ARGV[2] maxlen, then one JSON entry per event. Returns 1 (appended) or 0 (duplicate) per
+# event, atomically.
+APPEND: Final = Script("""
 local out = {}
 for i = 2, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
@@ -52,7 +53,7 @@ for i = 2, #KEYS do
   end
 end
 return out
-"""
+""")
 
 
 @dataclass
@@ -145,30 +146,34 @@ class LogSink:
 
 
 class RedisSink:
-    def __init__(self, url: str, prefix: str, pool_size: int = 32) -> None:
-        self.client: aioredis.Redis = make_redis(url, socket_timeout=2, pool_size=pool_size)
-        self.stream = f"{prefix}:audit"
-        self.security_stream = f"{prefix}:security"
+    """Both streams in Redis, through batches (see redis_batch): a burst of audit posts and
+    security events shares the client's few connections."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self.client = client
+        self.batches = Batches(client, workers=client.connections)
+        self.stream = audit_stream(prefix)
+        self.security_stream = security_stream(prefix)
         self.prefix = prefix
-        self._append = self.client.register_script(APPEND)
 
     async def append_client(self, identity: Identity, entries: list[tuple[str, str]]) -> list[bool]:
         keys = [self.stream] + [
-            make_key(self.prefix, "audit:seen", identity.tenant, identity.user, event_id)
+            audit_seen(self.prefix, identity.tenant, identity.user, event_id)
             for event_id, _ in entries
         ]
-        result = await self._append(
-            keys=keys, args=[DEDUPE_SECONDS, STREAM_MAXLEN, *(e for _, e in entries)]
+        result = await self.batches.script(
+            APPEND, keys, [DEDUPE_SECONDS, STREAM_MAXLEN, *(e for _, e in entries)]
         )
         return [bool(flag) for flag in result]
 
     async def append_security(self, fields: Mapping[str, str]) -> None:
-        entry: dict[Any, Any] = {"kind": "security", **fields}
-        await self.client.xadd(
-            self.security_stream, entry, maxlen=SECURITY_MAXLEN, approximate=True
+        pairs = [part for item in {"kind": "security", **fields}.items() for part in item]
+        await self.batches.command(
+            "XADD", self.security_stream, "MAXLEN", "~", SECURITY_MAXLEN, "*", *pairs
         )
 
     async def close(self) -> None:
+        await self.batches.close()
         await self.client.aclose()
 
 

@@ -1,4 +1,9 @@
-"""`shape-gateway revoke`: publish a revocation event through Redis or a gateway's admin API."""
+"""`shape-gateway revoke`: publish a revocation event through Redis or a gateway's admin API.
+
+Success (the event id on stdout, exit 0) means what the admin API's 202 means: the event is in
+Redis and, when the master has replicas, on one of them too. An event the master took but no
+replica confirmed within GATEWAY_REVOCATION_WAIT_MS is reported and exits 1: publish it again.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,11 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
-from redis.exceptions import RedisError
 
 from gateway.cli.inputs import EXIT_OK, EXIT_USAGE, Commands, settings_or_report
+from gateway.redis_client import REDIS_ERRORS, connect_redis, replica_name
 from gateway.revocation.events import EventError, EventRequest, EventType, parse_event_request
-from gateway.revocation.store import RedisStore
+from gateway.revocation.store import NotReplicatedError, RedisStore, socket_timeout
 from gateway.settings import Settings
 
 
@@ -33,13 +38,19 @@ def register(commands: Commands) -> None:
 async def _publish_via_redis(request: EventRequest, settings: Settings, wait: float) -> str:
     """Append to the stream, retrying while Redis is unreachable for up to `wait` seconds."""
     assert settings.redis_url is not None
-    store = RedisStore(settings.redis_url, settings.redis_prefix)
+    client = connect_redis(
+        settings.redis_url, "cli", replica=replica_name(), connections=1,
+        socket_timeout=socket_timeout(settings.revocation_wait_ms), decode_responses=True,
+    )  # fmt: skip
+    store = RedisStore(client, settings.redis_prefix, settings.revocation_wait_ms)
     deadline = time.monotonic() + wait
     try:
         while True:
             try:
                 return (await store.publish(request)).id
-            except (RedisError, OSError) as error:
+            except NotReplicatedError as error:
+                raise SystemExit(f"revoke: {error}") from None
+            except REDIS_ERRORS as error:
                 if time.monotonic() >= deadline:
                     raise SystemExit(
                         f"revoke: Redis is unreachable ({error}); nothing was published"

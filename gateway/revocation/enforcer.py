@@ -1,5 +1,6 @@
 """Applying revocation events on this replica: update the view, cut the affected open shape
-requests at once, tell the feed, measure the lag; and answer the per-request check.
+requests at once (looking only at the streams of the user or tenant the event names), tell the
+feed, measure the lag; and answer the per-request check.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import structlog
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.metrics import Metrics
-from gateway.revocation.events import EventRequest, RevocationEvent, stream_id_key
+from gateway.revocation.events import EventRequest, EventType, RevocationEvent, stream_id_key
 from gateway.revocation.state import RevocationState
 from gateway.revocation.store import RevocationStore
-from gateway.streams import OpenStreams
+from gateway.streams import OpenStream, OpenStreams
 
 log = structlog.get_logger(__name__)
 PRUNE_SECONDS: Final = 60.0
@@ -47,14 +48,24 @@ class Revocations:
         self.listeners: list[Callable[[RevocationEvent], None]] = []
         self._warned_stale = False
 
+    def affected(self, event: RevocationEvent) -> list[OpenStream]:
+        """The open shape streams `event` may end: its user's, or its tenant's."""
+        if event.type is EventType.TENANT_SUSPENDED and event.tenant:
+            return self.streams.of_tenant(event.tenant)
+        if event.type is not EventType.TENANT_REINSTATED and event.user:
+            return self.streams.of_user(event.user)
+        return []
+
     def on_event(self, event: RevocationEvent) -> None:
+        if not event.is_tenant_event and event.at < time.time() - self.state.retention:
+            return  # expired, and no longer remembered: a stream read again after a restore
         if not self.state.apply(event):
             return
         key = stream_id_key(event.id)
         at = bisect.bisect(self._keys, key)
         self._keys.insert(at, key)
         self.log.insert(at, event)
-        cut = self.streams.stop_each(lambda s: None if s.feed else self.state.check(s.identity))
+        cut = self.streams.stop_each(lambda s: self.state.check(s.identity), self.affected(event))
         lag = max(time.time() - key[0] / 1000, 0.0)
         self.metrics.revocation_lag.observe(lag)
         self.metrics.revocations_applied.labels(event.type.value).inc()

@@ -2,6 +2,11 @@
 
 No I/O and no clock of its own: events are applied in stream order, `now` is passed in. Every
 answer is a dict lookup, so a request never waits on Redis.
+
+Applying is order-safe: a stream restored after Redis lost entries may hold an event after one
+published later (a copy is appended at the end). User events keep the latest time per key, and
+a tenant's suspension or reinstatement counts only if it is newer (by original id) than the
+last one applied for that tenant.
 """
 
 from __future__ import annotations
@@ -10,7 +15,12 @@ from dataclasses import dataclass, field
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.revocation.events import EventType, RevocationEvent, stream_id_seconds
+from gateway.revocation.events import (
+    EventType,
+    RevocationEvent,
+    stream_id_key,
+    stream_id_seconds,
+)
 
 ALL_SESSIONS = ""
 
@@ -23,11 +33,19 @@ class RevocationState:
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, sid or "") -> at
     suspended: dict[str, RevocationEvent] = field(default_factory=dict)  # tenant -> event
     seen: set[str] = field(default_factory=set)  # event ids applied (restores repeat them)
+    # tenant -> id of its last suspension or reinstatement; one entry per tenant, never pruned
+    tenant_order: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def apply(self, event: RevocationEvent) -> bool:
-        """Apply once; False if this event id was already applied."""
+        """Apply once; False if this event id was already applied, or is a tenant event older
+        than the last one applied for its tenant."""
         if event.id in self.seen:
             return False
+        if event.is_tenant_event and event.tenant:
+            order = stream_id_key(event.id)
+            if self.tenant_order.get(event.tenant, (-1, -1)) >= order:
+                return False
+            self.tenant_order[event.tenant] = order
         self.seen.add(event.id)
         if event.type is EventType.TENANT_SUSPENDED and event.tenant:
             self.suspended[event.tenant] = event

@@ -59,6 +59,13 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     gauge = app[METRICS].live_connections
     gauge.inc()
     try:
+        # Again, now that the Redis round trips above are over: an event applied while they
+        # were in flight cut nothing of this request (its stream is not open yet), and a live
+        # request would otherwise be held for the whole long-poll. Nothing awaits between
+        # here and the handler opening its stream.
+        refusal = app[REVOCATIONS].check(identity)
+        if refusal is not None:
+            raise refusal
         return await handler(request)
     finally:
         gauge.dec()

@@ -28,9 +28,11 @@ from gateway.errors import Code, Refusal
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
+from gateway.redis_client import connect_redis, replica_name
+from gateway.redis_url import parse_redis_url
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
-from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
+from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore, socket_timeout
 from gateway.rules.model import Upstream
 from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
@@ -50,6 +52,7 @@ from gateway.web.keys import (
     LIVE_ROUTES,
     METRICS,
     PUBLIC_PATHS,
+    REPLICA,
     REVOCATIONS,
     RULES,
     SECURITY,
@@ -124,14 +127,17 @@ async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
 async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     """The revocation view: followed from Redis (or memory) for the app's whole life."""
     settings = app[SETTINGS]
-    store: RevocationStore = (
-        RedisStore(settings.redis_url, settings.redis_prefix, pool_size=4)
-        if settings.redis_url
-        else MemoryStore()
-    )
+    retention = settings.jwt_max_ttl + settings.jwt_leeway
+    store: RevocationStore = MemoryStore()
+    if settings.redis_url:
+        client = connect_redis(
+            settings.redis_url, "revocations", replica=app[REPLICA], connections=2,
+            socket_timeout=socket_timeout(settings.revocation_wait_ms), decode_responses=True,
+        )  # fmt: skip
+        store = RedisStore(client, settings.redis_prefix, settings.revocation_wait_ms, retention)
     revocations = Revocations(
         store,
-        retention=settings.jwt_max_ttl + settings.jwt_leeway,
+        retention=retention,
         streams=app[STREAMS],
         metrics=app[METRICS],
         fail_closed=settings.fail_mode == "closed",
@@ -150,13 +156,15 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
     limiter: Limiter
     sink: AuditSink
     if settings.redis_url:
+        url, replica, size = settings.redis_url, app[REPLICA], settings.redis_pool_size
         limiter = RedisLimiter(
-            settings.redis_url,
+            connect_redis(url, "limits", replica=replica, connections=size),
             settings.redis_prefix,
             settings.live_lease_seconds,
-            pool_size=settings.redis_pool_size,
         )
-        sink = RedisSink(settings.redis_url, settings.redis_prefix, settings.redis_pool_size)
+        sink = RedisSink(
+            connect_redis(url, "audit", replica=replica, connections=size), settings.redis_prefix
+        )
     else:
         limiter, sink = MemoryLimiter(), LogSink()
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
@@ -215,6 +223,9 @@ def make_app(
     holder = check_loadable(settings, env)
     for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
         REDACTOR.add_secret(secret)
+    if settings.redis_url:
+        for secret in parse_redis_url(settings.redis_url).secrets:
+            REDACTOR.add_secret(secret)
 
     app = web.Application(
         middlewares=MIDDLEWARES,
@@ -222,6 +233,7 @@ def make_app(
         client_max_size=64 * 1024,
     )
     app[SETTINGS] = settings
+    app[REPLICA] = replica_name()
     app[PUBLIC_PATHS] = PUBLIC
     app[LIVE_ROUTES] = LIVE
     app[AUDIT_LOG] = AuditLog()

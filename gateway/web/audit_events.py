@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from gateway.audit.client_events import parse_batch, record_batch
 from gateway.errors import Code, Refusal
+from gateway.redis_client import REDIS_ERRORS
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, AUDIT_SINK, IDENTITY
 
@@ -22,7 +22,7 @@ async def post_audit_events(request: web.Request) -> web.Response:
         outcome = await record_batch(
             request.app[AUDIT_SINK], request[IDENTITY], events, record.request_id
         )
-    except (RedisError, OSError):
+    except REDIS_ERRORS:
         raise Refusal(
             Code.UPSTREAM_UNAVAILABLE, "the audit store is unreachable; nothing was recorded, retry"
         ) from None

@@ -25,6 +25,7 @@ from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
 
 SETTINGS: Final = web.AppKey("settings", Settings)
+REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
 RULES: Final = web.AppKey("rules", RulesHolder)
 VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
 IDENTITIES: Final = web.AppKey("identities", IdentityCache)

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from gateway.errors import Code, Refusal
+from gateway.redis_client import REDIS_ERRORS
 from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
+from gateway.revocation.store import NotReplicatedError
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAMS
 
@@ -73,7 +74,9 @@ async def get_memberships(request: web.Request) -> web.Response:
 
 
 async def post_revocation(request: web.Request) -> web.Response:
-    """POST /admin/revocations: validate, publish, answer 202 with the event id."""
+    """POST /admin/revocations: validate, publish, answer 202 with the event id once Redis has
+    it (on a replica too, when the master has replicas); 503 when it has not, or may not keep
+    it (no replica confirmed it in time)."""
     document = await read_json(request, 16 * 1024, "a JSON event")
     if not isinstance(document, dict):
         raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON object")
@@ -83,7 +86,9 @@ async def post_revocation(request: web.Request) -> web.Response:
         raise Refusal(Code.INVALID_PARAMETER, str(error)) from None
     try:
         event = await request.app[REVOCATIONS].publish(event_request)
-    except (RedisError, OSError):
+    except NotReplicatedError as error:
+        raise Refusal(Code.REVOCATION_STATE_STALE, str(error)) from None
+    except REDIS_ERRORS:
         raise Refusal(
             Code.REVOCATION_STATE_STALE, "Redis is unreachable; the event was not accepted, retry"
         ) from None

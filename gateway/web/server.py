@@ -15,12 +15,13 @@ from typing import Final
 import structlog
 from aiohttp import web, web_response
 
+from gateway.garbage import schedule_full_collections
 from gateway.log_sink import SINK
 from gateway.settings import Settings
 from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
 from gateway.web.connections import ConnectionGuard, GuardedSite, default_max_connections
-from gateway.web.keys import METRICS, RULES
+from gateway.web.keys import METRICS, RULES, TASKS
 
 log = structlog.get_logger(__name__)
 GRACE: Final = 30.0
@@ -68,6 +69,7 @@ async def start(
 async def serve(settings: Settings, env: Mapping[str, str], *, reuse_port: bool = False) -> None:
     runner, _ = await start(settings, env, reuse_port=reuse_port)
     app = runner.app
+    schedule_full_collections(app[TASKS], settings.gc_seconds)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -11,6 +11,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.redis_keys import audit_stream, security_stream
 from gateway.web.keys import RULES
 from tests.factories import make_token
 from tests.functional.conftest import Electric, World
@@ -27,9 +28,10 @@ async def post(gateway: Gateway, body: Any, token: str = ALICE) -> tuple[int, An
 
 
 def stream(redis_url: str, prefix: str, name: str = "audit") -> list[dict[str, str]]:
+    key = audit_stream(prefix) if name == "audit" else security_stream(prefix)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{prefix}:{name}"))
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(key))
         return [fields for _, fields in entries]
     finally:
         client.close()

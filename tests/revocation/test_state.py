@@ -120,3 +120,17 @@ def test_stream_entries_take_their_time_from_the_redis_id_unless_restored() -> N
         {"type": "tenant.suspended", "tenant": "t", "origin": "1800000000500-0", "at": str(AT)},
     )
     assert (restored.id, restored.at) == ("1800000000500-0", AT)
+
+
+def test_a_tenant_event_older_than_the_last_one_applied_for_its_tenant_changes_nothing() -> None:
+    # A restored stream can hold a suspension after the reinstatement that lifted it (a copy
+    # is appended at the end): the later decision, by original id, stands.
+    state = RevocationState(retention=3600)
+    suspended = event(EventType.TENANT_SUSPENDED, tenant="acme", n=1)
+    reinstated = event(EventType.TENANT_REINSTATED, tenant="acme", n=2)
+    assert state.apply(reinstated)
+    assert not state.apply(suspended)
+    assert code_for(state, AT + 10, tenant="acme") is None
+    assert state.apply(event(EventType.TENANT_SUSPENDED, tenant="acme", n=3))
+    assert code_for(state, AT + 10, tenant="acme") is Code.TENANT_SUSPENDED
+    assert not state.apply(reinstated)  # seen: applied once only
