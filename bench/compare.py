@@ -91,7 +91,7 @@ def run(rounds: int, seconds: float, held: int, work_us: float) -> list[Row]:
                     run_wrk(server.url + LARGE.format(table=table), 8, seconds, key)
                 )
             print(f"round {round_number + 1}/{rounds} done", file=sys.stderr)
-        for name in ("nginx", "bare aiohttp", "shape-gateway"):
+        for name in ("nginx", "shape-gateway"):
             server, table, _ = servers[name]
             rows[name].fanout = measure(server, upstream, held, table)
         return list(rows.values())

@@ -16,7 +16,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from redis.exceptions import RedisError
@@ -34,10 +34,11 @@ LEASE_SECONDS: Final = 15.0
 RENEW_SECONDS: Final = 5.0
 BUCKET_TTL_MS: Final = 120_000
 
-# KEYS: user bucket, tenant bucket (one slot: both carry the tenant's hash tag). ARGV: user
-# per-minute rate, tenant per-minute rate, ttl ms. Returns {allowed (1/0), retry-after seconds,
-# which (0 none, 1 user, 2 tenant)}.
-TAKE: Final = Script("""
+# The requests of one tenant in one event-loop tick, a token-bucket check each. KEYS: (user
+# bucket, tenant bucket) pairs, all with the tenant's hash tag (one slot); ARGV: ttl ms, then
+# (user rate, tenant rate) per pair. Taken in order, so two requests of one user share their
+# bucket correctly. Returns {allowed, retry-after, which} per pair, flattened.
+TAKE_MANY: Final = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function level(key, rate)
@@ -46,19 +47,24 @@ local function level(key, rate)
   local ts = tonumber(b[2]) or now
   return math.min(rate, tokens + (now - ts) * rate / 60000)
 end
-local ur, tr = tonumber(ARGV[1]), tonumber(ARGV[2])
-local u, tn = level(KEYS[1], ur), level(KEYS[2], tr)
-if u < 1 or tn < 1 then
-  local wait, which = 0, 2
-  if u < 1 then wait = (1 - u) * 60 / ur; which = 1 end
-  if tn < 1 then wait = math.max(wait, (1 - tn) * 60 / tr) end
-  return {0, math.ceil(wait), which}
+local out = {}
+for i = 1, #KEYS, 2 do
+  local ur, tr = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local u, tn = level(KEYS[i], ur), level(KEYS[i + 1], tr)
+  if u < 1 or tn < 1 then
+    local wait, which = 0, 2
+    if u < 1 then wait = (1 - u) * 60 / ur; which = 1 end
+    if tn < 1 then wait = math.max(wait, (1 - tn) * 60 / tr) end
+    out[#out + 1] = 0; out[#out + 1] = math.ceil(wait); out[#out + 1] = which
+  else
+    redis.call('HSET', KEYS[i], 'tokens', tostring(u - 1), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    redis.call('HSET', KEYS[i + 1], 'tokens', tostring(tn - 1), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+    out[#out + 1] = 1; out[#out + 1] = 0; out[#out + 1] = 0
+  end
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(u - 1), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'tokens', tostring(tn - 1), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {1, 0, 0}
+return out
 """)
 # KEYS: the user's lease set. ARGV: lease id, cap, lease ms. Returns 1 if a slot was taken.
 ACQUIRE: Final = Script("""
@@ -119,6 +125,22 @@ class Limiter(Protocol):
     async def run(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+_Take = tuple[Identity, LimitPlan, "asyncio.Future[tuple[int, int, int]]"]
+
+
+def _answer_takes(done: asyncio.Future[Any], waiting: list[_Take]) -> None:
+    """Hand each request of a batched TAKE its {allowed, retry-after, which}."""
+    error = done.exception() if not done.cancelled() else RedisError("cancelled")
+    answers = [] if error is not None else list(done.result())
+    for n, (_, _, future) in enumerate(waiting):
+        if future.done():
+            continue  # its client went away
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(tuple(int(v) for v in answers[3 * n : 3 * n + 3]))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -193,16 +215,37 @@ class RedisLimiter:
         self.lease_ms = int(lease_seconds * 1000)
         self.renew_every = lease_seconds / 3
         self._leases: dict[str, str] = {}  # lease id -> its key, renewed while held
+        self._takes: dict[str, list[_Take]] = {}  # this tick's requests, by tenant
+        self._flush_scheduled = False
 
     def _live_key(self, identity: Identity) -> str:
         return tenant_key(self.prefix, "live", identity.tenant, identity.user)
 
+    def _flush_takes(self) -> None:
+        self._flush_scheduled = False
+        takes, self._takes = self._takes, {}
+        for tenant, pending in takes.items():
+            keys: list[str] = []
+            args: list[int] = [BUCKET_TTL_MS]
+            tenant_bucket = tenant_key(self.prefix, "rl:t", tenant)
+            for identity, plan, _ in pending:
+                keys += [tenant_key(self.prefix, "rl:u", tenant, identity.user), tenant_bucket]
+                args += [plan.requests_per_minute, plan.tenant_requests_per_minute]
+            self.batches.submit(TAKE_MANY, keys, args).add_done_callback(
+                lambda done, waiting=pending: _answer_takes(done, waiting)  # type: ignore[misc]
+            )
+
     async def take(self, identity: Identity, plan: LimitPlan) -> Decision:
-        keys = [tenant_key(self.prefix, "rl:u", identity.tenant, identity.user),
-                tenant_key(self.prefix, "rl:t", identity.tenant)]  # fmt: skip
-        args = [plan.requests_per_minute, plan.tenant_requests_per_minute, BUCKET_TTL_MS]
+        """Charge one request. The requests of a tenant in one event-loop tick go as one
+        script call: one command for Redis to parse and run, not one per request."""
+        future: asyncio.Future[tuple[int, int, int]] = asyncio.get_running_loop().create_future()
+        pending = self._takes.setdefault(identity.tenant, [])
+        pending.append((identity, plan, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_takes)
         try:
-            allowed, retry, which = await self.batches.script(TAKE, keys, args)
+            allowed, retry, which = await future
         except (RedisError, OSError) as error:
             log.warning("rate_limit_unavailable", reason=str(error))
             return Decision()

@@ -63,6 +63,12 @@ class Batches:
         """Run `script` on `keys` with `args`; raises RedisError (or OSError) on failure."""
         return await self._submit(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
+    def submit(
+        self, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """`script` queued at once; the future holds its answer (or the error)."""
+        return self._enqueue(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
     async def command(self, *args: Any) -> Any:
         return await self._submit(args, None)
 

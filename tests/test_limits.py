@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+import pytest
+
 from gateway.errors import Code
-from gateway.limits import MemoryLimiter
+from gateway.limits import MemoryLimiter, RedisLimiter
+from gateway.redis_client import connect_redis
 from gateway.rules.model import LimitPlan
 from tests.factories import make_identity
 
@@ -40,3 +46,25 @@ async def test_live_slots_are_capped_per_user_and_released() -> None:
     assert await limiter.acquire(make_identity(user="bob"), PLAN) is not None
     await limiter.release(alice, first)
     assert await limiter.acquire(alice, PLAN) is not None
+
+
+@pytest.mark.redis
+async def test_requests_in_one_tick_are_charged_together_and_in_order(redis_url: str) -> None:
+    # One script call per tenant per event-loop tick: two requests of one user still share a
+    # one-request budget (one passes, one is refused), and another tenant is charged apart.
+    limiter = RedisLimiter(
+        connect_redis(redis_url, "limits-test", replica="t", connections=2),
+        f"gw-test-{uuid.uuid4().hex[:8]}",
+    )
+    plan = LimitPlan(requests_per_minute=1, tenant_requests_per_minute=100)
+    alice, globex = make_identity(), make_identity(user="carol", tenant="globex")
+    try:
+        sent = limiter.batches.sent
+        decisions = await asyncio.gather(
+            limiter.take(alice, plan), limiter.take(alice, plan), limiter.take(globex, plan)
+        )
+        assert limiter.batches.sent - sent == 1  # one round trip for all three
+        codes = [d.refusal.code if d.refusal else None for d in decisions]
+        assert codes == [None, Code.RATE_LIMITED, None]
+    finally:
+        await limiter.close()
