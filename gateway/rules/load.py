@@ -12,218 +12,42 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import yaml
 
 from gateway.rules.model import (
     Grant,
     IdentityMap,
-    LimitPlan,
     Limits,
     Routing,
     Rules,
     ShapeRule,
     Upstream,
 )
+from gateway.rules.nodes import Problem, RulesError, compose_document
+from gateway.rules.sections import (
+    RulesReader,
+    read_identity,
+    read_limits,
+    read_routing,
+    read_upstreams,
+)
 from gateway.sql.expressions import ExpressionError
 from gateway.sql.identifiers import IdentifierError, parse_relation
 from gateway.sql.placeholders import CompiledWhere, compile_where
 
-_VAR: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+__all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's public face
+
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
 _SHAPE_KEYS: Final = ("table", "public", "unscoped", "where", "allow", "columns", "client_where")
-_PLAN_KEYS: Final = tuple(LimitPlan.__dataclass_fields__)
-T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.key}: {self.message}"
-
-
-class RulesError(Exception):
-    """The rules did not load; `problems` lists all of them, in file order."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: (p.line, p.key)))
-        super().__init__("\n".join(map(str, self.problems)))
-
-
-class _Reader:
-    """Reads YAML nodes against the schema, collecting problems instead of stopping at one."""
-
-    def __init__(self, path: str, env: Mapping[str, str]) -> None:
-        self.path = path
-        self.env = env
-        self.problems: list[Problem] = []
-        self._scalars = yaml.SafeLoader("")
-
-    def problem(self, node: yaml.Node, key: str, message: str) -> None:
-        self.problems.append(Problem(self.path, node.start_mark.line + 1, key, message))
-
-    def mapping(
-        self, node: yaml.Node, key: str, accepted: tuple[str, ...] | None = None
-    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """Key -> (key node, value node); unknown and duplicate keys reported."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, key, "must be a mapping")
-            return {}
-        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            where = f"{key}.{name}" if key else str(name)
-            if not isinstance(name, str):
-                self.problem(key_node, key, "keys must be plain strings")
-            elif name in entries:
-                self.problem(key_node, where, "duplicate key (YAML would silently keep the last)")
-            elif accepted is not None and name not in accepted:
-                self.problem(key_node, where, f"unknown key; accepted: {', '.join(accepted)}")
-            else:
-                entries[name] = (key_node, value_node)
-        return entries
-
-    def scalar(self, node: yaml.Node, key: str) -> object:
-        if not isinstance(node, yaml.ScalarNode):
-            self.problem(node, key, "must be a single value")
-            return None
-        return self._scalars.construct_object(node)
-
-    def string(self, node: yaml.Node, key: str, *, pattern: re.Pattern[str] | None = None) -> str:
-        value = self.scalar(node, key)
-        if not isinstance(value, str) or not value:
-            if value is not None or isinstance(node, yaml.ScalarNode):
-                self.problem(node, key, "must be a non-empty string")
-            return ""
-        value = self.expand(node, key, value)
-        if pattern is not None and value and not pattern.fullmatch(value):
-            self.problem(node, key, f"{value!r} must match {pattern.pattern}")
-        return value
-
-    def expand(self, node: yaml.Node, key: str, value: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self.env:
-                self.problem(node, key, f"environment variable {name} is not set")
-                return ""
-            return self.env[name]
-
-        return _VAR.sub(replace, value)
-
-    def boolean(self, node: yaml.Node, key: str) -> bool:
-        value = self.scalar(node, key)
-        if not isinstance(value, bool):
-            self.problem(node, key, "must be true or false")
-            return False
-        return value
-
-    def integer(self, node: yaml.Node, key: str, minimum: int = 1) -> int:
-        value = self.scalar(node, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(node, key, f"must be a whole number of at least {minimum}")
-            return minimum
-        return value
-
-    def strings(
-        self, node: yaml.Node, key: str, *, pattern: re.Pattern[str] | None = None
-    ) -> list[str]:
-        """A list of unique non-empty strings."""
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, key, "must be a list")
-            return []
-        values: list[str] = []
-        for item in node.value:
-            value = self.string(item, key, pattern=pattern)
-            if value in values:
-                self.problem(item, key, f"{value!r} is listed twice")
-            elif value:
-                values.append(value)
-        return values
-
-    def each(
-        self, node: yaml.Node, key: str, read: Callable[[str, yaml.Node, yaml.Node], T]
-    ) -> Iterator[tuple[str, T]]:
-        for name, (key_node, value_node) in self.mapping(node, key).items():
-            yield name, read(f"{key}.{name}", key_node, value_node)
-
-
-def _identity(reader: _Reader, node: yaml.Node) -> IdentityMap:
-    entries = reader.mapping(node, "identity", tuple(IdentityMap.__dataclass_fields__))
-    values = {
-        name: reader.string(value, f"identity.{name}") for name, (_, value) in entries.items()
-    }
-    for required in ("user", "tenant", "role"):
-        if required in entries and not values[required]:
-            values.pop(required)
-    return IdentityMap(**values)
-
-
-def _upstreams(reader: _Reader, node: yaml.Node, default: Upstream) -> dict[str, Upstream]:
-    upstreams = {"default": default}
-
-    def read(key: str, key_node: yaml.Node, value: yaml.Node) -> Upstream:
-        entries = reader.mapping(value, key, ("url", "secret"))
-        url = reader.string(entries["url"][1], f"{key}.url") if "url" in entries else ""
-        if "url" not in entries:
-            reader.problem(value, key, "needs a url")
-        elif url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
-            reader.problem(entries["url"][1], f"{key}.url", f"{url!r} is not an http(s) URL")
-        secret = (
-            reader.string(entries["secret"][1], f"{key}.secret") if "secret" in entries else None
-        )
-        return Upstream(name=key.rsplit(".", 1)[1], url=url.rstrip("/"), secret=secret or None)
-
-    upstreams.update(reader.each(node, "upstreams", read))
-    return upstreams
-
-
-def _routing(reader: _Reader, node: yaml.Node, upstreams: Mapping[str, Upstream]) -> Routing:
-    entries = reader.mapping(node, "routing", ("claim", "tenants"))
-    claim = reader.string(entries["claim"][1], "routing.claim") if "claim" in entries else None
-    tenants: dict[str, str] = {}
-    if "tenants" in entries:
-        for tenant, (_, value) in reader.mapping(entries["tenants"][1], "routing.tenants").items():
-            target = reader.string(value, f"routing.tenants.{tenant}")
-            if target and target not in upstreams:
-                reader.problem(
-                    value,
-                    f"routing.tenants.{tenant}",
-                    f"no upstream named {target!r}; defined: {', '.join(sorted(upstreams))}",
-                )
-            tenants[tenant] = target
-    return Routing(claim=claim or None, tenants=tenants)
-
-
-def _limit_plan(reader: _Reader, key: str, node: yaml.Node, base: LimitPlan) -> LimitPlan:
-    entries = reader.mapping(node, key, _PLAN_KEYS)
-    values = {name: reader.integer(value, f"{key}.{name}") for name, (_, value) in entries.items()}
-    return LimitPlan(**{**{n: getattr(base, n) for n in _PLAN_KEYS}, **values})
-
-
-def _limits(reader: _Reader, node: yaml.Node) -> Limits:
-    entries = reader.mapping(node, "limits", ("default", "plans"))
-    default = LimitPlan()
-    if "default" in entries:
-        default = _limit_plan(reader, "limits.default", entries["default"][1], default)
-    plans = {}
-    if "plans" in entries:
-        for name, (_, value) in reader.mapping(entries["plans"][1], "limits.plans").items():
-            plans[name] = _limit_plan(reader, f"limits.plans.{name}", value, default)
-    return Limits(default=default, plans=plans)
-
-
-def _where(reader: _Reader, node: yaml.Node, key: str) -> CompiledWhere | None:
+def _where(reader: RulesReader, node: yaml.Node, key: str) -> CompiledWhere | None:
     text = reader.string(node, key)
     if not text:
         return None
@@ -235,7 +59,7 @@ def _where(reader: _Reader, node: yaml.Node, key: str) -> CompiledWhere | None:
         return None
 
 
-def _table(reader: _Reader, node: yaml.Node, key: str) -> str:
+def _table(reader: RulesReader, node: yaml.Node, key: str) -> str:
     table = reader.string(node, key)
     for match in _TABLE_PLACEHOLDER.finditer(table):
         if match.group(1) != "tenant":
@@ -254,7 +78,7 @@ Origin = tuple[yaml.Node, str, bool]
 
 
 def _grants(
-    reader: _Reader,
+    reader: RulesReader,
     *,
     key: str,
     key_node: yaml.Node,
@@ -288,9 +112,9 @@ def _grants(
     elif isinstance(allow_node, yaml.SequenceNode):
         grants = dict.fromkeys(reader.strings(allow_node, f"{key}.allow"), shape_grant)
     elif isinstance(allow_node, yaml.MappingNode):
-        for role, (role_node, override) in reader.mapping(allow_node, f"{key}.allow").items():
+        for role, (role_node, override) in reader.entries(allow_node, f"{key}.allow").items():
             at = f"{key}.allow.{role}"
-            fields = reader.mapping(override, at, ("where", "columns"))
+            fields = reader.entries(override, at, ("where", "columns"))
             if "where" not in fields and "columns" not in fields:
                 grants[role] = shape_grant
                 continue
@@ -332,12 +156,12 @@ def _unpinned(roles: list[str], grant: Grant, table: str) -> str:
 
 
 def _shape(
-    reader: _Reader, key: str, key_node: yaml.Node, node: yaml.Node, roles: frozenset[str]
+    reader: RulesReader, key: str, key_node: yaml.Node, node: yaml.Node, roles: frozenset[str]
 ) -> ShapeRule | None:
     name = key.split(".", 1)[1]
     if not _NAME.fullmatch(name):
         reader.problem(key_node, key, f"shape names must match {_NAME.pattern}")
-    entries = reader.mapping(node, key, _SHAPE_KEYS)
+    entries = reader.entries(node, key, _SHAPE_KEYS)
     if not entries:
         return None
 
@@ -408,42 +232,35 @@ def parse_rules(
     text: str, *, path: str, env: Mapping[str, str], default_upstream: Upstream
 ) -> Rules:
     """Parse rules from `text` (`path` names it in problems); RulesError lists every problem."""
-    reader = _Reader(path, env)
-    try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise RulesError([Problem(path, line, "(yaml)", str(error).replace("\n", " "))]) from None
-    if len(documents) != 1 or documents[0] is None:
-        raise RulesError([Problem(path, 1, "(file)", "must hold exactly one YAML document")])
-    top = reader.mapping(documents[0], "", _TOP_KEYS)
+    reader = RulesReader(path, env)
+    document = compose_document(text, path)
+    top = reader.entries(document, "", _TOP_KEYS)
 
     version = reader.scalar(top["version"][1], "version") if "version" in top else None
     if version != 1:
-        node = top["version"][1] if "version" in top else documents[0]
+        node = top["version"][1] if "version" in top else document
         reader.problem(node, "version", "must be 1")
 
-    identity = _identity(reader, top["identity"][1]) if "identity" in top else IdentityMap()
+    identity = read_identity(reader, top["identity"][1]) if "identity" in top else IdentityMap()
     roles: frozenset[str] = frozenset()
     if "roles" not in top:
-        reader.problem(documents[0], "roles", "is required: the roles a token may carry")
+        reader.problem(document, "roles", "is required: the roles a token may carry")
     else:
         role_list = reader.strings(top["roles"][1], "roles", pattern=_NAME)
         if not role_list and isinstance(top["roles"][1], yaml.SequenceNode):
             reader.problem(top["roles"][1], "roles", "must list at least one role")
         roles = frozenset(role_list)
     upstreams = (
-        _upstreams(reader, top["upstreams"][1], default_upstream)
+        read_upstreams(reader, top["upstreams"][1], default_upstream)
         if "upstreams" in top
         else {"default": default_upstream}
     )
-    routing = _routing(reader, top["routing"][1], upstreams) if "routing" in top else Routing()
-    limits = _limits(reader, top["limits"][1]) if "limits" in top else Limits()
+    routing = read_routing(reader, top["routing"][1], upstreams) if "routing" in top else Routing()
+    limits = read_limits(reader, top["limits"][1]) if "limits" in top else Limits()
 
     shapes: dict[str, ShapeRule] = {}
     if "shapes" not in top:
-        reader.problem(documents[0], "shapes", "is required (deny by default: no shapes, no data)")
+        reader.problem(document, "shapes", "is required (deny by default: no shapes, no data)")
     else:
         read_shapes = reader.each(
             top["shapes"][1], "shapes", lambda k, kn, n: _shape(reader, k, kn, n, roles)

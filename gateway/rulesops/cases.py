@@ -159,7 +159,7 @@ def _allowed(reader: NodeReader, node: yaml.Node, key: str) -> Allowed:
             reader, entries["rows_visible_only_where"], f"{key}.rows_visible_only_where"
         )
     if "min_rows" in entries:
-        values["min_rows"] = reader.integer(entries["min_rows"], f"{key}.min_rows")
+        values["min_rows"] = reader.integer(entries["min_rows"], f"{key}.min_rows", minimum=0)
     if "database" in entries:
         values["database"] = reader.boolean(entries["database"], f"{key}.database")
     return Allowed(**values)

@@ -1,6 +1,6 @@
 """Line-aware reading of YAML nodes for ops files (rule tests), problems collected not raised.
 
-The same approach as the rules loader's reader: compose the document into nodes (which know
+The rules loader's reader (gateway/rules/nodes.py): compose the document into nodes (which know
 their line), read them against a schema, and report every problem as `PATH:LINE: key: message`
 through the rules' own `Problem`/`RulesError`, so a broken test file reads like a broken rules
 file. Unlike rules, test files expand no `${VAR}`: a test states literal expectations.
@@ -8,75 +8,17 @@ file. Unlike rules, test files expand no `${VAR}`: a test states literal expecta
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
-from gateway.rules.load import Problem, RulesError
+from gateway.rules.nodes import NodeReader as RulesNodeReader
+from gateway.rules.nodes import compose_document, line_of
+
+__all__ = ["NodeReader", "compose_document", "line_of"]
 
 
-def compose_document(text: str, path: str) -> yaml.Node:
-    """The single YAML document in `text`, or RulesError naming the YAML problem's line."""
-    try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise RulesError([Problem(path, line, "(yaml)", str(error).replace("\n", " "))]) from None
-    if len(documents) != 1 or documents[0] is None:
-        raise RulesError([Problem(path, 1, "(file)", "must hold exactly one YAML document")])
-    document: yaml.Node = documents[0]
-    return document
-
-
-def line_of(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-class NodeReader:
-    """Reads nodes against a schema; each reader method reports what is wrong and goes on."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")
-
-    def problem(self, node: yaml.Node, key: str, message: str) -> None:
-        self.problems.append(Problem(self.path, line_of(node), key, message))
-
-    def mapping(
-        self, node: yaml.Node, key: str, accepted: tuple[str, ...] | None = None
-    ) -> dict[str, yaml.Node]:
-        """Key -> value node; non-string, unknown and duplicate keys reported."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, key, "must be a mapping")
-            return {}
-        entries: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            at = f"{key}.{name}" if key else str(name)
-            if not isinstance(name, str):
-                self.problem(key_node, key, "keys must be plain strings")
-            elif name in entries:
-                self.problem(key_node, at, "duplicate key (YAML would silently keep the last)")
-            elif accepted is not None and name not in accepted:
-                self.problem(key_node, at, f"unknown key; accepted: {', '.join(accepted)}")
-            else:
-                entries[name] = value_node
-        return entries
-
-    def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, key, "must be a list")
-            return []
-        items: list[yaml.Node] = node.value
-        return items
-
-    def scalar(self, node: yaml.Node, key: str) -> object:
-        if not isinstance(node, yaml.ScalarNode):
-            self.problem(node, key, "must be a single value")
-            return None
-        return self._constructor.construct_object(node)
+class NodeReader(RulesNodeReader):
+    """The rules' node reader, with strings read as a test states them: a number is its text
+    (`project_id: 2` means "2"), and one string stands for a list of one."""
 
     def string(self, node: yaml.Node, key: str) -> str:
         """A non-empty string; numbers are taken as their text (`project_id: 2` means "2")."""
@@ -99,25 +41,3 @@ class NodeReader:
     def string_map(self, node: yaml.Node, key: str) -> dict[str, str]:
         entries = self.mapping(node, key)
         return {name: self.string(value, f"{key}.{name}") for name, value in entries.items()}
-
-    def boolean(self, node: yaml.Node, key: str) -> bool:
-        value = self.scalar(node, key)
-        if not isinstance(value, bool):
-            self.problem(node, key, "must be true or false")
-            return False
-        return value
-
-    def integer(self, node: yaml.Node, key: str, minimum: int = 0) -> int:
-        value = self.scalar(node, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(node, key, f"must be a whole number of at least {minimum}")
-            return minimum
-        return value
-
-    def data(self, node: yaml.Node) -> Any:
-        """Plain data (strings, numbers, lists, mappings) as a token's claims would carry it."""
-        return self._constructor.construct_object(node, deep=True)
-
-    def raise_problems(self) -> None:
-        if self.problems:
-            raise RulesError(self.problems)
