@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from tests.factories import make_token
 from tests.functional.conftest import Electric, World
@@ -26,56 +21,9 @@ from tests.functional.test_revocation_functional import (
     status_of,
 )
 from tests.gateway import Gateway, GatewayFactory
+from tests.redis_servers import RedisServers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-class OwnRedis:
-    """A redis-server process of this test's own, so it can be killed and restarted."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            message = "redis-server is not on PATH (apt-get install redis-server)"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
-        self.binary = binary
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    client.close()
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.kill()
 
 
 async def until(
@@ -88,8 +36,12 @@ async def until(
 
 
 async def test_redis_restart_loses_nothing(
-    gateway_factory: GatewayFactory, world: World, electric: Electric, own_redis: OwnRedis
+    gateway_factory: GatewayFactory,
+    world: World,
+    electric: Electric,
+    redis_servers: RedisServers,
 ) -> None:
+    own_redis = redis_servers.single()  # of this test's own: killed and restarted
     prefix = "gw-restart"
     a = await replica(gateway_factory, world, electric, own_redis.url, prefix, fail_mode="open")
     b = await replica(gateway_factory, world, electric, own_redis.url, prefix, fail_mode="open")

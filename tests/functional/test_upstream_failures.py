@@ -12,7 +12,7 @@ from gateway.upstream.client import Timeouts
 from tests.electric import Fault
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
-from tests.gateway import GatewayFactory
+from tests.gateway import Gateway, GatewayFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.across_electric_versions]
 
@@ -91,17 +91,24 @@ async def test_slow_upstream_is_504_upstream_timeout(
         assert (await response.json())["error"] == "upstream_timeout"
 
 
+async def big_shape(
+    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory, rows: int
+) -> tuple[Gateway, Electric]:
+    """A gateway before an Electric whose `big` shape is `rows` rows of 2 KB, one response."""
+    electric = await electric_factory(chunk_rows=100_000)
+    world.execute("INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 64) "
+                  "FROM generate_series(1, %s) g", (rows,))  # fmt: skip
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    return gateway, electric
+
+
 @pytest.mark.imitation_only("fault injection")
 async def test_body_cut_by_upstream_is_cut_for_the_client_not_completed(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
 ) -> None:
-    electric = await electric_factory(chunk_rows=10_000)
-    world.execute(
-        "INSERT INTO {schema}.big SELECT g, repeat('x', 1000) FROM generate_series(1, 500) g"
-    )
-    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
-                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
-    electric.state.inject(Fault("abort", after_bytes=400_000))  # of about 570 KB
+    gateway, electric = await big_shape(gateway_factory, world, electric_factory, rows=500)
+    electric.state.inject(Fault("abort", after_bytes=700_000))  # of about 1 MB
     async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -114,12 +121,7 @@ async def test_body_cut_before_anything_was_sent_is_our_502_not_a_closed_connect
 ) -> None:
     # A connection closed without an answer invites a blind retry; nothing was sent yet, so
     # the gateway can still say what happened.
-    electric = await electric_factory(chunk_rows=10_000)
-    world.execute(
-        "INSERT INTO {schema}.big SELECT g, repeat('x', 1000) FROM generate_series(1, 500) g"
-    )
-    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
-                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    gateway, electric = await big_shape(gateway_factory, world, electric_factory, rows=500)
     electric.state.inject(Fault("abort", after_bytes=0))  # headers, then not a byte
     async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:
         assert response.status == 502
@@ -167,13 +169,7 @@ async def test_a_compressed_error_keeps_electrics_vary_beside_ours_and_no_versio
 async def test_a_client_hanging_up_mid_body_is_logged_499_client_closed_not_a_500(
     gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
 ) -> None:
-    electric = await electric_factory(chunk_rows=100_000)
-    world.execute(
-        "INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 64) "
-        "FROM generate_series(1, 2600) g"
-    )
-    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
-                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    gateway, _ = await big_shape(gateway_factory, world, electric_factory, rows=2600)
     with capture_logs() as logs:
         for _ in range(5):  # hang up at different points of a 5 MB body
             async with gateway.shape({"table": "big", "offset": "-1"}, token=ADMIN) as response:

@@ -11,9 +11,9 @@ import redis
 from structlog.testing import capture_logs
 
 from tests.factories import make_token
-from tests.functional.test_redis_restart import OwnRedis, own_redis  # noqa: F401 - fixture
 from tests.functional.test_revocation_functional import ready
 from tests.gateway import GatewayFactory
+from tests.redis_servers import RedisServers
 
 pytestmark = pytest.mark.redis
 POOL = 4
@@ -29,9 +29,9 @@ def clients_connected(url: str) -> int:
 
 
 async def test_a_burst_uses_a_bounded_pool_and_shutdown_releases_every_connection(
-    gateway_factory: GatewayFactory,
-    own_redis: OwnRedis,  # noqa: F811 - the fixture
+    gateway_factory: GatewayFactory, redis_servers: RedisServers
 ) -> None:
+    own_redis = redis_servers.single()  # of this test's own: its clients are all the gateway's
     gateway = await gateway_factory(redis_url=own_redis.url, redis_pool_size=POOL)
     await ready(gateway)
     tokens = [make_token(sub=f"user-{n}") for n in range(50)]
