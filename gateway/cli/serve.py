@@ -12,6 +12,7 @@ from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
 from gateway.runtime import run_async
 from gateway.web.app import check_loadable
+from gateway.web.connections import raise_file_limit
 from gateway.web.server import serve
 from gateway.web.workers import Supervisor
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         return EXIT_USAGE
     configure_logging(settings.log_format)
+    raise_file_limit()  # before the workers start: they inherit it
     try:
         if settings.workers > 1:
             check_loadable(settings, env)  # report broken rules once, not once per worker

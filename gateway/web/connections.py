@@ -8,7 +8,9 @@ then nothing) exhaust the process's descriptors and with them the service. So:
 - a connection must deliver a complete request's headers within the header timeout of being
   opened, and of its previous response (aiohttp's keep-alive timer, which closes a connection
   still waiting for a whole request); an idle keep-alive connection goes after the same time.
-The default cap leaves room in the process's file limit for the upstream connections.
+The default cap leaves room in the process's file limit for the upstream connections, and
+`serve` first raises that limit's soft value to its hard one (as Go's runtime does): the common
+soft default of 1,024 would otherwise cap a replica at 448 connections whatever ops allowed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ from aiohttp import web
 log = structlog.get_logger(__name__)
 LOG_EVERY: Final = 10.0
 RESERVED_DESCRIPTORS: Final = 128  # Redis, the listening socket, log files, the rules watcher
+
+
+MOST_DESCRIPTORS: Final = 1 << 20  # Linux's default nr_open: a higher soft limit is refused
+
+
+def raise_file_limit() -> int:
+    """Raise the soft file limit to the hard one; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = MOST_DESCRIPTORS if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # a hard limit above what the kernel grants: keep ours
+            pass
+    return soft
 
 
 def default_max_connections() -> int:

@@ -39,7 +39,7 @@ async def start(
     grace: float = GRACE,
     timeouts: Timeouts | None = None,
     reuse_port: bool = False,
-) -> tuple[web.AppRunner, web.BaseSite]:
+) -> tuple[web.AppRunner, GuardedSite]:
     """Start serving on settings.host/port; returns the runner (cleanup() stops it)."""
     app = make_app(settings, env, timeouts)
     runner = web.AppRunner(
@@ -67,7 +67,7 @@ async def start(
 
 
 async def serve(settings: Settings, env: Mapping[str, str], *, reuse_port: bool = False) -> None:
-    runner, _ = await start(settings, env, reuse_port=reuse_port)
+    runner, site = await start(settings, env, reuse_port=reuse_port)
     app = runner.app
     schedule_full_collections(app[TASKS], settings.gc_seconds)
     loop = asyncio.get_running_loop()
@@ -81,6 +81,7 @@ async def serve(settings: Settings, env: Mapping[str, str], *, reuse_port: bool 
         url=f"http://{host}:{port}",
         upstream=settings.electric_url,
         rules=app[RULES].rules.digest,
+        max_connections=site.guard.max_connections,
     )
     await stop.wait()
     log.info("gateway_stopping", grace_seconds=GRACE)

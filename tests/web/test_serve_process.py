@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -25,22 +26,34 @@ ENV = {
 }
 
 
-async def run_serve(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+async def run_serve(
+    *args: str, env: dict[str, str] | None = None, soft_file_limit: int | None = None
+) -> asyncio.subprocess.Process:
+    def lower_file_limit() -> None:
+        if soft_file_limit is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft_file_limit, hard))
+
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", *args,
         env=env or ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lower_file_limit,
     )  # fmt: skip
 
 
-async def listening_url(process: asyncio.subprocess.Process) -> str:
+async def listening_event(process: asyncio.subprocess.Process) -> dict[str, object]:
     assert process.stderr is not None
     async with asyncio.timeout(10):
         while True:
             line = await process.stderr.readline()
             assert line, "serve exited before listening"
-            event = json.loads(line)
+            event: dict[str, object] = json.loads(line)
             if event["event"] == "gateway_listening":
-                return str(event["url"]).replace("0.0.0.0", "127.0.0.1")
+                return event
+
+
+async def listening_url(process: asyncio.subprocess.Process) -> str:
+    return str((await listening_event(process))["url"]).replace("0.0.0.0", "127.0.0.1")
 
 
 @pytest.fixture
@@ -105,3 +118,22 @@ async def test_serve_with_broken_rules_exits_listing_the_problems(tmp_path: Path
     _, err = await process.communicate()
     assert process.returncode == 1
     assert f"{rules}:4: shapes.x: role 'a' would read".encode() in err
+
+
+async def test_serve_raises_a_low_soft_file_limit_to_the_hard_one(tmp_path: Path) -> None:
+    """A soft limit of 256 would cap the replica at 64 connections; serve lifts it to the hard."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard file limit here is no higher than the soft one this test sets")
+    process = await run_serve(
+        "--host", "127.0.0.1", "--port", "0", "--rules", str(SHIPPED_RULES), soft_file_limit=256
+    )
+    try:
+        event = await listening_event(process)
+        soft, _ = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+        expected = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        assert soft == expected
+        assert event["max_connections"] == (expected - 128) // 2
+    finally:
+        process.kill()
+        await process.wait()
