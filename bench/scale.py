@@ -109,11 +109,6 @@ def redis_bytes_per_event(client: redis.Redis, prefix: str) -> dict[str, float]:
     return sizes
 
 
-def delete_keys(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-
-
 def apply_cost_us(open_streams: int, events: int = 2000) -> float:
     """µs to apply one event on a replica holding `open_streams` streams of other users: the
     work is looking up the event's user, whatever else is open (its JSON log line included,
@@ -384,9 +379,9 @@ def main() -> None:
     result = Result(settings={k: v for k, v in vars(options).items() if k != "json"})
     prefix = f"bench-scale-{os.getpid()}-{secrets.token_hex(3)}"
     admin = secrets.token_urlsafe(32)
-    with redis.Redis.from_url(REDIS_URL) as client, Stack() as stack:
-        stack.callback(delete_keys, client, prefix)  # once the replicas have stopped
+    with redis.Redis.from_url(REDIS_URL) as client:
         result.redis_bytes_per_event = redis_bytes_per_event(client, prefix)
+    with Stack() as stack:
         upstream = stack.upstream(hold=LONG_POLL, sse_hold=3600, cpu=None)
         env = {"GATEWAY_ADMIN_TOKEN": admin}
         gateways = [stack.gateway(upstream, REDIS_URL, prefix=prefix, env=env, cpu=None)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 import psutil
+import redis
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SECRET: Final = "bench-secret-0123456789-0123456789-abcdef"
@@ -179,8 +180,9 @@ class Stack(contextlib.ExitStack):
         environment |= {"JWT_SECRET": SECRET, "LOG_FORMAT": "json", "GATEWAY_MAX_CONNECTIONS":
                         "19000", "GATEWAY_HEADER_TIMEOUT": "60"}  # fmt: skip
         if redis_url:
-            environment |= {"REDIS_URL": redis_url,
-                            "GATEWAY_REDIS_PREFIX": prefix or f"bench-{port}"}  # fmt: skip
+            prefix = prefix or f"bench-{port}"
+            environment |= {"REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": prefix}
+            self.callback(_delete_keys, redis_url, prefix)  # after the replica stops
         command = [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--rules", str(rules), "--upstream", upstream.url,
                    "--workers", str(workers)]  # fmt: skip
@@ -194,6 +196,12 @@ class Stack(contextlib.ExitStack):
         if workers > 1:
             server.pids = [c.pid for c in psutil.Process(server.process.pid).children()]
         return server
+
+
+def _delete_keys(redis_url: str, prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
