@@ -41,7 +41,7 @@ import structlog
 from redis.typing import EncodableT, FieldT
 
 from bench.fanout import tokens
-from bench.stack import Server, Stack
+from bench.stack import Server, Stack, cpu_seconds
 from gateway.auth.identity import Identity
 from gateway.garbage import NEVER
 from gateway.log_sink import SINK
@@ -157,15 +157,6 @@ def machine_seconds() -> tuple[float, float]:
     return capacity - times.idle - getattr(times, "iowait", 0), capacity
 
 
-def process_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-    return total
-
-
 async def hold(session: aiohttp.ClientSession, url: str, token: str, stream: Stream) -> None:
     """One stream, from its request to its end; records how and when it ended. A long-poll
     the upstream answers (200, up to date, after 20 s) is sent again, as a client does."""
@@ -263,7 +254,7 @@ class Run:
         ours = [*(g.process.pid for g in gateways), self.upstream.process.pid, os.getpid(),
                 redis_pid]  # fmt: skip
         revoked = rng.sample(sorted(self.users), options.revocations)
-        (busy_from, capacity_from), ours_from = machine_seconds(), process_seconds(ours)
+        (busy_from, capacity_from), ours_from = machine_seconds(), cpu_seconds(ours)
         for user in revoked:
             posted_to = gateways[rng.randrange(len(gateways))]
             result.cutoff_ms.append(await self.revoke(posted_to, self.users[user]))
@@ -271,7 +262,7 @@ class Run:
         busy, capacity = machine_seconds()
         busy, capacity = busy - busy_from, capacity - capacity_from
         result.machine_busy = round(busy / capacity, 3)
-        others = busy - (process_seconds(ours) - ours_from)
+        others = busy - (cpu_seconds(ours) - ours_from)
         result.others_share = round(max(others, 0.0) / capacity, 3)
         return revoked
 

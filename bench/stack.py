@@ -111,12 +111,17 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self.pids or [self.process.pid]:
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                total += times.user + times.system
-        return total
+        return cpu_seconds(self.pids or [self.process.pid])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
 
 
 class Stack(contextlib.ExitStack):
@@ -124,7 +129,7 @@ class Stack(contextlib.ExitStack):
 
     def __init__(self) -> None:
         super().__init__()
-        # SIGTERM (a timeout, a Ctrl-C'd make) unwinds like an error: the servers stop too.
+        # SIGTERM (a timeout, a kill) unwinds like an error: the servers are stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.dir = Path(tempfile.mkdtemp(prefix="shape-gateway-bench-"))
         self.callback(shutil.rmtree, self.dir, ignore_errors=True)
