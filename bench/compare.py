@@ -120,8 +120,8 @@ def render(rows: list[Row], held: int) -> str:
     lines += [
         "",
         "targets:",
-        f"  1-row catch-up, c=32: {small:.2f}x nginx (target 0.30x): {_met(small >= 0.3)}",
-        f"  1.3 MB snapshot, c=8: {large:.2f}x nginx (target 0.90x): {_met(large >= 0.9)}",
+        f"  1-row catch-up, c=32: {small:.3f}x nginx (target 0.30x): {_met(small >= 0.3)}",
+        f"  1.3 MB snapshot, c=8: {large:.3f}x nginx (target 0.90x): {_met(large >= 0.9)}",
     ]
     if fan := gateway.fanout:
         lines += [
@@ -134,7 +134,7 @@ def render(rows: list[Row], held: int) -> str:
         ]
     if redis_row := by_name.get("shape-gateway + Redis"):
         ratio = redis_row.rate() / gateway.rate()
-        lines.append(f"  with REDIS_URL: {ratio:.2f}x the gateway without (target 0.90x): "
+        lines.append(f"  with REDIS_URL: {ratio:.3f}x the gateway without (target 0.90x): "
                      f"{_met(ratio >= 0.9)}")  # fmt: skip
     return "\n".join(lines)
 
