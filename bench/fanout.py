@@ -1,10 +1,10 @@
 """Held long-polls: what each costs a proxy in memory, and how fast one change releases them all.
 
 The client side runs in its own process on the load core (`python -m bench.fanout --client`):
-it opens `count` live long-polls through the proxy, each request with one of a hundred
-users' tokens, and reports when each answer completed. The measuring side waits until the
-upstream holds them all, reads the proxy's resident memory, releases every poll with one
-`POST /_change` to the upstream, and reads the client's completion times against that moment.
+it opens `count` live long-polls through the proxy, each request with one of a hundred users'
+tokens, and reports when each answer's first bytes came (or that none came). The measuring side
+waits until the upstream holds them all, reads the proxy's resident memory, releases every poll
+with one `POST /_change` to the upstream, and reads the client's times against that moment.
 """
 
 from __future__ import annotations
