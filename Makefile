@@ -58,6 +58,5 @@ demo: install deploy/web/node_modules/.package-lock.json
 bench: install
 	$(PY) -m bench.planner
 	$(PY) -m bench.limits
-	$(PY) -m bench.http
-	$(PY) -m bench.revocation
+	$(PY) -m bench.compare
 	$(PY) -m bench.scale

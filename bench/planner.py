@@ -1,8 +1,8 @@
 """Planner cost per request: token verification (cold and cached), identity, query parse, plan.
 
 Run: `python -m bench.planner`. Prints microseconds per operation (median of 5 rounds). This is
-the work the gateway adds before any byte goes upstream; the HTTP benchmark (gateway vs direct,
-over real sockets) is bench/http.py.
+the work the gateway adds before any byte goes upstream; the HTTP benchmark (the gateway next to
+nginx and going direct, over real sockets) is bench/compare.py.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 import psutil
+import redis
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SECRET: Final = "bench-secret-0123456789-0123456789-abcdef"
@@ -61,6 +62,7 @@ http {{
   }}
 }}
 """
+OURS: Final = ("GATEWAY_", "JWT_", "ELECTRIC_", "REDIS_URL", "LOG_")  # set here, not inherited
 LOAD_CPU: Final = 0
 SERVER_CPU: Final = 1
 
@@ -71,9 +73,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pinned(command: Sequence[str], cpu: int) -> list[str]:
-    """`command` on one CPU, when the machine has more than one and taskset exists."""
-    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+def pinned(command: Sequence[str], cpu: int | None) -> list[str]:
+    """`command` on one CPU (None: any), when the machine has several and taskset exists."""
+    if cpu is not None and (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
         return ["taskset", "-c", str(cpu), *command]
     return list(command)
 
@@ -109,12 +111,17 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self.pids or [self.process.pid]:
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                total += times.user + times.system
-        return total
+        return cpu_seconds(self.pids or [self.process.pid])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
 
 
 class Stack(contextlib.ExitStack):
@@ -122,6 +129,8 @@ class Stack(contextlib.ExitStack):
 
     def __init__(self) -> None:
         super().__init__()
+        # SIGTERM (a timeout, a kill) unwinds like an error: the servers are stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         self.dir = Path(tempfile.mkdtemp(prefix="shape-gateway-bench-"))
         self.callback(shutil.rmtree, self.dir, ignore_errors=True)
 
@@ -133,11 +142,14 @@ class Stack(contextlib.ExitStack):
         wait_for_port(port, process)
         return Server(name, port, process)
 
-    def upstream(self, snapshot_bytes: int = 1_300_000, work_us: float = 0.0) -> Server:
+    def upstream(
+        self, work_us: float = 0.0, hold: float = 20.0, sse_hold: float = 60.0,
+        cpu: int | None = SERVER_CPU,
+    ) -> Server:  # fmt: skip
         port = free_port()
-        command = [sys.executable, "-m", "bench.upstream", "--port", str(port),
-                   "--snapshot-bytes", str(snapshot_bytes), "--work-us", str(work_us)]  # fmt: skip
-        return self._spawn("upstream", pinned(command, SERVER_CPU), port, dict(os.environ))
+        command = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--work-us",
+                   str(work_us), "--hold", str(hold), "--sse-hold", str(sse_hold)]  # fmt: skip
+        return self._spawn("upstream", pinned(command, cpu), port, dict(os.environ))
 
     def nginx(self, upstream: Server) -> Server:
         port = free_port()
@@ -155,27 +167,46 @@ class Stack(contextlib.ExitStack):
         env = {**os.environ, "JWT_SECRET": SECRET}
         return self._spawn("bare", pinned(command, SERVER_CPU), port, env)
 
-    def gateway(self, upstream: Server, redis_url: str | None = None, workers: int = 1) -> Server:
+    def gateway(
+        self,
+        upstream: Server,
+        redis_url: str | None = None,
+        workers: int = 1,
+        *,
+        prefix: str = "",
+        env: dict[str, str] | None = None,
+        cpu: int | None = SERVER_CPU,
+    ) -> Server:
+        """A replica; with `redis_url`, on `prefix` (replicas given the same share state)."""
         port = free_port()
         rules = self.dir / "rules.yaml"
         rules.write_text(textwrap.dedent(RULES))
-        env = {**os.environ, "JWT_SECRET": SECRET, "LOG_FORMAT": "json",
-               "GATEWAY_MAX_CONNECTIONS": "19000", "GATEWAY_HEADER_TIMEOUT": "60"}  # fmt: skip
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(OURS)}
+        environment |= {"JWT_SECRET": SECRET, "LOG_FORMAT": "json", "GATEWAY_MAX_CONNECTIONS":
+                        "19000", "GATEWAY_HEADER_TIMEOUT": "60"}  # fmt: skip
         if redis_url:
-            env |= {"REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": f"bench-{port}"}
+            prefix = prefix or f"bench-{port}"
+            environment |= {"REDIS_URL": redis_url, "GATEWAY_REDIS_PREFIX": prefix}
+            self.callback(_delete_keys, redis_url, prefix)  # after the replica stops
         command = [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--rules", str(rules), "--upstream", upstream.url,
                    "--workers", str(workers)]  # fmt: skip
         # One worker shares the upstream's core; several spread over every core.
         server = self._spawn(
-            "gateway" if not redis_url else "gateway-redis",
-            pinned(command, SERVER_CPU) if workers == 1 else command,
+            f"gateway-{port}",
+            pinned(command, cpu if workers == 1 else None),
             port,
-            env,
+            environment | (env or {}),
         )
         if workers > 1:
             server.pids = [c.pid for c in psutil.Process(server.process.pid).children()]
         return server
+
+
+def _delete_keys(redis_url: str, prefix: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -5,11 +5,14 @@ HTTP/1.1 keep-alive on a bare asyncio protocol. `GET /v1/shape`:
 - `offset=-1`: a snapshot of `--snapshot-bytes` (default 1.3 MB), chunked like Electric;
 - `live=true`: held until `POST /_change` releases every held poll with a one-row change
   (or `--hold` seconds pass: an up-to-date answer, as Electric's 20 s timeout);
+- `live=true&live_sse=true`: SSE headers at once, then a stream kept open (a change is sent as
+  events) until the client goes or `--sse-hold` seconds pass (Electric's 60 s);
 - otherwise a catch-up: one row and up-to-date.
-`GET /_stats` answers how many polls are held. `--work-us` spends that much CPU on each shape
-request before answering, like a real server's per-request work: bench.compare's default (40)
-makes going direct about as fast as the issue's reference upstream (~18,500 catch-ups/s), so
-the ratios compare with the issue's table; 0 measures against the fastest possible upstream.
+`GET /_stats` answers how many polls and streams are held. `--work-us` spends that much CPU on
+each shape request before answering, like a real server's per-request work: bench.compare's
+default (40) makes going direct about as fast as the issue's reference upstream (~18,500
+catch-ups/s), so the ratios compare with the issue's table; 0 measures against the fastest
+possible upstream.
 
     python -m bench.upstream --port 3000
 """
@@ -63,7 +66,9 @@ def _snapshot(size: int) -> bytes:
 
 
 class Upstream:
-    def __init__(self, snapshot_bytes: int, hold: float, work_us: float = 0.0) -> None:
+    def __init__(
+        self, snapshot_bytes: int, hold: float, work_us: float = 0.0, sse_hold: float = 60.0
+    ) -> None:
         self.work_ns = int(work_us * 1000)
         self.snapshot = _snapshot(snapshot_bytes)
         self.catch_up = _response(
@@ -78,8 +83,16 @@ class Upstream:
             f"[{UP_TO_DATE}]".encode(), "1_0", "public, max-age=5",
             "electric-cursor: 1\r\nelectric-up-to-date: \r\n",
         )  # fmt: skip
-        self.hold = hold
+        self.sse_head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"electric-handle: 1795968529-1\r\nelectric-offset: 1_0\r\nelectric-cursor: 1\r\n"
+            b"cache-control: public, max-age=59\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        events = f"data: {ROW % (2, 2, 2)}\n\ndata: {UP_TO_DATE}\n\n".encode()
+        self.sse_change = f"{len(events):x}\r\n".encode() + events + b"\r\n"
+        self.hold, self.sse_hold = hold, sse_hold
         self.held: set[asyncio.Transport] = set()
+        self.streams: set[asyncio.Transport] = set()
 
     def answer(self, transport: asyncio.Transport, method: bytes, target: bytes) -> None:
         path, _, query = target.partition(b"?")
@@ -91,9 +104,16 @@ class Upstream:
             released, self.held = self.held, set()
             for held in released:
                 held.write(self.change)
+            for stream in self.streams:
+                stream.write(self.sse_change)
             transport.write(_response(json.dumps({"released": len(released)}).encode(), "", ""))
         elif path == b"/_stats":
-            transport.write(_response(json.dumps({"held": len(self.held)}).encode(), "", ""))
+            count = len(self.held) + len(self.streams)
+            transport.write(_response(json.dumps({"held": count}).encode(), "", ""))
+        elif b"live_sse=true" in query:
+            self.streams.add(transport)
+            transport.write(self.sse_head)
+            asyncio.get_running_loop().call_later(self.sse_hold, self._end, transport)
         elif b"live=true" in query:
             self.held.add(transport)
             asyncio.get_running_loop().call_later(self.hold, self._expire, transport)
@@ -106,6 +126,11 @@ class Upstream:
         if transport in self.held:
             self.held.discard(transport)
             transport.write(self.timeout)
+
+    def _end(self, transport: asyncio.Transport) -> None:
+        if transport in self.streams:
+            self.streams.discard(transport)
+            transport.write(b"0\r\n\r\n")
 
 
 class Connection(asyncio.Protocol):
@@ -134,10 +159,11 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
             self.upstream.held.discard(self.transport)
+            self.upstream.streams.discard(self.transport)
 
 
-async def serve(port: int, snapshot_bytes: int, hold: float, work_us: float) -> None:
-    upstream = Upstream(snapshot_bytes, hold, work_us)
+async def serve(port: int, snapshot_bytes: int, hold: float, work_us: float, sse: float) -> None:
+    upstream = Upstream(snapshot_bytes, hold, work_us, sse)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(upstream), "127.0.0.1", port, backlog=8192)
     async with server:
@@ -149,11 +175,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--snapshot-bytes", type=int, default=1_300_000)
     parser.add_argument("--hold", type=float, default=20.0, help="long-poll timeout, seconds")
+    parser.add_argument("--sse-hold", type=float, default=60.0, help="SSE lifetime, seconds")
     parser.add_argument("--work-us", type=float, default=0.0, help="CPU per shape request, µs")
     args = parser.parse_args()
     import uvloop  # noqa: PLC0415 - the `speed` extra; the benchmark needs it
 
-    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold, args.work_us))
+    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold, args.work_us, args.sse_hold))
 
 
 if __name__ == "__main__":

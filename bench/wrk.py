@@ -21,6 +21,7 @@ class Load:
     p50: float  # seconds
     p99: float
     errors: int
+    requests: int
 
     @property
     def mb_per_s(self) -> float:
@@ -48,4 +49,6 @@ def run_wrk(url: str, connections: int, seconds: float, token: str | None = None
     p99 = _quantity(re.search(r"\s99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return Load(rate, transfer, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0))
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    return Load(rate, transfer, p50, p99, errors, requests)
