@@ -5,7 +5,8 @@ CPython collects its oldest generation each time the objects that survived the y
 grew by a quarter since the last full collection. A replica holding 3,000 long-polls keeps
 about a million objects alive, and every long-poll Electric answers after 20 s and the client
 sends again promotes a few hundred more, so a full collection comes every few seconds and stops
-the event loop for 0.3-2 s (bench.scale --gc-probe), delaying what a revocation should cut.
+the event loop for 0.3-2 s (measured with gc.callbacks holding 3,333 streams), delaying what a
+revocation should cut.
 Reference counting frees nearly all of a finished request (the cycles left measured a few MB a
 minute at 10,000 streams), so `serve` (each worker, with GATEWAY_WORKERS):
 - freezes what exists once it has started (modules, settings): never collected again;
