@@ -51,7 +51,8 @@ def _redis_answers(url: str) -> bool:
         client.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port the OS reports free now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -105,7 +106,7 @@ def _throwaway_postgres() -> str | None:
     directory = tempfile.mkdtemp(prefix="gw-pg-")
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres")
-    port = _free_port()
+    port = free_port()
     runas = _as_postgres_user()
     subprocess.run([*runas, initdb, "-D", directory, "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)  # fmt: skip
@@ -135,7 +136,7 @@ def _throwaway_redis() -> str | None:
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -15,7 +15,6 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from tests.deploy.files import NGINX
+from tests.services import free_port
 
 LOCATIONS = "shape-gateway-locations.conf"
 
@@ -43,13 +43,6 @@ def nginx_binary() -> str:
         pytest.fail(f"{message}; CI must run the front's tests", pytrace=False)
     pytest.skip(message)
     raise AssertionError  # pytest.skip raises; this line only informs the type checker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_certificate(directory: Path) -> Path:
