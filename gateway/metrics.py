@@ -88,11 +88,6 @@ class Metrics:
             "Client connections closed at once because GATEWAY_MAX_CONNECTIONS were open.",
             registry=r,
         )
-        self.connections_timed_out = Counter(
-            "shape_gateway_connections_timed_out_total",
-            "Client connections closed for sending headers or a body too slowly.",
-            registry=r,
-        )
         self.security_events_dropped = Counter(
             "shape_gateway_security_events_dropped_total",
             "Security events not written to the security stream (queue full).",
