@@ -43,6 +43,9 @@ def test_keys_used_together_share_a_slot(tenant: str, user: str, event_id: str) 
     assert slot(keys.tenant_key(PREFIX, "live", tenant, user)) == bucket
     # APPEND: the audit stream and each event's de-duplication key.
     assert slot(keys.audit_seen(PREFIX, tenant, user, event_id)) == slot(keys.audit_stream(PREFIX))
+    # PUBLISH, RESTORE: the revocation stream and each publisher's event_id key.
+    stream = slot(keys.revocation_stream(PREFIX))
+    assert slot(keys.revocation_event(PREFIX, event_id)) == stream
 
 
 def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_the_prefix() -> None:
@@ -52,5 +55,6 @@ def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_th
     every = [stream, keys.revocation_epoch(PREFIX), keys.revocation_origins(PREFIX),
              keys.audit_stream(PREFIX), keys.security_stream(PREFIX),
              keys.audit_seen(PREFIX, "acme", "alice", "e1"),
+             keys.revocation_event(PREFIX, "{e1}"),
              keys.tenant_key(PREFIX, "live", "acme", "alice")]  # fmt: skip
     assert all(k.startswith(f"{PREFIX}:") for k in every)
