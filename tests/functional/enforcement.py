@@ -4,8 +4,9 @@ second of its acknowledgement" through Redis faults, from the right instants:
 - acknowledged: when the publisher got its answer (the admin API's 202, or the line
   `shape-gateway revoke` prints before it exits, read a few ms later);
 - enforced: when each gateway applied the event (the listener every applied event goes
-  through, the one the event feed uses), keyed by the publisher's event_id.
+  through, the one the event feed uses).
 
+Each event revokes a user of its own, named like its event_id, by which both are keyed.
 Publishers behave as the docs ask: an answer that is not a 202 (unreachable, not confirmed,
 outcome unknown) is followed by the same event, with the same event_id, until one is.
 """
@@ -44,7 +45,7 @@ async def until(condition: Callable[[], bool], what: str, within: float) -> floa
 
 
 class Applied:
-    """When `gateway` applied each event, by event_id (its first application: the only one)."""
+    """When `gateway` applied each event, by the user it names (its first application)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -52,8 +53,8 @@ class Applied:
         gateway.app[REVOCATIONS].listeners.append(self._record)
 
     def _record(self, event: RevocationEvent) -> None:
-        if event.event_id is not None:
-            self.at.setdefault(event.event_id, time.monotonic())
+        if event.user is not None:
+            self.at.setdefault(event.user, time.monotonic())
 
 
 async def post(gateway: Gateway, event_id: str) -> tuple[int, str]:

@@ -51,15 +51,15 @@ async def gateways_following(
     return started
 
 
-def event_ids_on(group: Replicated, port: int) -> set[str]:
-    """The publishers' event_ids in the revocation stream of the server at `port`."""
+def users_on(group: Replicated, port: int) -> set[str]:
+    """The users revoked in the revocation stream of the server at `port`."""
     server = next(s for s in (group.master, group.replica) if s.port == port)
     client = server.client()
     try:
         entries = cast(Entries, client.xrange(revocation_stream(PREFIX)))
     finally:
         client.close()
-    return {fields["event_id"] for _, fields in entries if "event_id" in fields}
+    return {fields["user"] for _, fields in entries if "user" in fields}
 
 
 def promoted(group: Replicated) -> Callable[[], bool]:
@@ -112,7 +112,7 @@ async def test_a_hung_master_that_resumes_leaves_every_acknowledgement_enforced_
     assert max(lags) <= PROMISE
     assert len(during) >= 20
     # Nothing acknowledged lives only on the deposed master: the promoted one has it all.
-    assert set(acknowledged) <= event_ids_on(group, group.replica.port)
+    assert set(acknowledged) <= users_on(group, group.replica.port)
     late = await gateways_following(gateway_factory, group, 1)
     await refused_everywhere([*gateways, *late], sorted(acknowledged), within=5)
 
