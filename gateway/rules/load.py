@@ -44,7 +44,9 @@ __all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
-_SHAPE_KEYS: Final = ("table", "public", "unscoped", "where", "allow", "columns", "client_where")
+_SHAPE_KEYS: Final = (
+    "table", "public", "unscoped", "where", "allow", "columns", "client_where", "local_ttl",
+)  # fmt: skip
 
 
 def _where(reader: RulesReader, node: yaml.Node, key: str) -> CompiledWhere | None:
@@ -176,6 +178,7 @@ def _shape(
     where = get("where", lambda n, k: _where(reader, n, k), None)
     columns = get("columns", reader.strings, None)
     client_where = get("client_where", reader.strings, None)
+    local_ttl = get("local_ttl", reader.duration, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
@@ -224,6 +227,7 @@ def _shape(
         grants=grants,
         client_where=frozenset(client_where) if client_where is not None else None,
         public=public,
+        local_ttl=local_ttl,
         line=key_node.start_mark.line + 1,
     )
 

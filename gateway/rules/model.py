@@ -49,6 +49,7 @@ class ShapeRule:
     grants: Mapping[str, Grant]  # role -> grant; a role absent here is refused
     client_where: frozenset[str] | None = None
     public: bool = False
+    local_ttl: int | None = None  # seconds a client may keep the rows locally (`local_ttl`)
     line: int = 0
 
     @property
