@@ -94,6 +94,8 @@ export interface GatewayClient {
   shape<T extends Row<unknown> = Row>(name: string, options?: GatewayShapeOptions<T>): ShapeStream<T>
   onAccessEnded(handler: (ended: AccessEnded) => unknown): () => void
   onAccessResumed(handler: (resumed: AccessResumed) => unknown): () => void
+  /** Every revocation event the feed delivered, in order, once the client acted on its batch. */
+  onEvent(handler: (event: RevocationEvent) => unknown): () => void
   registerStore(store: RegisteredStore): () => void
   switchTenant(tenant: string): Promise<void>
   /** Stop the shapes, the feed and the timers; local data and the feed's position stay. */
@@ -143,6 +145,7 @@ class Client implements GatewayClient {
   readonly #ended = new Map<string | null, AccessEndedCode>()
   readonly #endedHandlers = new Set<(ended: AccessEnded) => unknown>()
   readonly #resumedHandlers = new Set<(resumed: AccessResumed) => unknown>()
+  readonly #eventHandlers = new Set<(event: RevocationEvent) => unknown>()
   #sweeper: ReturnType<typeof setInterval> | null = null
 
   constructor(options: GatewayClientOptions) {
@@ -260,6 +263,11 @@ class Client implements GatewayClient {
     return () => this.#resumedHandlers.delete(handler)
   }
 
+  onEvent(handler: (event: RevocationEvent) => unknown): () => void {
+    this.#eventHandlers.add(handler)
+    return () => this.#eventHandlers.delete(handler)
+  }
+
   async #refusedAccess(error: GatewayError, tenant: string | null): Promise<void> {
     if (error.code === "session_revoked") await this.#endSession(null, error)
     else await this.#endAccess(tenant, error.code as AccessEndedCode, null, error)
@@ -323,11 +331,20 @@ class Client implements GatewayClient {
     if (verdict.roleChanged !== null) this.#tokens.invalidate()
     if (verdict.session !== null) {
       await this.#endSession(verdict.session, null)
-      return
+    } else {
+      if (verdict.sessionToConfirm !== null) await this.#confirmSession(verdict.sessionToConfirm)
+      for (const [tenant, { code, event }] of verdict.ended) await this.#endAccess(tenant, code, event, null)
+      for (const [tenant, event] of verdict.reinstated) await this.#resume(tenant, event)
     }
-    if (verdict.sessionToConfirm !== null) await this.#confirmSession(verdict.sessionToConfirm)
-    for (const [tenant, { code, event }] of verdict.ended) await this.#endAccess(tenant, code, event, null)
-    for (const [tenant, event] of verdict.reinstated) await this.#resume(tenant, event)
+    for (const event of events) {
+      for (const handler of [...this.#eventHandlers]) {
+        try {
+          await handler(event)
+        } catch (failure) {
+          console.error("shape-gateway client: onEvent handler", failure)
+        }
+      }
+    }
   }
 
   /** A session.revoked naming a session this client cannot see (its token is a cookie): ask. */
