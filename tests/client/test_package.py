@@ -170,6 +170,8 @@ def test_the_package_is_versioned_with_the_gateway() -> None:
     lock = json.loads((PACKAGE / "package-lock.json").read_text())
     assert manifest["version"] == gateway.__version__
     assert lock["version"] == lock["packages"][""]["version"] == gateway.__version__
+    demo = json.loads((ROOT / "deploy" / "web" / "package-lock.json").read_text())
+    assert demo["packages"]["../../clients/js"]["version"] == gateway.__version__  # its link
     assert manifest["peerDependencies"] == {"@electric-sql/client": ">=1.5.0 <2"}
     assert "dependencies" not in manifest  # no runtime dependency beyond the peer
 

@@ -102,12 +102,12 @@ export class IndexedDbStore {
   }
 
   /** Apply a batch the shape's subscriber got: rows, position, local_ttl, and when the gateway
-   * last served the shape up to date. */
+   * last served the shape up to date. Resolves, once written, with what is kept of the shape. */
   apply<T extends Row<unknown>>(
     shape: string,
     stream: ShapeStreamInterface<T>,
     messages: Message<T>[],
-  ): Promise<void> {
+  ): Promise<StoredShape<T>> {
     const stored = this.shape<T>(shape)
     const upserts = new Map<string, T>()
     const deletes = new Set<string>()
@@ -153,6 +153,7 @@ export class IndexedDbStore {
       for (const [key, value] of upserts) rows.put({ shape, key, value })
       transaction.objectStore(SHAPES).put({ shape, ...position })
       await finished(transaction)
+      return stored
     })
   }
 
