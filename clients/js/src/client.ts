@@ -456,6 +456,7 @@ class Client implements GatewayClient {
     for (const record of [...this.#shapes]) record.controller.abort()
     if (this.#sweeper !== null) clearInterval(this.#sweeper)
     this.#sweeper = null
+    await this.#keys.forgetAll([]) // held keys and their renewals; a leased key stays kept
   }
 
   async signOut(): Promise<void> {

@@ -96,12 +96,13 @@ export class Feed {
     })
   }
 
-  /** Stop reading; what arrived is still acted on. */
+  /** Stop reading; what arrived is still acted on (not awaited: stop may be called from a
+   * handler the batch in progress is waiting on). */
   async stop(): Promise<void> {
     this.#controller?.abort()
     this.#controller = null
     await this.done
-    await this.#flush()
+    void this.#flush()
   }
 
   /** Reconnect now (another tenant, another token). */
