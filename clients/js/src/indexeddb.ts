@@ -59,6 +59,7 @@ export class IndexedDbStore {
   readonly tenant: string
   readonly #client: GatewayClient
   #db: Promise<IDBDatabase> | null = null
+  #cleared = false // after clear(), nothing is written again: a late batch cannot bring rows back
   #queue: Promise<unknown> = Promise.resolve()
   #shapes = new Map<string, StoredShape>()
 
@@ -88,6 +89,7 @@ export class IndexedDbStore {
   /** Load what is kept (after dropping what is past its local_ttl). */
   load(): Promise<void> {
     return this.#then(async () => {
+      if (this.#cleared) return
       await this.#expire(Date.now())
       const db = await this.#open()
       const transaction = db.transaction([ROWS, SHAPES])
@@ -109,6 +111,7 @@ export class IndexedDbStore {
     messages: Message<T>[],
   ): Promise<StoredShape<T>> {
     const stored = this.shape<T>(shape)
+    if (this.#cleared) return Promise.resolve(stored)
     const upserts = new Map<string, T>()
     const deletes = new Set<string>()
     let reset = false
@@ -145,6 +148,7 @@ export class IndexedDbStore {
     if (upToDate) stored.syncedAt = Date.now()
     const { rows: _, ...position } = stored
     return this.#then(async () => {
+      if (this.#cleared) return stored
       const db = await this.#open()
       const transaction = db.transaction([ROWS, SHAPES], "readwrite")
       const rows = transaction.objectStore(ROWS)
@@ -160,11 +164,13 @@ export class IndexedDbStore {
   /** Drop every shape whose rows the gateway last served longer ago than its local_ttl, with
    * its position (its next sync starts from a snapshot). The shapes dropped. */
   expire(now: number = Date.now()): Promise<string[]> {
-    return this.#then(() => this.#expire(now))
+    return this.#then(async () => (this.#cleared ? [] : this.#expire(now)))
   }
 
-  /** Delete the database (access to the tenant ended, or signed out). */
+  /** Delete the database (access to the tenant ended, or signed out). The store writes nothing
+   * after this; open the family again for a new one. */
   clear(): Promise<void> {
+    this.#cleared = true
     return this.#then(async () => {
       this.#shapes = new Map()
       if (this.#db !== null) (await this.#db.catch(() => null))?.close()

@@ -28,6 +28,11 @@ export class Tokens {
     return this.#source !== undefined
   }
 
+  /** Whether a refused token can be replaced: only a function can give another. */
+  get refreshable(): boolean {
+    return typeof this.#source === "function"
+  }
+
   /** The token to send now. */
   current(): Promise<string> {
     if (this.#current === null) this.#current = this.#fetch()

@@ -55,7 +55,7 @@ export class Transport {
     }
     const request = { credentials: this.#credentials, ...init, headers }
     const response = await fetchImpl(input, request)
-    if (response.status !== 401 || token === null) return response
+    if (response.status !== 401 || token === null || !this.tokens.refreshable) return response
     const refusal = await readRefusal(response)
     if (refusal === null || !REFRESHES_TOKEN.has(refusal.code)) return response
     const fresh = await this.tokens.refresh(token)

@@ -97,6 +97,7 @@ export class Panel {
       tenant,
       user,
       storage: sessionStorage,
+      reconnect: { maxDelay: 2000 }, // a demo: a reinstated tenant comes back within 2 s
     })
     const run = { client, shapes: {}, ended: false, confirmed: false }
     this.run = run
