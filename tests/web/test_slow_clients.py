@@ -111,12 +111,15 @@ async def test_a_trickled_body_is_refused_as_request_timeout(
     writer.close()
 
 
-async def answer_and_close(reader: asyncio.StreamReader, within: float) -> tuple[bytes, bytes]:
-    """The status line and the rest, read until the server closes the connection."""
+async def answer_and_close(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the server sent until it closed the connection: an end, or a reset (a close
+    while the client is still sending resets the connection, which may cost it the answer)."""
+    answer = b""
     async with asyncio.timeout(within):
-        status = await reader.readline()
-        rest = await reader.read()
-    return status, rest
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await reader.read(65536):
+                answer += chunk
+    return answer
 
 
 def audit_post(declared: int) -> bytes:
@@ -133,12 +136,12 @@ async def test_a_declared_body_that_never_comes_is_refused_and_closed_after_the_
     gateway = await gateway_factory(header_timeout=TIMEOUT)
     reader, writer = await open_slow(gateway, audit_post(2_000_000))
     started = time.monotonic()
-    status, rest = await answer_and_close(reader, TIMEOUT + 10)
+    answer = await answer_and_close(reader, TIMEOUT + 10)
     held = time.monotonic() - started
     writer.close()
-    assert status.startswith(b"HTTP/1.1 408"), status
-    assert b'"request_timeout"' in rest
-    assert b"Connection: close" in rest
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer
+    assert b"Connection: close" in answer
     assert TIMEOUT * 0.9 <= held < TIMEOUT + 1, held  # then closed: no lingering for the body
 
 
@@ -160,11 +163,11 @@ async def test_a_body_that_trickles_below_the_rate_is_refused_whatever_length_it
 
     async with asyncio.TaskGroup() as group:
         sender = group.create_task(trickle())
-        status, _ = await answer_and_close(reader, TIMEOUT + 10)
+        answer = await answer_and_close(reader, TIMEOUT + 10)
         held = time.monotonic() - started
         sender.cancel()
     writer.close()
-    assert status.startswith(b"HTTP/1.1 408"), status
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
     assert held < TIMEOUT + 1, held
 
 
