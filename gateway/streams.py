@@ -14,14 +14,17 @@ Streams are indexed by user and by (active) tenant, so a revocation looks only a
 of the principal it names: its cost grows with the streams it affects, not with all those open.
 
 Expiry is one timer wheel: streams are bucketed by the second their token ends (`exp` +
-JWT_LEEWAY), with one loop timer per non-empty bucket, cancelled when its last stream ends.
-Streams of one token share a bucket, so the wheel costs a set entry per stream and a timer per
-expiring second, never a task or a timer per stream.
+JWT_LEEWAY), and one loop timer is armed for the earliest second due. Tracking a request costs
+a set entry and dict operations, never a task or a timer per stream: a second is queued once
+(a heap of ints) and stays queued when its bucket empties, so a client polling with one token
+re-arms nothing; when the timer fires it stops the streams of every second past, skips the
+emptied seconds and arms itself for the next second that still has streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -64,16 +67,24 @@ class OpenStreams:
         self._open: set[OpenStream] = set()
         self._by_user: dict[str, set[OpenStream]] = {}
         self._by_tenant: dict[str, set[OpenStream]] = {}
-        self._expiring: dict[int, set[OpenStream]] = {}  # exp + leeway -> streams
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._expiring: dict[int, set[OpenStream]] = {}  # exp + leeway -> its open streams
+        self._due: list[int] = []  # heap of the seconds queued (possibly emptied since)
+        self._queued: set[int] = set()  # the same seconds, each queued once
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0  # the second the timer is armed for
 
     def __len__(self) -> int:
         return len(self._open)
 
     @property
+    def expiring(self) -> int:
+        """Seconds in which some open stream's token ends (each a bucket of streams)."""
+        return len(self._expiring)
+
+    @property
     def timers(self) -> int:
-        """Expiry timers armed: one per second in which some open stream's token ends."""
-        return len(self._timers)
+        """Loop timers armed for expiry: at most one, whatever is open."""
+        return 0 if self._timer is None else 1
 
     def _ends(self, identity: Identity) -> int | None:
         """The second `identity`'s token stops being accepted; None for an identity that no
@@ -93,7 +104,11 @@ class OpenStreams:
             bucket = self._expiring.get(ends)
             if bucket is None:
                 bucket = self._expiring[ends] = set()
-                self._arm(ends)
+                if ends not in self._queued:
+                    self._queued.add(ends)
+                    heapq.heappush(self._due, ends)
+                    if self._timer is None or ends < self._timer_at:
+                        self._arm(ends)
             bucket.add(stream)
         try:
             yield stream
@@ -108,29 +123,33 @@ class OpenStreams:
             if ends is not None:
                 self._forget(ends, stream)
 
-    def _arm(self, ends: int) -> None:
-        delay = max(ends - time.time(), 0.0)
-        self._timers[ends] = asyncio.get_running_loop().call_later(delay, self._expire, ends)
+    def _arm(self, at: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(at - time.time(), 0.0)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+        self._timer_at = at
 
     def _forget(self, ends: int, stream: OpenStream) -> None:
         bucket = self._expiring.get(ends)
-        if bucket is None:
-            return
-        bucket.discard(stream)
-        if not bucket:
-            del self._expiring[ends]
-            timer = self._timers.pop(ends, None)
-            if timer is not None:
-                timer.cancel()
+        if bucket is not None:
+            bucket.discard(stream)
+            if not bucket:
+                del self._expiring[ends]  # its second stays queued: the timer skips it
 
-    def _expire(self, ends: int) -> None:
-        """The bucket's second has come: stop its streams as `token_expired`."""
-        self._timers.pop(ends, None)
-        if time.time() < ends:  # the loop's clock ran ahead of the wall clock: not yet
-            self._arm(ends)
-            return
-        for stream in self._expiring.pop(ends, ()):
-            stream.stop(EXPIRED)
+    def _expire(self) -> None:
+        """Stop the streams of every second past as `token_expired`; arm for the next second
+        that still has streams (if the loop's clock ran ahead of the wall clock, the same)."""
+        self._timer = None
+        now = time.time()
+        due, queued = self._due, self._queued
+        while due and (due[0] <= now or due[0] not in self._expiring):
+            ends = heapq.heappop(due)
+            queued.discard(ends)
+            for stream in self._expiring.pop(ends, ()):
+                stream.stop(EXPIRED)
+        if due:
+            self._arm(due[0])
 
     def of_user(self, user: str) -> list[OpenStream]:
         """The open streams (shapes and feeds) of `user`, in any tenant."""

@@ -78,7 +78,7 @@ async def test_a_stream_is_stopped_as_token_expired_once_exp_and_the_leeway_have
     assert len(streams) == streams.timers == 0
 
 
-async def test_streams_expiring_in_one_second_share_one_timer_gone_with_the_last() -> None:
+async def test_streams_are_bucketed_by_the_second_their_token_ends_under_one_timer() -> None:
     streams = OpenStreams(leeway=30)
     later = int(time.time()) + 600
     with contextlib.ExitStack() as held:
@@ -88,14 +88,19 @@ async def test_streams_expiring_in_one_second_share_one_timer_gone_with_the_last
             )
         for n in range(1, 4):  # and three tokens ending in three other seconds
             held.enter_context(streams.track(make_identity(expires_at=later + n), live=True))
-        assert (len(streams), streams.timers) == (1003, 4)
-    assert (len(streams), streams.timers) == (0, 0)
+        assert (len(streams), streams.expiring, streams.timers) == (1003, 4, 1)
+    assert (len(streams), streams.expiring) == (0, 0)
 
 
-async def test_a_stream_ended_before_its_token_leaves_no_timer_behind() -> None:
-    streams = OpenStreams()
-    with streams.track(make_identity(expires_at=int(time.time()) + 60), live=False):
-        assert streams.timers == 1
-    assert streams.timers == 0
+async def test_the_timer_of_seconds_whose_streams_all_ended_disarms_when_it_fires() -> None:
+    streams = OpenStreams(leeway=1)
+    soon = int(time.time())
+    for _ in range(100):  # a client polling again and again with one token
+        with streams.track(make_identity(expires_at=soon), live=False):
+            assert (streams.expiring, streams.timers) == (1, 1)
+    assert (streams.expiring, streams.timers) == (0, 1)  # armed once, left armed
+    async with asyncio.timeout(3):
+        while streams.timers:  # noqa: ASYNC110 - the wheel's own timer, observed
+            await asyncio.sleep(0.05)
     with streams.track(make_identity(), live=False):  # no token behind it (explain, check)
-        assert streams.timers == 0
+        assert (streams.expiring, streams.timers) == (0, 0)
