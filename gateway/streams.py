@@ -52,12 +52,13 @@ class OpenStream:
     def stopped(self) -> Refusal | None:
         """On CancelledError: the reason this stream was stopped, its cancellation withdrawn
         (the holder answers with it), or None when the task is cancelled for another reason
-        (the client left, the server is stopping), which must propagate."""
-        if self.reason is None:
+        (the client left, the server is stopping), which must propagate. Withdrawn once: a
+        cancellation after that is never the stop's."""
+        task = self.task
+        if self.reason is None or task is None:
             return None
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        self.task = None
+        task.uncancel()
         return self.reason
 
 
