@@ -97,5 +97,3 @@ async def test_clients_that_stop_reading_a_snapshot_are_cut_and_release_their_up
     lines = [(e["reason"], e["status"]) for e in logs
              if e["event"] == "shape_request" and e["path"] == "/v1/shape"]  # fmt: skip
     assert lines == [("write_timeout", 499)] * CLIENTS
-    print(f"descriptors: baseline {baseline}, {CLIENTS} stalled {held}, after cut {after}; "
-          f"upstream released {released:.1f} s after all were held")  # fmt: skip
