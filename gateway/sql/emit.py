@@ -19,10 +19,14 @@ from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME
 
 from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.identifiers import quote_identifier
-from gateway.sql.subset import operator_name, type_name
+from gateway.sql.subset import BOOL_TESTS, operator_name, type_name
 
 _KEYWORDS: Final = RESERVED_KEYWORDS | COL_NAME_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS
 _LIKE_WORDS: Final = {"~~": "LIKE", "!~~": "NOT LIKE", "~~*": "ILIKE", "!~~*": "NOT ILIKE"}
+_DISTINCT: Final = {
+    A_Expr_Kind.AEXPR_DISTINCT: "IS DISTINCT FROM",
+    A_Expr_Kind.AEXPR_NOT_DISTINCT: "IS NOT DISTINCT FROM",
+}
 _DIRECTIONS: Final[dict[SortByDir | None, str]] = {
     SortByDir.SORTBY_ASC: " ASC",
     SortByDir.SORTBY_DESC: " DESC",
@@ -92,6 +96,11 @@ def _condition(node: object) -> str:
     if isinstance(node, ast.NullTest):
         test = "IS NULL" if node.nulltesttype == NullTestType.IS_NULL else "IS NOT NULL"
         return f"{_value(node.arg)} {test}"
+    if isinstance(node, ast.BooleanTest):
+        arg = node.arg
+        plain = isinstance(arg, ast.ColumnRef | ast.TypeCast | ast.A_Const)
+        operand = _value(arg) if plain else f"({_condition(arg)})"
+        return f"{operand} {BOOL_TESTS[node.booltesttype]}"  # type: ignore[index]
     if isinstance(node, ast.A_Expr):
         return _operation(node)
     return _value(node)
@@ -101,6 +110,8 @@ def _operation(node: ast.A_Expr) -> str:
     left, operator, kind = _value(node.lexpr), operator_name(node), node.kind
     if kind == A_Expr_Kind.AEXPR_OP and operator is not None:
         return f"{left} {operator} {_value(node.rexpr)}"
+    if kind in _DISTINCT and operator == "=":
+        return f"{left} {_DISTINCT[kind]} {_value(node.rexpr)}"
     if kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE) and operator in _LIKE_WORDS:
         return f"{left} {_LIKE_WORDS[operator]} {_value(node.rexpr)}"
     items = node.rexpr if isinstance(node.rexpr, tuple) else ()
@@ -127,6 +138,8 @@ def _canonical(node: object) -> object:
         return (node.kind, operator_name(node), _canonical(node.lexpr), right)
     if isinstance(node, ast.NullTest):
         return ("null", node.nulltesttype, _canonical(node.arg))
+    if isinstance(node, ast.BooleanTest):
+        return ("test", node.booltesttype, _canonical(node.arg))
     return node  # leaves: pglast compares them field by field, locations excluded
 
 

@@ -41,8 +41,8 @@ def forwarded(text: str) -> str:
         ("NOT (status = 'done')", "status <> 'done'"),
         ("NOT (a = 1 OR b IS NULL)", "(a <> 1) AND (b IS NOT NULL)"),
         (
-            "CAST(created_at AS timestamptz) > '2024-01-01'",
-            "created_at::timestamptz > '2024-01-01'",
+            "CAST(created_at AS timestamptz) > '2024-01-01T00:00:00Z'",
+            "created_at::timestamptz > '2024-01-01T00:00:00Z'",
         ),
         ("project_id::integer = '5'::int", "project_id::int4 = '5'::int4"),
         ("CAST(-1 AS bigint) < x", "(-1)::int8 < x"),
