@@ -56,7 +56,7 @@ def push_negations(node: ast.Node) -> ast.Node:
         if node.boolop == BoolExprType.NOT_EXPR:
             return _negate(args[0])
         return ast.BoolExpr(boolop=node.boolop, args=tuple(push_negations(a) for a in args))
-    if isinstance(node, ast.BooleanTest):  # `(NOT a) IS TRUE`: the NOT inside goes too
+    if isinstance(node, ast.BooleanTest) and node.arg is not None:  # `(NOT a) IS TRUE`
         return ast.BooleanTest(arg=push_negations(node.arg), booltesttype=node.booltesttype)
     return node
 
@@ -77,7 +77,7 @@ def _negate(node: ast.Node) -> ast.Node:
             else NullTestType.IS_NULL
         )
         return ast.NullTest(arg=node.arg, nulltesttype=flipped, argisrow=False)
-    if isinstance(node, ast.BooleanTest):  # two-valued: the NOT goes into the test
+    if isinstance(node, ast.BooleanTest) and node.arg is not None:  # two-valued: NOT goes in
         flipped_test = _NEGATED_TEST[node.booltesttype]  # type: ignore[index]
         return ast.BooleanTest(arg=push_negations(node.arg), booltesttype=flipped_test)
     if isinstance(node, ast.A_Expr):

@@ -223,7 +223,8 @@ class _Checker:
             return _Value("int4" if -(2**31) <= number < 2**31 else "int8", node, what=str(number))
         if isinstance(value, ast.Float):
             return _Value("numeric", node, what=str(value.fval))
-        return _Value("bool", node, what="true" if value.boolval else "false")  # ast.Boolean
+        truth = isinstance(value, ast.Boolean) and bool(value.boolval)
+        return _Value("bool", node, what="true" if truth else "false")
 
     def value(self, node: object) -> _Value:
         if isinstance(node, ast.ColumnRef):
@@ -298,8 +299,8 @@ class _Checker:
         elif isinstance(node, ast.NullTest):
             self.value(node.arg)
         elif isinstance(node, ast.BooleanTest):
-            test = BOOL_TESTS.get(node.booltesttype)  # type: ignore[call-overload]
-            if test is None:
+            test = BOOL_TESTS.get(node.booltesttype) if node.booltesttype is not None else None
+            if test is None or node.arg is None:
                 raise self.unsupported(node)
             self.condition(node.arg, f"with {test}")
         elif isinstance(node, ast.A_Expr):

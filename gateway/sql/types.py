@@ -39,9 +39,9 @@ _NUMBERS: Final = ("int2", "int4", "int8", "float4", "float8", "numeric")
 _ORDERED: Final = (*_NUMBERS, "text", "uuid", "date", "time", "timestamp", "timestamptz")
 # Comparison overloads (`defcompare`, `bool = bool`, `interval = interval`): operator -> types.
 OVERLOADS: Final[dict[str, tuple[str, ...]]] = {
-    **{op: _ORDERED for op in ("<", ">", "<=", ">=")},
-    **{op: (*_ORDERED, "bool", "interval") for op in ("=", "<>")},
-    **{op: ("text",) for op in ("~~", "!~~", "~~*", "!~~*")},
+    **dict.fromkeys(("<", ">", "<=", ">="), _ORDERED),
+    **dict.fromkeys(("=", "<>"), (*_ORDERED, "bool", "interval")),
+    **dict.fromkeys(("~~", "!~~", "~~*", "!~~*"), ("text",)),
 }
 # `implicit_casts.ex` (source -> targets), the identity included.
 _IMPLICIT: Final[dict[str, frozenset[str]]] = {
@@ -57,7 +57,7 @@ _IMPLICIT: Final[dict[str, frozenset[str]]] = {
 }
 _PREFERRED: Final = frozenset({"bool", "float8", "text", "timestamptz", "interval"})
 # `<type>out` functions: what `::text` accepts (there is none for timestamptz).
-_TO_TEXT: Final = frozenset(_NUMBERS + ("date", "time", "timestamp", "interval", "bool", "uuid"))
+_TO_TEXT: Final = frozenset((*_NUMBERS, "date", "time", "timestamp", "interval", "bool", "uuid"))
 _EXPLICIT: Final = frozenset({("bool", "int4"), ("int4", "bool")})
 _INT_RANGES: Final = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
@@ -117,9 +117,8 @@ def literal_problem(text: str, type_name: str) -> str | None:
     found = pattern.fullmatch(value)
     if found is not None and (type_name == "time" or _valid_date(found)):
         return None
-    return (
-        f"{text!r} is not a {type_name} Electric reads: write {_FORMS[type_name]}"
-        + (" (a date alone is refused)" if type_name in ("timestamp", "timestamptz") else "")
+    return f"{text!r} is not a {type_name} Electric reads: write {_FORMS[type_name]}" + (
+        " (a date alone is refused)" if type_name in ("timestamp", "timestamptz") else ""
     )
 
 
@@ -146,7 +145,7 @@ def pick_overload(operator: str, left: str, right: str) -> str | None:
     (implicit casts, most exact matches, preferred types, the string category for unknowns).
     """
     candidates = OVERLOADS.get(operator, ())
-    if left != UNKNOWN and right != UNKNOWN:
+    if UNKNOWN not in (left, right):
         if left == right and left in candidates:
             return left
     elif left != right:  # one side unknown: it takes the other's type if that has an overload

@@ -12,8 +12,8 @@ cached snapshot would reappear after its reader's access was revoked. So every r
 through Electric's etag), never with `max-age`/`stale-*`. Every error (status 400 and above,
 the gateway's own and Electric's alike, 409 included) and every response that had no policy is
 also `no-store`, whatever Electric sent: Electric 1.0.10 marks its 400s `no-cache` only, 1.7
-`no-store`, and an error is never worth keeping. `Vary` keeps what Electric varies on (`accept-encoding` with a
-compressed body) and gains the headers that pick the identity.
+`no-store`, and an error is never worth keeping. `Vary` keeps what Electric varies on
+(`accept-encoding` with a compressed body) and gains the headers that pick the identity.
 """
 
 from __future__ import annotations

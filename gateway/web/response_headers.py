@@ -1,6 +1,6 @@
 """on_response_prepare: the headers every response gets, proxied or our own, so no route can
-forget them: private caching revalidated through the gateway (never stored for an error), `Vary` on what picks the
-identity, CORS, and the request id."""
+forget them: private caching revalidated through the gateway (never stored for an error),
+`Vary` on what picks the identity, CORS, and the request id."""
 
 from __future__ import annotations
 
