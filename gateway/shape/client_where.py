@@ -23,6 +23,7 @@ from gateway.sql.emit import emit_order_by, emit_where
 from gateway.sql.expressions import ExpressionError, parse_expression, walk
 from gateway.sql.negation import push_negations
 from gateway.sql.subset import check_subset
+from gateway.sql.types import literal_problem
 
 MAX_WHERE_LENGTH: Final = 8192
 
@@ -33,10 +34,17 @@ def _invalid(message: str) -> Refusal:
 
 @dataclass(frozen=True, slots=True)
 class CheckedWhere:
-    """Forwarded SQL of a client where, its `$n` already shifted by the rule's parameter count."""
+    """Forwarded SQL of a client where, its `$n` already shifted by the rule's parameter count;
+    `param_types[k - 1]` is the type Electric reads the client's `$k` as (None: not known)."""
 
     sql: str
     param_count: int
+    param_types: tuple[str | None, ...] = ()
+
+    def param_problem(self, number: int, value: str) -> str | None:
+        """Why Electric would refuse `value` for the client's `$number`, None if it would not."""
+        known = self.param_types[number - 1] if number <= len(self.param_types) else None
+        return literal_problem(value, known) if known is not None else None
 
 
 def _reject_comments_and_statements(text: str, what: str) -> None:
@@ -65,16 +73,20 @@ def _parse(text: str, what: str) -> ast.Node:
 
 @lru_cache(maxsize=4096)
 def check_client_where(
-    text: str, allowed: frozenset[str], shift: int, what: str = "where"
+    text: str,
+    allowed: frozenset[str],
+    shift: int,
+    what: str = "where",
+    types: frozenset[tuple[str, str]] = frozenset(),
 ) -> CheckedWhere:
     """Validate `text`; renumber its `$k` to `$k+shift`. Raises Refusal(invalid_where).
 
-    Cached: a live client repeats the same where on every poll, and the result depends only
-    on these arguments.
+    `types` are the column types the rules declare. Cached: a live client repeats the same
+    where on every poll, and the result depends only on these arguments.
     """
     node = _parse(text, what)
     try:
-        check_subset(node, allowed)
+        param_types = check_subset(node, allowed, dict(types))
     except ExpressionError as error:
         raise _invalid(f"{what}: {error.message}") from None
     numbers = sorted({p.number or 0 for p in walk(node) if isinstance(p, ast.ParamRef)})
@@ -87,7 +99,8 @@ def check_client_where(
         sql = emit_where(push_negations(node))
     except ExpressionError as error:
         raise _invalid(f"{what} cannot be forwarded safely: {error.message}") from None
-    return CheckedWhere(sql=sql, param_count=len(numbers))
+    known = tuple(param_types.get(n) for n in numbers)
+    return CheckedWhere(sql=sql, param_count=len(numbers), param_types=known)
 
 
 def _sort_items(text: str, what: str) -> list[tuple[ast.SortBy, str]]:

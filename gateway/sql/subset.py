@@ -217,7 +217,8 @@ class _Checker:
             return _Value(UNKNOWN, node, what="NULL")
         if isinstance(value, ast.String):
             text = str(value.sval)
-            return _Value(UNKNOWN, node, text=text, what=repr(text))
+            shown = repr(text if len(text) <= 40 else text[:40] + "...")
+            return _Value(UNKNOWN, node, text=text, what=shown)
         if isinstance(value, ast.Integer):
             number = value.ival or 0
             return _Value("int4" if -(2**31) <= number < 2**31 else "int8", node, what=str(number))
@@ -254,7 +255,7 @@ class _Checker:
         if value.text is not None and target not in ("text", "varchar"):
             problem = literal_problem(value.text, target)
             if problem:
-                raise self.refuse(where, f"{value.what} {against} ({target}): {problem}")
+                raise self.refuse(where, f"{against} ({target}): {problem}")
         if value.param is not None:
             seen = self.params.setdefault(value.param, target)
             if seen != target:
@@ -276,15 +277,15 @@ class _Checker:
                 f"{shown[0]} {word} {shown[1]}: Electric has no {word} for these types; "
                 "compare values of one type (cast a column to text to compare it as text)",
             )
-        self.meets(left, target, node, f"compared with {right.what}")
-        self.meets(right, target, node, f"compared with {left.what}")
+        self.meets(left, target, node, f"{left.what} compared with {right.what}")
+        self.meets(right, target, node, f"{right.what} compared with {left.what}")
 
     def boolean(self, value: _Value, node: object, context: str) -> None:
         """A value used as a condition must be a boolean (Electric: "not castable to bool")."""
         if value.type in ("bool", UNTYPED):
             return
         if value.type == UNKNOWN:
-            self.meets(value, "bool", node, f"used {context}")
+            self.meets(value, "bool", node, f"{value.what} used {context}")
             return
         raise self.refuse(
             node,

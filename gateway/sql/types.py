@@ -64,7 +64,7 @@ _INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 _FLOAT: Final = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _BOOL: Final = frozenset({"t", "tr", "tru", "true", "f", "fa", "fal", "fals", "false"})
 _DATE: Final = r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-_TIME: Final = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.,][0-9]+)?"
+_TIME: Final = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
 _OFFSET: Final = r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)"
 _DATE_ONLY: Final = re.compile(_DATE)
 _TIME_ONLY: Final = re.compile("T?" + _TIME + _OFFSET + "?")
@@ -87,23 +87,32 @@ def _valid_date(found: re.Match[str]) -> bool:
     return True
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 def literal_problem(text: str, type_name: str) -> str | None:
     """Why Electric cannot read `text` as `type_name` (its words and a hint), None if it can."""
+    problem = _literal_problem(text, type_name)
+    return None if problem is None else f"{_shown(text)} {problem}"
+
+
+def _literal_problem(text: str, type_name: str) -> str | None:
     if type_name in _INT_RANGES:
         limit = _INT_RANGES[type_name]
         if _INTEGER.fullmatch(text) and -limit <= int(text) < limit:
             return None
-        return f"{text!r} is not a whole number that fits {type_name}"
+        return f"is not a whole number that fits {type_name}"
     if type_name in ("float4", "float8", "numeric"):
-        return None if _FLOAT.fullmatch(text) else f"{text!r} is not a number Electric reads"
+        return None if _FLOAT.fullmatch(text) else "is not a number Electric reads"
     if type_name == "bool":
-        return None if text in _BOOL else f"{text!r} is not a bool: write true or false"
+        return None if text in _BOOL else "is not a bool: write true or false"
     if type_name == "uuid":
         try:
             uuid.UUID(text)
         except ValueError:
-            return f"{text!r} is not a uuid"
-        return None if len(text) == 36 else f"{text!r} is not a uuid with hyphens"
+            return "is not a uuid"
+        return None if len(text) == 36 else "is not a uuid with hyphens"
     if type_name not in _FORMS or text == "epoch":
         return None
     value = text.strip().upper() if type_name == "time" else text
@@ -115,9 +124,11 @@ def literal_problem(text: str, type_name: str) -> str | None:
         "timestamptz": _TIMESTAMPTZ,
     }[type_name]
     found = pattern.fullmatch(value)
+    if value.endswith("-00:00"):  # Elixir's offset parser refuses an unknown local offset
+        found = None
     if found is not None and (type_name == "time" or _valid_date(found)):
         return None
-    return f"{text!r} is not a {type_name} Electric reads: write {_FORMS[type_name]}" + (
+    return f"is not a {type_name} Electric reads: write {_FORMS[type_name]}" + (
         " (a date alone is refused)" if type_name in ("timestamp", "timestamptz") else ""
     )
 
