@@ -35,7 +35,7 @@ from typing import Final
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolTestType
 
-from gateway.sql.expressions import PREFIX_LENGTH, ExpressionError
+from gateway.sql.expressions import MAX_DEPTH, PREFIX_LENGTH, ExpressionError
 from gateway.sql.types import (
     CAST_TYPES,
     UNKNOWN,
@@ -45,7 +45,7 @@ from gateway.sql.types import (
     pick_overload,
 )
 
-__all__ = ["CAST_TYPES", "check_subset", "operator_name", "position", "type_name"]
+__all__ = ["CAST_TYPES", "Checked", "check_subset", "operator_name", "position", "type_name"]
 
 COMPARISONS: Final = frozenset({"=", "<>", "<", ">", "<=", ">="})
 LIKES: Final = frozenset({"~~", "!~~", "~~*", "!~~*"})
@@ -130,11 +130,21 @@ class _Value:
     what: str = ""  # how messages name it
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What checking found: the type Electric reads each `$n` as (where known), and every
+    `$n` node (renumbered in place by the caller, without walking the tree again)."""
+
+    params: dict[int, str]
+    refs: tuple[ast.ParamRef, ...]
+
+
 class _Checker:
     def __init__(self, columns: frozenset[str] | None, types: Mapping[str, str]) -> None:
         self.columns = columns
         self.types = types
         self.params: dict[int, str] = {}  # `$n` -> the type Electric reads it as
+        self.refs: list[ast.ParamRef] = []
 
     def refuse(self, node: object, message: str) -> ExpressionError:
         return ExpressionError(message, position(node))
@@ -233,6 +243,7 @@ class _Checker:
         if isinstance(node, ast.TypeCast):
             return self.cast(node)
         if isinstance(node, ast.ParamRef):
+            self.refs.append(node)
             return _Value(UNKNOWN, node, param=node.number or 0, what=f"${node.number}")
         if self.literal(node):
             assert isinstance(node, ast.A_Const)
@@ -293,17 +304,19 @@ class _Checker:
             "compare it with a value",
         )
 
-    def condition(self, node: object, context: str = "as a condition") -> None:
+    def condition(self, node: object, context: str = "as a condition", depth: int = 1) -> None:
+        if depth > MAX_DEPTH:  # every later walk (negation, writing) recurses no deeper
+            raise ExpressionError(f"the expression nests more than {MAX_DEPTH} levels deep")
         if isinstance(node, ast.BoolExpr):
             for argument in node.args or ():
-                self.condition(argument)
+                self.condition(argument, depth=depth + 1)
         elif isinstance(node, ast.NullTest):
             self.value(node.arg)
         elif isinstance(node, ast.BooleanTest):
             test = BOOL_TESTS.get(node.booltesttype) if node.booltesttype is not None else None
             if test is None or node.arg is None:
                 raise self.unsupported(node)
-            self.condition(node.arg, f"with {test}")
+            self.condition(node.arg, f"with {test}", depth + 1)
         elif isinstance(node, ast.A_Expr):
             self.operation(node)
         elif isinstance(node, ast.ColumnRef | ast.TypeCast) or (
@@ -346,12 +359,12 @@ def check_subset(
     node: ast.Node,
     columns: frozenset[str] | None = None,
     types: Mapping[str, str] | None = None,
-) -> dict[int, str]:
+) -> Checked:
     """Raise ExpressionError (naming the construct) unless `node` is in the supported subset.
 
     `columns` limits the columns it may name (None: any plain column); `types` gives the type
-    of those the rules declare. Returns the type Electric reads each `$n` as, where known.
+    of those the rules declare. Nesting deeper than `MAX_DEPTH` is refused on the way down.
     """
     checker = _Checker(columns, types or {})
     checker.condition(node)
-    return checker.params
+    return Checked(checker.params, tuple(checker.refs))

@@ -33,7 +33,7 @@ COLUMNS = frozenset(TYPES) | {"loose"}  # `loose`: in client_where, its type not
 
 
 def judge(where: str) -> dict[int, str]:
-    return check_subset(parse_expression(where), COLUMNS, TYPES)
+    return check_subset(parse_expression(where), COLUMNS, TYPES).params
 
 
 @pytest.mark.parametrize(
