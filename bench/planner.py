@@ -2,7 +2,7 @@
 
 Run: `python -m bench.planner`. Prints microseconds per operation (median of 5 rounds), then the
 event-loop CPU of checking a client where seen for the first time (the check is cached after
-that): 1 KiB and 8 KiB of typical filters, and the largest where the gateway accepts
+that): 1 KiB of typical filters, and the largest where the gateway accepts
 (`MAX_WHERE_LENGTH` bytes, `MAX_WHERE_TOKENS` tokens) in the shapes that cost most per token.
 The target is under 25 ms for every one (#17). This is the work the gateway adds before any
 byte goes upstream; the HTTP benchmark (the gateway next to nginx and going direct, over real
@@ -47,14 +47,15 @@ def per_call_us(fn: Callable[[], object], n: int = 20_000) -> float:
     return statistics.median(rounds)
 
 
-def cpu_ms(fn: Callable[[], object], n: int = 9) -> float:
-    """Median thread CPU time of `fn` (what it takes from the event loop, whatever the load)."""
+def cpu_ms(fn: Callable[[], object], n: int = 9) -> tuple[float, float]:
+    """Least and median thread CPU time of `fn`, in ms: what it takes from the event loop
+    (other processes on the machine inflate even CPU time; the least is the quietest run)."""
     times = []
     for _ in range(n):
         start = time.thread_time()
         fn()
         times.append(time.thread_time() - start)
-    return statistics.median(times) * 1e3
+    return min(times) * 1e3, statistics.median(times) * 1e3
 
 
 def largest_where(
@@ -69,7 +70,7 @@ def largest_where(
         parts.append(piece(len(parts)))
 
 
-def where_check_ms() -> dict[str, float]:
+def where_check_ms() -> dict[str, tuple[float, float]]:
     """First-sight CPU of a client where (`check_client_where` uncached)."""
     allowed = frozenset({"status", "project_id"})
 
@@ -78,7 +79,7 @@ def where_check_ms() -> dict[str, float]:
 
     wheres = {
         "1 KiB of filters": largest_where(typical, " OR ", size=1024),
-        "8 KiB of filters": largest_where(typical, " OR ", size=8192),
+        "largest: typical filters": largest_where(typical, " OR "),
         "largest: IN list of values": largest_where(lambda i: "1", ",", "project_id IN (", ")"),
         "largest: IN list of $n": largest_where(lambda i: f"${i + 1}", ",", "project_id IN (", ")"),
         "largest: OR of comparisons": largest_where(lambda i: "status='a'", " OR "),
@@ -133,8 +134,8 @@ def main() -> None:
     width = max(map(len, [*results, *checks]))
     for name, us in results.items():
         print(f"{name:<{width}}  {us:8.1f} µs")
-    for name, ms in checks.items():
-        print(f"{name:<{width}}  {ms:8.1f} ms CPU (target < 25)")
+    for name, (least, median) in checks.items():
+        print(f"{name:<{width}}  {least:5.1f} / {median:4.1f} ms CPU, least / median (< 25)")
 
 
 if __name__ == "__main__":
