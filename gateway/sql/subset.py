@@ -28,6 +28,7 @@ casts to `numeric`, `char` or `timetz` (not in Electric's types).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -85,6 +86,9 @@ _GRAMMAR: Final = (
     "IS [NOT] DISTINCT FROM, [NOT] LIKE, [NOT] ILIKE, AND, OR and NOT over columns, literals "
     "and $n parameters"
 )
+# `String.to_float/1` (Erlang's `binary_to_float`), which Electric applies to every literal that
+# PostgreSQL reads as a float: integers beyond 32 bits included (`make_const/3`).
+_ERLANG_FLOAT: Final = re.compile(r"-?[0-9]+\.[0-9]+([eE][+-]?[0-9]+)?")
 _SYMBOLS: Final = {"~~": "LIKE", "!~~": "NOT LIKE", "~~*": "ILIKE", "!~~*": "NOT ILIKE"}
 BOOL_TESTS: Final = {
     BoolTestType.IS_TRUE: "IS TRUE",
@@ -233,7 +237,16 @@ class _Checker:
             number = value.ival or 0
             return _Value("int4" if -(2**31) <= number < 2**31 else "int8", node, what=str(number))
         if isinstance(value, ast.Float):
-            return _Value("numeric", node, what=str(value.fval))
+            text = str(value.fval)
+            if not _ERLANG_FLOAT.fullmatch(text):
+                raise self.refuse(
+                    node,
+                    f"the number {text}: Electric reads every number but a 32-bit integer with "
+                    "Erlang's float parser, which needs digits on both sides of a point (it "
+                    f"would fail, a 500); write it like 0.5 or 3000000000.0, or quote it "
+                    f"('{text}')",
+                )
+            return _Value("numeric", node, what=text)
         truth = isinstance(value, ast.Boolean) and bool(value.boolval)
         return _Value("bool", node, what="true" if truth else "false")
 

@@ -52,7 +52,10 @@ def forwarded(text: str) -> str:
         ("s NOT ILIKE 'a%'", "s NOT ILIKE 'a%'"),
         ("s = E'it\\'s'", "s = 'it''s'"),
         ("s = 'back\\slash'", "s = 'back\\slash'"),
-        ("x = 1e10 AND y = 99999999999999999999", "(x = 1e10) AND (y = 99999999999999999999)"),
+        (
+            "x = 1.0e10 AND y = 99999999999999999999.0",
+            "(x = 1.0e10) AND (y = 99999999999999999999.0)",
+        ),
         ("archived", "archived"),
         ("NOT archived", "archived = false"),
         ("x IS NULL AND true", "(x IS NULL) AND (true)"),
