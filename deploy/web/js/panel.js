@@ -188,8 +188,9 @@ export class Panel {
     this.view.log(`feed: ${event.type} ${event.user ?? ""}${event.tenant ? `@${event.tenant}` : ""} (event ${event.id})`)
   }
 
-  // The client has stopped the shapes and deleted the local store: say so. It keeps following
-  // the feed, so a reinstated tenant comes back by itself.
+  // The client has stopped the shapes and deleted the local store: say so. The gateway ends the
+  // feed after the event that ended access; after a suspension the client keeps asking for it
+  // (every 2 s at most here), so a reinstated tenant comes back by itself (onAccessResumed).
   ended(run, { code, event, error }) {
     if (!this.current(run)) return
     run.ended = true
