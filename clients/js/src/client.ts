@@ -232,7 +232,7 @@ class Client implements GatewayClient {
   ): Promise<Response> {
     const response = await this.#transport.send(input, init, { tenant: record.tenant, fetch: fetchClient })
     const ttl = Number(response.headers.get(LOCAL_TTL_HEADER) ?? Number.NaN)
-    if (Number.isFinite(ttl)) record.localTtl = ttl
+    if (Number.isInteger(ttl) && ttl > 0) record.localTtl = ttl
     const refusal = await readRefusal(response)
     if (refusal === null) return response
     await response.body?.cancel().catch(() => {})
