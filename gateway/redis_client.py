@@ -114,7 +114,7 @@ def connect_redis(
             **_tls_kwargs(address),
         }
         # redis-py leaves Sentinel's constructor untyped
-        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         master = sentinel.master_for(
             address.master,
             connection_pool_class=BlockingSentinelPool,
