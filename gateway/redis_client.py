@@ -136,7 +136,7 @@ def connect_redis(
         assert address.master is not None
         sentinels = sentinel_quorum(address, name)
         # redis-py leaves the pool's constructor untyped
-        sentinel_pool = BlockingSentinelPool(  # type: ignore[no-untyped-call]
+        sentinel_pool = BlockingSentinelPool(  # type: ignore[no-untyped-call,unused-ignore]
             address.master,
             sentinels,
             max_connections=connections,

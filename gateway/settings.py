@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from gateway.auth.keys import MIN_HMAC_SECRET_BYTES as MIN_SECRET_BYTES
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
 from gateway.redis_url import RedisUrlError, parse_redis_url
 
@@ -50,11 +51,15 @@ class Settings:
     metrics_tenant_labels: bool = False
     live_lease_seconds: int = 15  # how long a dead replica's live-connection slots linger
     header_timeout: int = 10  # seconds to deliver a request's headers; also the idle keep-alive
+    write_timeout: int = 60  # seconds a response may make no write progress (client not reading)
     max_connections: int | None = None  # open client connections; None: from the file limit
     redis_pool_size: int = 4  # connections of each of the limits and audit Redis clients
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
+    local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
+    local_key_epoch: int = 1  # part of every local key: raising it replaces them all
+    local_key_lease: int = 86400  # seconds a client may keep its local key offline
 
     @property
     def has_key_source(self) -> bool:
@@ -78,6 +83,7 @@ _TEXT: Final = {
     "admin_token": "GATEWAY_ADMIN_TOKEN",
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",
+    "local_key_secret": "GATEWAY_LOCAL_KEY_SECRET",
 }
 _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "port": ("GATEWAY_PORT", 0, 65535),
@@ -85,11 +91,14 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "jwt_max_ttl": ("JWT_MAX_TTL", 1, 30 * 86400),
     "live_lease_seconds": ("GATEWAY_LIVE_LEASE_SECONDS", 3, 300),
     "header_timeout": ("GATEWAY_HEADER_TIMEOUT", 1, 300),
+    "write_timeout": ("GATEWAY_WRITE_TIMEOUT", 1, 3600),
     "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
     "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 1, 256),
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
+    "local_key_epoch": ("GATEWAY_LOCAL_KEY_EPOCH", 1, 1_000_000),
+    "local_key_lease": ("GATEWAY_LOCAL_KEY_LEASE", 60, 30 * 86400),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
@@ -156,6 +165,12 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         problems.append(
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
+        )
+    local_key_secret = values.get("local_key_secret")
+    if isinstance(local_key_secret, str) and len(local_key_secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(
+            f"GATEWAY_LOCAL_KEY_SECRET must be at least {MIN_SECRET_BYTES} bytes (every local "
+            "key is derived from it); generate one with: openssl rand -base64 48"
         )
     workers = values.get("workers", 1)
     if isinstance(workers, int) and workers > 1:

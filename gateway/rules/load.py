@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import yaml
 
+from gateway.rules.columns import read_client_where, read_column_names
 from gateway.rules.model import (
     Grant,
     IdentityMap,
@@ -44,7 +45,9 @@ __all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
-_SHAPE_KEYS: Final = ("table", "public", "unscoped", "where", "allow", "columns", "client_where")
+_SHAPE_KEYS: Final = (
+    "table", "public", "unscoped", "where", "allow", "columns", "client_where", "local_ttl",
+)  # fmt: skip
 
 
 def _where(reader: RulesReader, node: yaml.Node, key: str) -> CompiledWhere | None:
@@ -174,8 +177,10 @@ def _shape(
     public = get("public", reader.boolean, False)
     unscoped = get("unscoped", reader.boolean, False)
     where = get("where", lambda n, k: _where(reader, n, k), None)
-    columns = get("columns", reader.strings, None)
-    client_where = get("client_where", reader.strings, None)
+    columns = get("columns", lambda n, k: read_column_names(reader, n, k), None)
+    declared = get("client_where", lambda n, k: read_client_where(reader, n, k), None)
+    client_where = declared.columns if declared is not None else None
+    local_ttl = get("local_ttl", reader.duration, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
@@ -222,8 +227,10 @@ def _shape(
         name=name,
         table=table,
         grants=grants,
-        client_where=frozenset(client_where) if client_where is not None else None,
+        client_where=client_where,
+        client_where_types=declared.types if declared is not None else frozenset(),
         public=public,
+        local_ttl=local_ttl,
         line=key_node.start_mark.line + 1,
     )
 
