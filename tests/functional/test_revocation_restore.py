@@ -1,10 +1,9 @@
 """A Redis that comes back with fewer entries than the gateways applied (a promoted replica that
 missed the last ones, a restart from an older snapshot) gets them back from the gateways, and
 no replica applies anything twice, nor puts back an event a publisher published again since.
-Simulated with redis-server processes of the test's own:
-the gateways' Redis is replaced, on its address, by one loaded from a snapshot holding only the
-first entry (and the epoch key, as a replica has it), with or without a newer entry a publisher
-wrote to it first.
+Simulated with redis-server processes of the test's own: the gateways' Redis is replaced, on
+its address, by one loaded from a snapshot holding only the first entry (and the epoch key, as
+a replica has it), with or without a newer entry a publisher wrote to it first.
 """
 
 from __future__ import annotations
