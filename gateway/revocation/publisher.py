@@ -140,34 +140,8 @@ class Publisher:
     async def _attempt(self, request: EventRequest) -> RevocationEvent:
         assert request.event_id is not None
         node = await self.nodes.locate()
-        client = await self._connection(node)
-        try:
-            role = await client.role()
-        except REDIS_ERRORS:
-            await self._drop()
-            raise
-        if str(role[0]) != "master":
-            await self._drop()
-            self.nodes.forget()
-            raise _ElsewhereError(f"{node} is a {role[0]} now, not the master", sent=False)
-        fields = request.fields()
-        args: list[Any] = [self.ttl_ms, *(part for pair in fields.items() for part in pair)]
-        event_key = revocation_event(self.prefix, request.event_id)
-        try:
-            reply = await client.eval(PUBLISH, 2, self.key, event_key, *args)
-        except (AskError, ReadOnlyError) as error:  # refused: applied nowhere
-            if isinstance(error, MovedError):
-                self.nodes.redirected(error)
-            else:
-                self.nodes.forget()
-            raise _ElsewhereError(str(error), sent=False) from error
-        except ResponseError:
-            raise  # refused (NOREPLICAS, CLUSTERDOWN, OOM, ...): applied nowhere
-        except REDIS_ERRORS as error:
-            await self._drop()
-            raise OutcomeUnknownError(request.event_id, f"no answer from Redis: {error}") from error
-        entry = _pairs(reply[1]) if len(reply) > 1 and reply[1] else fields
-        event = event_from_entry(str(reply[0]), entry)
+        client, role = await self._master(node)
+        event = await self._append(client, request)
         replicas, confirmed = len(role[2]), 0
         if replicas and self.wait_ms:
             try:
@@ -186,6 +160,47 @@ class Publisher:
         if replicas and self.wait_ms and confirmed < 1:
             raise NotReplicatedError(event, self.wait_ms)
         return event
+
+    async def _master(self, node: Node) -> tuple[aioredis.Redis, list[Any]]:
+        """A connection to `node` and its ROLE, which must be master. Nothing is written yet,
+        so a kept connection closed while idle (by the server, a proxy) is opened anew."""
+        for attempt in (1, 2):
+            reused = self._client is not None and self._node == node
+            client = await self._connection(node)
+            try:
+                role = await client.role()
+                break
+            except REDIS_ERRORS:
+                await self._drop()
+                if not reused or attempt == 2:
+                    raise
+        if str(role[0]) != "master":
+            await self._drop()
+            self.nodes.forget()
+            raise _ElsewhereError(f"{node} is a {role[0]} now, not the master", sent=False)
+        return client, role
+
+    async def _append(self, client: aioredis.Redis, request: EventRequest) -> RevocationEvent:
+        """Run the PUBLISH script: the event's entry, new or the one its event_id names."""
+        assert request.event_id is not None
+        fields = request.fields()
+        args: list[Any] = [self.ttl_ms, *(part for pair in fields.items() for part in pair)]
+        event_key = revocation_event(self.prefix, request.event_id)
+        try:
+            reply = await client.eval(PUBLISH, 2, self.key, event_key, *args)
+        except (AskError, ReadOnlyError) as error:  # refused: applied nowhere
+            if isinstance(error, MovedError):
+                self.nodes.redirected(error)
+            else:
+                self.nodes.forget()
+            raise _ElsewhereError(str(error), sent=False) from error
+        except ResponseError:
+            raise  # refused (NOREPLICAS, CLUSTERDOWN, OOM, ...): applied nowhere
+        except REDIS_ERRORS as error:
+            await self._drop()
+            raise OutcomeUnknownError(request.event_id, f"no answer from Redis: {error}") from error
+        entry = _pairs(reply[1]) if len(reply) > 1 and reply[1] else fields
+        return event_from_entry(str(reply[0]), entry)
 
     async def _connection(self, node: Node) -> aioredis.Redis:
         """The connection to `node`, opened now if need be: a failure here sent nothing."""

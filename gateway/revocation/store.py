@@ -64,6 +64,7 @@ PAGE: Final = 1000
 # An entry this much younger than the retention is not yet due for trimming by any replica
 # (each trims once a minute, on its own clock): missing from Redis, it was lost, not trimmed.
 VERIFY_MARGIN: Final = 180.0
+NAMED_KEPT: Final = 100_000  # event_ids a one-process store remembers, the latest
 OnEvent = Callable[[RevocationEvent], None]
 Entries = list[tuple[str, dict[str, str]]]
 Retained = Callable[[], Iterable[RevocationEvent]]
@@ -106,6 +107,8 @@ class MemoryStore:
         self._last_ms = ms
         event = event_from_entry(f"{ms}-{seq}", request.fields())
         self._named[request.event_id] = event
+        if len(self._named) > NAMED_KEPT:
+            del self._named[next(iter(self._named))]
         if self._on_event is None:
             self._pending.append(event)
         else:

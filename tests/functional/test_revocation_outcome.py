@@ -219,3 +219,21 @@ async def test_entries_sharing_an_event_id_are_applied_once_by_every_gateway(
     assert [await applied_total(g) for g in (a, b)] == [2.0, 2.0]
     for gateway in (a, b):  # the tenant stays reinstated
         assert "acme" not in gateway.app[REVOCATIONS].state.suspended
+
+
+async def test_a_publish_after_redis_closed_the_idle_connection_is_accepted(
+    gateway_factory: GatewayFactory, redis_servers: RedisServers
+) -> None:
+    # A server's `timeout`, or a proxy, closes idle connections: the publisher's kept one is
+    # found closed before anything is written, so it opens another instead of refusing.
+    server = redis_servers.single()
+    gateway = await gateway_factory(redis_url=server.url, redis_prefix=PREFIX)
+    await ready(gateway)
+    assert (await post(gateway, "first", "idle-1"))[0] == 202
+    client = server.client()
+    try:
+        assert client.client_kill_filter(_type="normal", skipme=True) >= 2
+    finally:
+        client.close()
+    status, body = await post(gateway, "second", "idle-2")
+    assert status == 202, body
