@@ -230,7 +230,8 @@ class RedisStore:
                 if self._closing:
                     return  # the app is shutting down and closed our client
                 if isinstance(error, MovedError):
-                    self.nodes.redirected(error)  # the slot moved: go there at once
+                    self.nodes.redirected(error)  # the slot moved: go there (nearly) at once
+                    await asyncio.sleep(RETRY_FIRST)
                     continue
                 if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
                     self.nodes.forget()
