@@ -142,7 +142,12 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
 
 def event_from_entry(stream_id: str, fields: Mapping[str, str]) -> RevocationEvent:
     """A stream entry -> event. `origin`/`at` are set when a replica restored the stream after
-    Redis lost it: the event keeps its first id and time. Raises EventError."""
+    Redis lost it: the event keeps its first id and time. An `event_id` that is not one (an
+    entry written by hand) is ignored rather than the revocation skipped. Raises EventError."""
+    try:
+        _event_id(fields.get("event_id"))
+    except EventError:
+        fields = {k: v for k, v in fields.items() if k != "event_id"}
     request = parse_event_request(fields)
     origin = fields.get("origin") or stream_id
     at = fields.get("at")

@@ -154,6 +154,12 @@ def test_a_publisher_event_id_travels_with_the_entry_but_not_to_clients() -> Non
     assert named.event_id != unnamed.named().event_id  # a new one each time
 
 
+def test_an_entry_with_an_event_id_that_is_not_one_is_still_applied() -> None:
+    entry = {"type": "session.revoked", "user": "a", "event_id": "x" * 500}
+    event = event_from_entry("1800000000500-0", entry)
+    assert (event.user, event.event_id) == ("a", None)
+
+
 def test_an_event_id_is_applied_once_whatever_its_entries() -> None:
     # A publish repeated after an unknown outcome can leave two entries of one event_id (two
     # masters during a failover): the second must change nothing, even after a reinstatement.
