@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -34,7 +34,7 @@ from gateway.redis_client import (
     sentinel_quorum,
     tls_kwargs,
 )
-from gateway.redis_sentinel import SentinelQuorum
+from gateway.redis_sentinel import MasterUnconfirmedError, SentinelQuorum
 from gateway.redis_url import Topology, parse_redis_url
 
 WATCH_SECONDS: Final = 0.25  # how often a reader asks the sentinels whether its master still is
@@ -93,15 +93,22 @@ class KeyNode:
             return True
         return Node(*await self.sentinels.master(since)) == node
 
-    async def watch(self, node: Node) -> None:
-        """Return never while `node` stays the master; raise NodeChangedError (or
-        MasterUnconfirmedError) as soon as the sentinels' majority names another (or none)."""
-        if self.sentinels is None:
+    async def watch(self, node: Node, strict: bool = True) -> NoReturn:
+        """Return never while `node` stays the master; raise NodeChangedError as soon as the
+        sentinels' majority names another, and (`strict`) MasterUnconfirmedError when no
+        majority answers."""
+        sentinels = self.sentinels
+        if sentinels is None:  # nothing else names the master
             await asyncio.Event().wait()
-            return
+            raise AssertionError("unreachable: nothing sets the event")
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            named = Node(*await self.sentinels.master())
+            try:
+                named = Node(*await sentinels.master())
+            except MasterUnconfirmedError:
+                if strict:
+                    raise
+                continue
             if named != node:
                 raise NodeChangedError(f"Sentinel now names {named} as the master, not {node}")
 

@@ -21,7 +21,8 @@ What the caller is told:
   publishing it again with the same event_id is safe;
 - any other RedisError: it was not applied (nothing was sent, or Redis refused it).
 A write taken by a deposed master, or refused with MOVED or READONLY, goes once more, at once,
-to the master named now, with the same event_id.
+to the master named now, with the same event_id; so does a publish still waiting on a master
+that hangs when the sentinels name another (it is not held for the socket timeout).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from redis.exceptions import AskError, MovedError, ReadOnlyError, RedisError, Re
 
 from gateway.redis_client import REDIS_ERRORS
 from gateway.redis_keys import revocation_event, revocation_stream
-from gateway.redis_node import KeyNode, Node
+from gateway.redis_node import KeyNode, Node, NodeChangedError
 from gateway.revocation.events import EventRequest, RevocationEvent, event_from_entry
+from gateway.tasks import first_of
 
 ANSWER_MARGIN: Final = 2.0  # seconds a Redis answer may take beyond what it waits for
 
@@ -111,6 +113,7 @@ class Publisher:
         self._lock = asyncio.Lock()
         self._client: aioredis.Redis | None = None
         self._node: Node | None = None
+        self._sent = False  # whether the attempt in progress sent its write
 
     async def publish(self, request: EventRequest) -> RevocationEvent:
         """Append `request` (named with an event_id if it has none); see the module docstring
@@ -138,8 +141,20 @@ class Publisher:
             raise failure
 
     async def _attempt(self, request: EventRequest) -> RevocationEvent:
-        assert request.event_id is not None
+        """One publish to the node located now, given up as soon as the sentinels name another
+        (a master that hangs holds no publish for its socket timeout)."""
         node = await self.nodes.locate()
+        self._sent = False
+        try:
+            return await first_of(
+                self.nodes.watch(node, strict=False), self._attempt_on(node, request)
+            )
+        except NodeChangedError as moved:
+            await self._drop()
+            raise _ElsewhereError(str(moved), sent=self._sent) from moved
+
+    async def _attempt_on(self, node: Node, request: EventRequest) -> RevocationEvent:
+        assert request.event_id is not None
         client, role = await self._master(node)
         event = await self._append(client, request)
         replicas, confirmed = len(role[2]), 0
@@ -186,6 +201,7 @@ class Publisher:
         fields = request.fields()
         args: list[Any] = [self.ttl_ms, *(part for pair in fields.items() for part in pair)]
         event_key = revocation_event(self.prefix, request.event_id)
+        self._sent = True  # from here on, it may have been applied
         try:
             reply = await client.eval(PUBLISH, 2, self.key, event_key, *args)
         except (AskError, ReadOnlyError) as error:  # refused: applied nowhere
