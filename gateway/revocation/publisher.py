@@ -226,9 +226,10 @@ class Publisher:
         client = self.nodes.connect(node, socket_timeout(self.wait_ms))
         try:
             await client.initialize()
-        except REDIS_ERRORS:
+        except BaseException as error:  # a failure, or a cancellation (the master moved)
             await client.aclose()
-            self.nodes.forget()
+            if isinstance(error, REDIS_ERRORS):
+                self.nodes.forget()
             raise
         self._client, self._node = client, node
         return client
