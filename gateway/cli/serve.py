@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Mapping
 
@@ -64,6 +65,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"serve: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:
-        print(f"serve: cannot listen on {settings.host}:{settings.port}: {error}", file=sys.stderr)
+        reason = (
+            "the address is already in use; stop what listens there, or choose another port "
+            "(--port, GATEWAY_PORT)"
+            if error.errno == errno.EADDRINUSE
+            else str(error)
+        )
+        print(f"serve: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

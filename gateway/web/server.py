@@ -62,7 +62,13 @@ async def start(
     site = GuardedSite(
         runner, settings.host, settings.port, guard, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
     )
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # The app has started (its clients, its background tasks): stop it before reporting,
+        # or its HTTP client session is left for the garbage collector to complain about.
+        await runner.cleanup()
+        raise
     return runner, site
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,3 +138,20 @@ async def test_serve_raises_a_low_soft_file_limit_to_the_hard_one(tmp_path: Path
     finally:
         process.kill()
         await process.wait()
+
+
+async def test_a_port_in_use_is_one_clear_line_and_nothing_after_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await run_serve(
+            "--host", "127.0.0.1", "--port", str(port), "--rules", str(SHIPPED_RULES)
+        )
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert lines == [
+        f"serve: cannot listen on 127.0.0.1:{port}: the address is already in use; stop what "
+        "listens there, or choose another port (--port, GATEWAY_PORT)"
+    ]
