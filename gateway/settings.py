@@ -20,8 +20,12 @@ _PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class SettingsError(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    """`problems`, one line each; `partial`: the settings with every value that was read, so a
+    command can go on to find the rules' and keys' problems in the same run."""
+
+    def __init__(self, problems: list[str], partial: Settings | None = None) -> None:
         self.problems = tuple(problems)
+        self.partial = partial
         super().__init__("\n".join(problems))
 
 
@@ -170,8 +174,9 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
                 f"GATEWAY_WORKERS={workers}: workers share one port (SO_REUSEPORT); "
                 "give a fixed GATEWAY_PORT instead of 0"
             )
-    if problems:
-        raise SettingsError(problems)
     if isinstance(values.get("electric_url"), str):
         values["electric_url"] = str(values["electric_url"]).rstrip("/")
-    return replace(_DEFAULTS, **values)  # type: ignore[arg-type]
+    settings = replace(_DEFAULTS, **values)  # type: ignore[arg-type]
+    if problems:
+        raise SettingsError(problems, settings)
+    return settings

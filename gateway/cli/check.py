@@ -18,6 +18,7 @@ from gateway.cli.inputs import (
     rules_or_report,
     settings_or_report,
 )
+from gateway.cli.preflight import report, run_preflight
 from gateway.errors import Refusal
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan
@@ -42,15 +43,13 @@ def register(commands: Commands) -> None:
 
 
 def run_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = settings_or_report(env, sys.stderr)
-    if settings is None:
-        return EXIT_USAGE
-    path = args.path or settings.rules_path
-    rules = rules_or_report(path, settings, env, sys.stdout)
-    if rules is None:
-        return EXIT_PROBLEM
+    found = run_preflight(env, keys=False, rules_path=args.path)
+    report(found, "check", errors=sys.stderr, rules_out=sys.stdout)
+    rules = found.rules
+    if found.exit_code != EXIT_OK or rules is None:
+        return found.exit_code
     print(
-        f"{path}: ok: {len(rules.shapes)} shapes, roles {', '.join(sorted(rules.roles))}, "
+        f"{rules.path}: ok: {len(rules.shapes)} shapes, roles {', '.join(sorted(rules.roles))}, "
         f"digest {rules.digest}"
     )
     return EXIT_OK

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Mapping
 
 from gateway.auth.keys import KeyConfigError
-from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
+from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands
+from gateway.cli.preflight import report, run_preflight
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
 from gateway.runtime import run_async
@@ -31,32 +32,27 @@ def register(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = settings_or_report(
+    found = run_preflight(
         env,
-        sys.stderr,
+        keys=True,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         rules_path=getattr(args, "rules", None),
         electric_url=getattr(args, "upstream", None),
         workers=getattr(args, "workers", None),
     )
-    if settings is None:
-        return EXIT_USAGE
-    if not settings.has_key_source:
-        print(
-            "serve: no JWT key source is configured; set JWT_SECRET (HS256), JWT_PUBLIC_KEY "
-            "(PEM or path) or JWT_JWKS_URL",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    report(found, "serve", errors=sys.stderr, rules_out=sys.stderr)
+    settings = found.settings
+    if found.exit_code != EXIT_OK or settings is None:
+        return found.exit_code
     configure_logging(settings.log_format)
     raise_file_limit()  # before the workers start: they inherit it
     try:
         if settings.workers > 1:
-            check_loadable(settings, env)  # report broken rules once, not once per worker
+            check_loadable(settings, env)  # the rules as the workers will load them
             return Supervisor(settings, env).run()
         run_async(serve(settings, env))
-    except RulesError as error:
+    except RulesError as error:  # changed on disk since the preflight
         print(f"serve: the rules in {settings.rules_path} do not load:", file=sys.stderr)
         for problem in error.problems:
             print(problem, file=sys.stderr)

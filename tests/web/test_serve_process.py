@@ -155,3 +155,19 @@ async def test_a_port_in_use_is_one_clear_line_and_nothing_after_it() -> None:
         f"serve: cannot listen on 127.0.0.1:{port}: the address is already in use; stop what "
         "listens there, or choose another port (--port, GATEWAY_PORT)"
     ]
+
+
+async def test_a_bad_port_a_short_secret_and_unreadable_rules_are_all_reported_in_one_run(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    env = {**ENV, "GATEWAY_PORT": "99999", "JWT_SECRET": "too-short"}
+    process = await run_serve("--rules", str(missing), env=env)
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert lines[0] == "configuration: GATEWAY_PORT='99999': must be a whole number from 0 to 65535"
+    assert lines[1].startswith("configuration: JWT_SECRET must be at least 32 bytes")
+    assert lines[2] == f"serve: the rules in {missing} do not load:"
+    assert lines[3].startswith(f"{missing}:1: (file): cannot be read: [Errno 2]")
+    assert len(lines) == 4
