@@ -25,19 +25,33 @@ from gateway.shape.plan import UpstreamRequest, plan
 
 
 def register(commands: Commands) -> None:
-    check = commands.add_parser("check", help="validate a rules file")
+    check = commands.add_parser(
+        "check",
+        help="validate a rules file",
+        description="Load a rules file as `serve` would and print every problem as "
+        "PATH:LINE: key: message (exit 1), or a summary (exit 0). Settings problems exit 2.",
+    )
     check.add_argument("path", nargs="?", help="rules file (default: GATEWAY_RULES)")
     check.set_defaults(run=run_check)
 
-    explain = commands.add_parser("explain", help="show what a request would become upstream")
-    explain.add_argument("shape")
-    explain.add_argument("--user", required=True)
-    explain.add_argument("--tenant", required=True)
-    explain.add_argument("--role", required=True)
-    explain.add_argument("--claim", action="append", metavar="K=V")
-    explain.add_argument("--where")
-    explain.add_argument("--param", action="append", metavar="N=V")
-    explain.add_argument("--columns")
+    explain = commands.add_parser(
+        "explain",
+        help="show what a request would become upstream",
+        description="Plan one shape request with the planner that serves traffic and print "
+        "the exact upstream request (the secret shown as REDACTED), or the refusal (exit 1).",
+    )
+    explain.add_argument("shape", help="the shape name a client sends as `table`")
+    explain.add_argument("--user", required=True, help="the caller's user id")
+    explain.add_argument("--tenant", required=True, help="the caller's active tenant")
+    explain.add_argument("--role", required=True, help="the caller's role")
+    explain.add_argument(
+        "--claim", action="append", metavar="K=V", help="another token claim (repeatable)"
+    )
+    explain.add_argument("--where", help="the client's own where (within client_where)")
+    explain.add_argument(
+        "--param", action="append", metavar="N=V", help="a value for $N in --where (repeatable)"
+    )
+    explain.add_argument("--columns", help="the client's columns list, comma-separated")
     explain.add_argument("--rules", help="rules file (default: GATEWAY_RULES)")
     explain.set_defaults(run=run_explain)
 

@@ -20,7 +20,12 @@ from gateway.web.workers import Supervisor
 
 
 def register(commands: Commands) -> None:
-    parser = commands.add_parser("serve", help="run the gateway (the default command)")
+    parser = commands.add_parser(
+        "serve",
+        help="run the gateway (the default command)",
+        description="Run the gateway until SIGTERM, configured from the environment (see "
+        "docs/configuration.md); the flags override it. Reloads the rules on change and SIGHUP.",
+    )
     parser.add_argument("--host", help="listen address (GATEWAY_HOST)")
     parser.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
     parser.add_argument("--rules", help="rules file (GATEWAY_RULES)")
