@@ -81,8 +81,9 @@ def test_a_yaml_error_in_a_test_file_is_reported_like_a_rules_error_and_exits_tw
     cases = tmp_path / "broken.test.yaml"
     cases.write_text("cases:\n  - name: x\n   identity: y\n")
     assert main(["test", str(SHIPPED_RULES), str(cases)], env={}) == 2
-    (line,) = capsys.readouterr().out.splitlines()
+    line, source, caret = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{cases}:3: (yaml): ")
+    assert (source.strip(), caret.strip()) == ("identity: y", "^")
 
 
 def test_rules_that_do_not_load_are_reported_with_the_test_files_problems(
