@@ -42,6 +42,12 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.health_requests = Counter(
+            "shape_gateway_health_requests_total",
+            "Requests to /healthz, /readyz and /metrics (not audited), by path and status.",
+            ["path", "status"],
+            registry=r,
+        )
         self.response_bytes = Histogram(
             "shape_gateway_response_bytes",
             "Body bytes streamed to clients per proxied request.",
@@ -129,6 +135,13 @@ class Metrics:
         if histogram is None:
             histogram = children[key] = self.duration.labels(labels[1], live)
         histogram.observe(seconds)
+
+    def count_health(self, path: str, status: int) -> None:
+        key = ("health", path, str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.health_requests.labels(path, str(status))
+        counter.inc()
 
     def set_rules(self, digest: str) -> None:
         self.rules_info.clear()

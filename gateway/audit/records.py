@@ -36,8 +36,9 @@ class AuditRecord:
     decision: str = ""  # "" until decided
     reason: str = ""
     status: int = 0
-    bytes: int = 0
+    bytes: int = 0  # body bytes sent to the client
     rules: str = ""
+    live: bool = False  # held open (a long-poll, an SSE stream, the event feed)
 
     def admit(self) -> None:
         """The request passed authentication and admission; a refusal may still follow."""
@@ -47,6 +48,7 @@ class AuditRecord:
     def allow(self, request: UpstreamRequest) -> None:
         self.upstream, self.shape = request, request.shape
         self.decision, self.reason = "allowed", "ok"
+        self.live = self.live or request.live
 
     def refuse(self, code: str) -> None:
         if self.reason.startswith("stopped:"):
@@ -88,7 +90,7 @@ class AuditRecord:
             shape=self.shape,
             table=upstream.table if upstream else None,
             upstream=upstream.upstream.name if upstream else None,
-            live=upstream.live if upstream else False,
+            live=self.live,
             decision=self.decision,
             reason=self.reason,
             status=self.status,

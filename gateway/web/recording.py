@@ -4,6 +4,8 @@ refusal of an authenticated caller; `request_id` bound for every log line of the
 No audit, no service: when the log sink breaks (stderr closed, a pipe whose reader died) the
 line that found it out is lost, every later request but the health routes is refused with a
 JSON 503 `audit_log_unavailable`, and /readyz says not ready, until a line is written again.
+The health routes (probes, scrapes) are counted in `shape_gateway_health_requests_total`
+instead of writing a line each.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from typing import Final
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway.audit.records import AuditRecord
@@ -59,12 +61,22 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         structlog.contextvars.reset_contextvars(**bound)
     record.finish(response.status)
+    if record.upstream is None and isinstance(response, web.Response):
+        body = response.body  # our own answer (a refusal, JSON): its bytes, as for a proxied one
+        if isinstance(body, bytes | bytearray) and request.method != hdrs.METH_HEAD:
+            record.bytes = len(body)
     _finish(request, record)
     return response
 
 
 def _finish(request: web.Request, record: AuditRecord) -> None:
-    request.app[AUDIT_LOG].write(record)
+    app = request.app
+    if request.path in app[PUBLIC_PATHS]:
+        # Probes and scrapes (every few seconds, from every prober): counted, not audited line by
+        # line, and kept out of the request counter, whose 5xx ratio a not-ready 503 would skew.
+        app[METRICS].count_health(request.path, record.status)
+        return
+    app[AUDIT_LOG].write(record)
     observe(request, record)
 
 
@@ -78,7 +90,7 @@ def observe(request: web.Request, record: AuditRecord) -> None:
     labels: tuple[str, ...] = (shape, record.decision, record.reason, str(record.status))
     if metrics.tenant_labels:
         labels += (record.identity.tenant if record.identity else "-",)
-    live = "true" if record.upstream is not None and record.upstream.live else "false"
+    live = "true" if record.live else "false"
     metrics.count_request(labels, live, time.monotonic() - record.started)
     if record.upstream is not None:
         metrics.response_bytes.observe(record.bytes)

@@ -37,6 +37,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         except ConnectionResetError:
             record.client_closed()
         except asyncio.CancelledError:
+            record.bytes = response.sent
             if stream.reason is None:
                 raise  # the client went away
             task = asyncio.current_task()
@@ -47,6 +48,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
                 raise stream.reason from None
             with contextlib.suppress(ConnectionResetError):
                 await response.write_eof()  # shutting down: end this stream, not a second one
+    record.bytes = response.sent
     return response
 
 
