@@ -116,6 +116,18 @@ class Metrics:
             "Open shape requests (long-polls, SSE) ended by a revocation.",
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "shape_gateway_dependency_up",
+            "0 while a Redis job (kind redis) or an upstream (kind upstream) is failing, else 1.",
+            ["kind", "name"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "shape_gateway_upstream_responses_total",
+            "Electric's answers passed through to clients, by status (its own 4xx and 5xx too).",
+            ["status"],
+            registry=r,
+        )
         self.revocation_fresh = Gauge(
             "shape_gateway_revocation_state_fresh",
             "1 when this replica's revocation view is confirmed fresh, else 0.",

@@ -59,6 +59,8 @@ class Settings:
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
+    upstream_probe_seconds: int = 10  # GET /v1/health of each upstream this often (0: never)
+    check_database: str | None = field(default=None, repr=False)  # rules vs schema at start
 
     @property
     def has_key_source(self) -> bool:
@@ -82,6 +84,7 @@ _TEXT: Final = {
     "admin_token": "GATEWAY_ADMIN_TOKEN",
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",
+    "check_database": "GATEWAY_CHECK_DATABASE",
 }
 _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "port": ("GATEWAY_PORT", 0, 65535),
@@ -94,6 +97,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
+    "upstream_probe_seconds": ("GATEWAY_UPSTREAM_PROBE_SECONDS", 0, 3600),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
