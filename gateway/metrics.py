@@ -148,6 +148,13 @@ class Metrics:
             histogram = children[key] = self.duration.labels(labels[1], live)
         histogram.observe(seconds)
 
+    def count_upstream(self, status: int) -> None:
+        key = ("upstream", str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.upstream_responses.labels(str(status))
+        counter.inc()
+
     def count_health(self, path: str, status: int) -> None:
         key = ("health", path, str(status))
         counter = self._children.get(key)

@@ -27,11 +27,17 @@ from gateway.shape.plan import UpstreamRequest, plan
 def register(commands: Commands) -> None:
     check = commands.add_parser(
         "check",
-        help="validate a rules file",
+        help="validate a rules file (and, with --database, against the schema)",
         description="Load a rules file as `serve` would and print every problem as "
         "PATH:LINE: key: message (exit 1), or a summary (exit 0). Settings problems exit 2.",
     )
     check.add_argument("path", nargs="?", help="rules file (default: GATEWAY_RULES)")
+    check.add_argument(
+        "--database",
+        metavar="URL",
+        help="also check every shape's table, columns and where against this PostgreSQL "
+        "(read only; default: GATEWAY_CHECK_DATABASE; needs the `proof` extra)",
+    )
     check.set_defaults(run=run_check)
 
     explain = commands.add_parser(
@@ -57,14 +63,19 @@ def register(commands: Commands) -> None:
 
 
 def run_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    found = run_preflight(env, keys=False, rules_path=args.path)
+    found = run_preflight(env, keys=False, rules_path=args.path, database=args.database)
     report(found, "check", errors=sys.stderr, rules_out=sys.stdout)
     rules = found.rules
     if found.exit_code != EXIT_OK or rules is None:
         return found.exit_code
+    checked = (
+        f", {found.schema_checked} checked against the database"
+        if found.schema_checked is not None
+        else ""
+    )
     print(
-        f"{rules.path}: ok: {len(rules.shapes)} shapes, roles {', '.join(sorted(rules.roles))}, "
-        f"digest {rules.digest}"
+        f"{rules.path}: ok: {len(rules.shapes)} shapes{checked}, roles "
+        f"{', '.join(sorted(rules.roles))}, digest {rules.digest}"
     )
     return EXIT_OK
 

@@ -4,6 +4,8 @@ deployment in one pass instead of learning of a bad port, a short JWT_SECRET and
 rules file one restart at a time.
 
 Settings and key problems exit 2 (the command was misconfigured), rules problems alone exit 1.
+With a database (`check --database`, GATEWAY_CHECK_DATABASE), the rules' tables and columns are
+checked against its schema too, and a mismatch is a rules problem.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from gateway.auth.keys import KeyConfigError
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, default_upstream
 from gateway.rules.load import Problem, RulesError, load_rules
 from gateway.rules.model import Rules
+from gateway.rulesops.proof import ProofUnavailableError
+from gateway.rulesops.schema import check_schema
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.web.app import static_keys
 
@@ -31,6 +35,8 @@ class Preflight:
     rules: Rules | None = None
     configuration: list[str] = field(default_factory=list)  # settings and key problems
     rules_problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema_checked: int | None = None  # shapes checked against a database, when one was given
 
     @property
     def exit_code(self) -> int:
@@ -40,7 +46,12 @@ class Preflight:
 
 
 def run_preflight(
-    env: Mapping[str, str], *, keys: bool, rules_path: str | None = None, **overrides: object
+    env: Mapping[str, str],
+    *,
+    keys: bool,
+    rules_path: str | None = None,
+    database: str | None = None,
+    **overrides: object,
 ) -> Preflight:
     """Read the settings (`rules_path` and `overrides` from flags win), check the keys when
     `keys`, load the rules: every problem kept."""
@@ -66,7 +77,22 @@ def run_preflight(
         )
     except RulesError as error:
         found.rules_problems += error.problems
+    database = database or settings.check_database
+    if database and found.rules is not None:
+        _check_schema(found, found.rules, database)
     return found
+
+
+def _check_schema(found: Preflight, rules: Rules, database: str) -> None:
+    """The rules' tables and columns against the database (rulesops/schema.py)."""
+    try:
+        schema = check_schema(rules, database)
+    except ProofUnavailableError as error:
+        found.configuration.append(f"the database check: {error}")
+        return
+    found.rules_problems += schema.problems
+    found.notes += schema.notes
+    found.schema_checked = schema.checked
 
 
 def report(found: Preflight, command: str, *, errors: TextIO, rules_out: TextIO) -> None:
@@ -79,3 +105,5 @@ def report(found: Preflight, command: str, *, errors: TextIO, rules_out: TextIO)
         print(f"{command}: the rules in {path} do not load:", file=errors)
     for rule_problem in found.rules_problems:
         print(rule_problem, file=rules_out)
+    for note in found.notes:
+        print(f"note: {note}", file=errors)

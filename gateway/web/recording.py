@@ -94,6 +94,8 @@ def observe(request: web.Request, record: AuditRecord) -> None:
     metrics.count_request(labels, live, time.monotonic() - record.started)
     if record.upstream is not None:
         metrics.response_bytes.observe(record.bytes)
+    if record.upstream_status:
+        metrics.count_upstream(record.upstream_status)
     if record.reason in UPSTREAM_REASONS:
         metrics.upstream_errors.labels(record.reason.removeprefix("upstream_")).inc()
     if record.reason in LIMIT_REASONS:

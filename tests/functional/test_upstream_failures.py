@@ -1,8 +1,11 @@
-"""Every upstream failure maps to the spec's answer; Electric's own errors pass through."""
+"""Every upstream failure maps to the gateway's documented answer (docs/http-api.md); Electric's
+own errors pass through, audited as what they are."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
+from typing import Any
 
 import aiohttp
 import pytest
@@ -183,3 +186,56 @@ async def test_a_client_hanging_up_mid_body_is_logged_499_client_closed_not_a_50
         ("allowed", "client_closed", 499)
     }
     assert not [e for e in logs if e["event"] == "unhandled_error"]
+
+
+def audit_lines(logs: list[MutableMapping[str, Any]]) -> list[tuple[str, str, int]]:
+    return [
+        (e["decision"], e["reason"], e["status"]) for e in logs if e["event"] == "shape_request"
+    ]
+
+
+async def upstream_statuses(gateway: Gateway) -> list[str]:
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        text = await response.text()
+    return [line for line in text.splitlines()
+            if line.startswith("shape_gateway_upstream_responses_total{")]  # fmt: skip
+
+
+async def test_a_column_the_table_lacks_is_audited_as_electric_rejecting_it(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    typo = world.rules.replace("project_id, title, status", "project_id, titel, status")
+    gateway = await gateway_factory(upstream=str(electric.url), rules=typo,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    member = make_token(sub="alice", tid="acme", role="member")
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=member) as response:
+            assert response.status == 400  # Electric's own answer, passed through
+            assert "titel" in await response.text()
+    assert audit_lines(logs) == [("allowed", "upstream_rejected", 400)]
+    (warning,) = (e for e in logs if e["event"] == "upstream_rejected")
+    assert warning["shape"] == "tasks"
+    assert "titel" in str(warning["errors"]["columns"])
+    assert "check --database" in warning["check"]
+    assert 'shape_gateway_upstream_responses_total{status="400"} 1.0' in await upstream_statuses(
+        gateway
+    )
+
+
+@pytest.mark.imitation_only("fault injection")
+async def test_electric_shedding_load_is_audited_as_upstream_overloaded(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("overloaded", retry_after=7))
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 503
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 200
+    assert audit_lines(logs) == [("allowed", "upstream_overloaded", 503), ("allowed", "ok", 200)]
+    assert sorted(await upstream_statuses(gateway)) == [
+        'shape_gateway_upstream_responses_total{status="200"} 1.0',
+        'shape_gateway_upstream_responses_total{status="503"} 1.0',
+    ]
