@@ -20,7 +20,7 @@ from tests.gateway import Gateway, GatewayFactory
 from tests.services import free_port
 
 pytestmark = [pytest.mark.postgres]
-DEAD = "http://127.0.0.1:9"
+DEAD = "http://127.0.0.1:1"  # nothing listens (the factory's own dead upstream is not probed)
 
 
 async def readyz(gateway: Gateway) -> int:
@@ -50,7 +50,7 @@ async def test_a_wrong_electric_url_is_logged_at_start_and_the_replica_is_not_re
     default = status["upstreams"]["default"]
     assert (default["url"], default["reachable"]) == (DEAD, False)
     assert default["outage"]["failures"] == 1
-    assert "127.0.0.1:9" in default["outage"]["last_error"]
+    assert "127.0.0.1:1" in default["outage"]["last_error"]
 
 
 async def test_an_upstream_that_is_not_electric_is_named_as_such(
