@@ -1,7 +1,8 @@
 """Prometheus metrics: one registry per app, so tests and replicas never share counters.
 
 No user or tenant labels by default (unbounded cardinality); shape names (bounded by the
-rules; anything else is `unknown`) and reason codes (bounded by the spec) are labels.
+rules; a name they lack is `unknown`, a route that names no shape `-`) and reasons (error
+codes and a few fixed words, all in docs/operations.md) are labels.
 `GATEWAY_METRICS_TENANT_LABELS=true` adds a tenant label to the request counter for small
 fleets.
 """

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from deploy.demo import SEED_SQL
@@ -179,3 +180,11 @@ def test_python_dash_m_gateway_test_runs_the_shipped_cases() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout
+
+
+def test_the_shipped_unknown_role_cases_use_a_role_no_one_would_add() -> None:
+    """Adding a real role (an `auditor`, say) to the rules must not break the shipped tests."""
+    cases = yaml.safe_load(SHIPPED_TESTS.read_text())["cases"]
+    roles = {c["identity"]["role"] for c in cases
+             if c.get("refused") == "unknown_role" and isinstance(c["identity"], dict)}  # fmt: skip
+    assert roles == {"no-such-role"}

@@ -320,7 +320,7 @@ async def test_client_where_reaches_electric_in_a_form_its_parser_takes(
     value: str,
     expected: list[str],
 ) -> None:
-    # Electric parses wheres itself (protocol notes §12): 1.0.10 answers 500 to any boolean
+    # Electric parses wheres itself (tests/electric/versions.py): 1.0.10 answers 500 to any boolean
     # NOT, parenthesised or not, and to a cast applied to a parameter.
     gateway = await gateway_for(gateway_factory, world, electric)
     query = {"table": "tasks", "offset": "-1", "where": where, "params[1]": value}
