@@ -96,3 +96,14 @@ async def test_the_end_of_a_redis_outage_is_logged_and_the_status_clears(
     assert status["redis"]["jobs"]["revocations"] == {"ok": True}
     async with gateway.request("GET", "/v1/memberships", token=make_token()) as response:
         assert response.status == 200
+
+
+async def test_the_status_is_for_the_admin_token_only(gateway_factory: GatewayFactory) -> None:
+    gateway = await gateway_factory()
+    async with gateway.request("GET", "/admin/status", token=None) as response:
+        assert response.status == 401
+    async with gateway.request("GET", "/admin/status") as response:  # a user's JWT
+        assert response.status == 401
+    unconfigured = await gateway_factory(admin_token=None)
+    async with unconfigured.request("GET", "/admin/status", token=ADMIN_TOKEN) as response:
+        assert response.status == 401  # no admin API at all: the token is just a bad JWT
