@@ -28,6 +28,7 @@ import aiohttp
 from gateway.outages import Outages, iso
 from gateway.rules.model import Upstream
 from gateway.rules.watch import RulesHolder
+from gateway.tasks import TaskGroup, cancel
 
 HEALTH_PATH: Final = "/v1/health"
 PROBE_TIMEOUT: Final = 2.0
@@ -99,6 +100,17 @@ class UpstreamProbes:
         self.outages = outages
         self.every = every  # 0: never probed, and readiness ignores the upstreams
         self.results: dict[str, ProbeResult] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, tasks: TaskGroup) -> None:
+        """Probe from now on (once the gateway listens: a gateway that cannot is not up)."""
+        if self.every and self.task is None:
+            self.task = tasks.spawn(self.run(), "upstream-probes")
+
+    async def stop(self) -> None:
+        """Before the HTTP session the probes use closes."""
+        if self.task is not None:
+            await cancel(self.task)
 
     def ready(self) -> bool:
         """The default upstream answered its last probe (always, when probing is off)."""

@@ -114,10 +114,9 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
     app[IDENTITIES] = IdentityCache()
     probes = UpstreamProbes(app[RULES], session, app[OUTAGES], settings.upstream_probe_seconds)
-    app[PROBES] = probes
-    prober = app[TASKS].spawn(probes.run(), "upstream-probes")
+    app[PROBES] = probes  # started by web/server.py once the gateway listens
     yield
-    await cancel(prober)
+    await probes.stop()
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes
     await session.close()

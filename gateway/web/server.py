@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
 from gateway.web.connections import ConnectionGuard, GuardedSite, default_max_connections
-from gateway.web.keys import METRICS, RULES, TASKS
+from gateway.web.keys import METRICS, PROBES, RULES, TASKS
 
 log = structlog.get_logger(__name__)
 GRACE: Final = 30.0
@@ -69,6 +69,7 @@ async def start(
         # or its HTTP client session is left for the garbage collector to complain about.
         await runner.cleanup()
         raise
+    app[PROBES].start(app[TASKS])
     return runner, site
 
 

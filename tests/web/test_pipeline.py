@@ -211,7 +211,8 @@ async def test_a_broken_log_sink_fails_closed_and_the_replica_turns_unready(
     rules = tmp_path / "rules.yaml"
     rules.write_text(SHIPPED_RULES.read_text())
     env = {**os.environ, "JWT_SECRET": SECRET, "LOG_FORMAT": "json",
-           "ELECTRIC_URL": "http://127.0.0.1:9"}  # fmt: skip
+           "ELECTRIC_URL": "http://127.0.0.1:9",  # no Electric: not probed, so not logged
+           "GATEWAY_UPSTREAM_PROBE_SECONDS": "0"}  # fmt: skip
     read_end, write_end = os.pipe()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", "0",

@@ -157,6 +157,25 @@ async def test_a_port_in_use_is_one_clear_line_and_nothing_after_it() -> None:
     ]
 
 
+async def test_a_port_in_use_stops_several_workers_before_any_starts() -> None:
+    env = {**ENV, "REDIS_URL": "redis://127.0.0.1:9/0"}  # required by --workers; never reached
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await run_serve(
+            "--host", "127.0.0.1", "--port", str(port), "--rules", str(SHIPPED_RULES),
+            "--workers", "2", env=env,
+        )  # fmt: skip
+        async with asyncio.timeout(20):
+            _, err = await process.communicate()
+    assert process.returncode == 2
+    assert err.decode().splitlines() == [
+        f"serve: cannot listen on 127.0.0.1:{port}: the address is already in use; stop what "
+        "listens there, or choose another port (--port, GATEWAY_PORT)"
+    ]
+
+
 async def test_a_bad_port_a_short_secret_and_unreadable_rules_are_all_reported_in_one_run(
     tmp_path: Path,
 ) -> None:
