@@ -133,8 +133,8 @@ def connect_redis(
             "password": address.sentinel_password,
             **_tls_kwargs(address),
         }
-        # redis-py leaves Sentinel's constructor untyped
-        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        # redis-py before 8 leaves Sentinel's constructor untyped (8.x types it)
+        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         master = sentinel.master_for(
             address.master,
             connection_pool_class=BlockingSentinelPool,
