@@ -61,7 +61,7 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         structlog.contextvars.reset_contextvars(**bound)
     record.finish(response.status)
-    if record.upstream is None and isinstance(response, web.Response):
+    if isinstance(response, web.Response):  # proxied answers are streamed, and counted there
         body = response.body  # our own answer (a refusal, JSON): its bytes, as for a proxied one
         if isinstance(body, bytes | bytearray) and request.method != hdrs.METH_HEAD:
             record.bytes = len(body)

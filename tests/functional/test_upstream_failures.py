@@ -4,6 +4,7 @@ own errors pass through, audited as what they are."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -47,12 +48,15 @@ async def test_electric_500_becomes_a_502_without_electrics_text(
     with capture_logs() as logs:
         async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
             assert response.status == 502
-            body = await response.json()
+            raw = await response.read()
+            body = json.loads(raw)
     assert body["error"] == "upstream_unavailable"
     assert "Internal server error" not in body["message"]
     (replaced,) = [line for line in logs if line["event"] == "upstream_error_replaced"]
     assert replaced["upstream_status"] == 500
     assert "Internal server error" in replaced["body"]
+    (audited,) = [line for line in logs if line["event"] == "shape_request"]
+    assert (audited["reason"], audited["bytes"]) == ("upstream_unavailable", len(raw))
 
 
 async def test_electric_400_for_a_where_postgres_rejects_passes_through(
@@ -61,11 +65,15 @@ async def test_electric_400_for_a_where_postgres_rejects_passes_through(
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
                                     electric_secret=ELECTRIC_SECRET)  # fmt: skip
     query = {**SNAPSHOT, "where": "project_id = 'not a number'"}
-    async with gateway.shape(query, token=ADMIN) as response:
-        assert response.status == 400
-        body = await response.json()
-        assert body["message"] == "Invalid request"
-        assert "where" in body["errors"]
+    with capture_logs() as logs:
+        async with gateway.shape(query, token=ADMIN) as response:
+            assert response.status == 400
+            body = await response.json()
+            assert body["message"] == "Invalid request"
+            assert "where" in body["errors"]
+    (warning,) = (e for e in logs if e["event"] == "upstream_rejected")
+    assert warning["errors"] == {"where": "(rejected; the message is not logged)"}
+    assert "not a number" not in repr(logs)  # a client's value never reaches the log
 
 
 async def test_electric_refusing_our_secret_is_502_upstream_misconfigured_never_401(
