@@ -257,8 +257,8 @@ async def test_409_passes_through_with_its_handle_and_private_caching(
 async def test_errors_are_never_stored_whatever_electric_sent(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
-    # Electric 1.0.10 marks its 400s `no-cache` only, 1.7 `no-store` (protocol notes §13): the
-    # gateway's own errors and Electric's passed through get one policy, `no-store`.
+    # Electric 1.0.10 marks its 400s `no-cache` only, 1.7 `no-store` (tests/electric/versions.py):
+    # the gateway's own errors and Electric's passed through get one policy, `no-store`.
     gateway = await gateway_for(gateway_factory, world, electric)
     never_stored = "private, no-cache, no-store"
     async with gateway.shape({"table": "tasks", "offset": "0_0"}, token=ADMIN) as response:
