@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import jwt
 import pytest
@@ -60,7 +61,9 @@ def test_the_commands_the_demo_prints_work_as_printed(demo_output: str) -> None:
     lines = demo_output.splitlines()
     token = next(line for line in lines if " token --user " in line)
     explain = next(line for line in lines if " explain tasks " in line)
-    assert token.split("' ", 1)[1].startswith(".venv/bin/shape-gateway token")  # not on PATH
+    script = Path(sys.executable).parent / "shape-gateway"  # make install's; not on PATH
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    assert token.split("' ", 1)[1].startswith(f"{shown} token")
     minted = pasted(token)
     assert minted.returncode == 0, minted.stderr
     secret = token.split("'")[1]
