@@ -19,8 +19,9 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gateway.audit.records import AuditRecord
+from gateway.audit.records import CLIENT_CLOSED, AuditRecord
 from gateway.errors import Code, Refusal
+from gateway.web.connections import GuardedProtocol
 from gateway.web.keys import AUDIT, AUDIT_LOG, METRICS, PUBLIC_PATHS, RULES, SECURITY
 from gateway.web.refusals import refusal_response
 
@@ -47,6 +48,8 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         rules=request.app[RULES].rules.digest,
     )
     request[AUDIT] = record
+    transport = request.transport  # both gone once the connection is lost: kept from here
+    connection = transport.get_protocol() if transport is not None else None
     bound = structlog.contextvars.bind_contextvars(request_id=record.request_id)
     try:
         if audit_log.healthy or request.path in request.app[PUBLIC_PATHS]:
@@ -56,7 +59,7 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
             response = refusal_response(AUDIT_DOWN)
     except asyncio.CancelledError:
         record.client_closed()
-        _finish(request, record)
+        _finish(request, record, connection)
         raise
     finally:
         structlog.contextvars.reset_contextvars(**bound)
@@ -65,17 +68,26 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         body = response.body  # our own answer (a refusal, JSON): its bytes, as for a proxied one
         if isinstance(body, bytes | bytearray) and request.method != hdrs.METH_HEAD:
             record.bytes = len(body)
-    _finish(request, record)
+    _finish(request, record, connection)
     return response
 
 
-def _finish(request: web.Request, record: AuditRecord) -> None:
+def _finish(
+    request: web.Request, record: AuditRecord, connection: asyncio.BaseProtocol | None
+) -> None:
     app = request.app
     if request.path in app[PUBLIC_PATHS]:
         # Probes and scrapes (every few seconds, from every prober): counted, not audited line by
         # line, and kept out of the request counter, whose 5xx ratio a not-ready 503 would skew.
         app[METRICS].count_health(request.path, record.status)
         return
+    # Aborted by the write timeout (web/connections.py) rather than closed by the client?
+    if (
+        record.status == CLIENT_CLOSED
+        and isinstance(connection, GuardedProtocol)
+        and connection.write_timed_out
+    ):
+        record.write_timed_out()  # the gateway cut it: the client had stopped reading
     app[AUDIT_LOG].write(record)
     observe(request, record)
 
