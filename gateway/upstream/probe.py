@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp import hdrs
 
 from gateway.outages import Outages, iso
 from gateway.rules.model import Upstream
@@ -57,7 +58,10 @@ async def probe(session: aiohttp.ClientSession, upstream: Upstream) -> ProbeResu
     url = upstream.url + HEALTH_PATH
     try:
         async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT), allow_redirects=False
+            url,
+            timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT),
+            allow_redirects=False,
+            headers={hdrs.CONNECTION: "close"},  # a new connection each time: none held idle
         ) as response:
             body = await response.read()
     except TimeoutError:
