@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from gateway.auth.keys import MIN_HMAC_SECRET_BYTES as MIN_SECRET_BYTES
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
 from gateway.redis_url import RedisUrlError, parse_redis_url
 
@@ -62,6 +63,9 @@ class Settings:
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
     upstream_probe_seconds: int = 10  # GET /v1/health of each upstream this often (0: never)
     check_database: str | None = field(default=None, repr=False)  # rules vs schema at start
+    local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
+    local_key_epoch: int = 1  # part of every local key: raising it replaces them all
+    local_key_lease: int = 86400  # seconds a client may keep its local key offline
 
     @property
     def has_key_source(self) -> bool:
@@ -86,6 +90,7 @@ _TEXT: Final = {
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",
     "check_database": "GATEWAY_CHECK_DATABASE",
+    "local_key_secret": "GATEWAY_LOCAL_KEY_SECRET",
 }
 _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "port": ("GATEWAY_PORT", 0, 65535),
@@ -100,6 +105,8 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
     "upstream_probe_seconds": ("GATEWAY_UPSTREAM_PROBE_SECONDS", 0, 3600),
+    "local_key_epoch": ("GATEWAY_LOCAL_KEY_EPOCH", 1, 1_000_000),
+    "local_key_lease": ("GATEWAY_LOCAL_KEY_LEASE", 60, 30 * 86400),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
@@ -166,6 +173,12 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         problems.append(
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
+        )
+    local_key_secret = values.get("local_key_secret")
+    if isinstance(local_key_secret, str) and len(local_key_secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(
+            f"GATEWAY_LOCAL_KEY_SECRET must be at least {MIN_SECRET_BYTES} bytes (every local "
+            "key is derived from it); generate one with: openssl rand -base64 48"
         )
     workers = values.get("workers", 1)
     if isinstance(workers, int) and workers > 1:

@@ -68,3 +68,22 @@ def test_redis_problems_name_the_form_expected_without_repeating_the_password() 
     settings = load_settings({"REDIS_URL": "redis+cluster://n1:7000,n2:7000"})
     assert settings.redis_url is not None
     assert "n1:7000" not in repr(settings)  # a URL may hold a password: never in a repr
+
+
+def test_the_local_key_settings_are_read_and_a_short_secret_is_refused() -> None:
+    env = {
+        "GATEWAY_LOCAL_KEY_SECRET": "k" * 32,
+        "GATEWAY_LOCAL_KEY_EPOCH": "3",
+        "GATEWAY_LOCAL_KEY_LEASE": "3600",
+    }
+    settings = load_settings(env)
+    assert (settings.local_key_secret, settings.local_key_epoch, settings.local_key_lease) == (
+        "k" * 32, 3, 3600,
+    )  # fmt: skip
+    assert "k" * 32 not in repr(settings)
+    assert load_settings({}).local_key_secret is None
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_LOCAL_KEY_SECRET": "short", "GATEWAY_LOCAL_KEY_LEASE": "5"})
+    problems = "\n".join(caught.value.problems)
+    assert "GATEWAY_LOCAL_KEY_SECRET must be at least 32 bytes" in problems
+    assert "GATEWAY_LOCAL_KEY_LEASE='5': must be a whole number from 60" in problems

@@ -22,6 +22,7 @@ from gateway.cli.preflight import report, run_preflight
 from gateway.errors import Refusal
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan
+from gateway.upstream.headers import LOCAL_TTL
 
 
 def register(commands: Commands) -> None:
@@ -92,6 +93,8 @@ def print_request(request: UpstreamRequest) -> None:
         print(f"  ${n:<7} {json.dumps(value)}  ({bound})")
     columns = ",".join(request.columns) if request.columns is not None else "(all)"
     print(f"  columns  {columns}")
+    if request.local_ttl is not None:
+        print(f"  local_ttl {request.local_ttl} s  (sent as {LOCAL_TTL})")
 
 
 def run_explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -45,7 +45,9 @@ __all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
-_SHAPE_KEYS: Final = ("table", "public", "unscoped", "where", "allow", "columns", "client_where")
+_SHAPE_KEYS: Final = (
+    "table", "public", "unscoped", "where", "allow", "columns", "client_where", "local_ttl",
+)  # fmt: skip
 
 
 def _where(reader: RulesReader, node: yaml.Node, key: str) -> CompiledWhere | None:
@@ -178,6 +180,7 @@ def _shape(
     columns = get("columns", lambda n, k: read_column_names(reader, n, k), None)
     declared = get("client_where", lambda n, k: read_client_where(reader, n, k), None)
     client_where = declared.columns if declared is not None else None
+    local_ttl = get("local_ttl", reader.duration, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
@@ -227,6 +230,7 @@ def _shape(
         client_where=client_where,
         client_where_types=declared.types if declared is not None else frozenset(),
         public=public,
+        local_ttl=local_ttl,
         line=key_node.start_mark.line + 1,
     )
 

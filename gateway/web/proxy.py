@@ -23,7 +23,7 @@ from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import UpstreamResponse, send
 from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.errors import LOGGED_BYTES, refuse_unless_electric_answered, rejection_details
-from gateway.upstream.headers import client_headers
+from gateway.upstream.headers import LOCAL_TTL, client_headers
 from gateway.web.keys import AUDIT, STREAM, TIMEOUTS, UPSTREAMS
 
 log = structlog.get_logger(__name__)
@@ -123,6 +123,8 @@ async def proxy(
         kept = _passed_through(record, upstream.status)
         kind = web.StreamResponse if planned.sse else FiniteResponse
         response = kind(status=upstream.status, headers=client_headers(upstream.headers))
+        if planned.local_ttl is not None:
+            response.headers[LOCAL_TTL] = str(planned.local_ttl)
         length = upstream.headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and length.isdigit():
             response.content_length = int(length)
