@@ -1,7 +1,8 @@
 """Prometheus metrics: one registry per app, so tests and replicas never share counters.
 
 No user or tenant labels by default (unbounded cardinality); shape names (bounded by the
-rules; anything else is `unknown`) and reason codes (bounded by the spec) are labels.
+rules; a name they lack is `unknown`, a route that names no shape `-`) and reasons (error
+codes and a few fixed words, all in docs/operations.md) are labels.
 `GATEWAY_METRICS_TENANT_LABELS=true` adds a tenant label to the request counter for small
 fleets.
 """
@@ -40,6 +41,12 @@ class Metrics:
             "Request duration, by decision and whether it was live.",
             ["decision", "live"],
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.health_requests = Counter(
+            "shape_gateway_health_requests_total",
+            "Requests to /healthz, /readyz and /metrics (not audited), by path and status.",
+            ["path", "status"],
             registry=r,
         )
         self.response_bytes = Histogram(
@@ -117,6 +124,18 @@ class Metrics:
             "by a revocation.",
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "shape_gateway_dependency_up",
+            "0 while a Redis job (kind redis) or an upstream (kind upstream) is failing, else 1.",
+            ["kind", "name"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "shape_gateway_upstream_responses_total",
+            "Electric's answers passed through to clients, by status (its own 4xx and 5xx too).",
+            ["status"],
+            registry=r,
+        )
         self.revocation_fresh = Gauge(
             "shape_gateway_revocation_state_fresh",
             "1 when this replica's revocation view is confirmed fresh, else 0.",
@@ -136,6 +155,20 @@ class Metrics:
         if histogram is None:
             histogram = children[key] = self.duration.labels(labels[1], live)
         histogram.observe(seconds)
+
+    def count_upstream(self, status: int) -> None:
+        key = ("upstream", str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.upstream_responses.labels(str(status))
+        counter.inc()
+
+    def count_health(self, path: str, status: int) -> None:
+        key = ("health", path, str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.health_requests.labels(path, str(status))
+        counter.inc()
 
     def set_rules(self, digest: str) -> None:
         self.rules_info.clear()

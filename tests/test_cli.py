@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway.cli import main
+from gateway import __version__
+from gateway.cli import build_parser, main
 from tests.factories import SECRET, SHIPPED_RULES
 
 
@@ -97,3 +99,29 @@ def test_python_dash_m_gateway_runs_the_same_cli() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ok:" in result.stdout
+
+
+def test_every_command_and_every_flag_says_what_it_does() -> None:
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"serve", "check", "explain", "test", "diff", "token", "revoke"}
+    summaries = {action.dest: action.help for action in commands._choices_actions}
+    silent = []
+    for name, command in commands.choices.items():
+        if not summaries.get(name):
+            silent.append(f"{name}: no line in `shape-gateway --help`")
+        if not command.description:
+            silent.append(f"{name}: no description in `shape-gateway {name} --help`")
+        silent += [
+            f"{name} {'/'.join(action.option_strings) or action.dest}: no help"
+            for action in command._actions
+            if not action.help
+        ]
+    assert silent == []
+
+
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"], env={})
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"shape-gateway {__version__}\n"

@@ -1,6 +1,6 @@
 """A client's own `where` (and `subset__where`/`subset__order_by`), checked on the parse tree.
 
-SPEC: one boolean expression over the shape's `client_where` columns in the subset Electric
+Allowed: one boolean expression over the shape's `client_where` columns in the subset Electric
 supports (`gateway/sql/subset.py`: literals, `$n` parameters, comparisons, AND/OR/NOT, [NOT] IN,
 [NOT] BETWEEN, IS [NOT] NULL, [NOT] LIKE/ILIKE, casts of columns and literals to Electric's
 types). Anything else (sub-selects, functions, arrays, other columns, several statements,

@@ -2,10 +2,10 @@
 one request at a time on each, pooled per upstream.
 
 Bytes and `content-encoding` pass through as Electric sent them; timeouts outlast Electric's
-20 s long-poll and 60 s SSE stream; connection failures are mapped to the spec's codes. A
-kept-alive connection Electric closed while it sat idle fails before any byte of an answer:
-that request is sent once more, on a new connection (every request the gateway makes upstream
-is a read, so repeating it is safe).
+20 s long-poll and 60 s SSE stream; connection failures are mapped to the gateway's codes
+(docs/http-api.md#errors). A kept-alive connection Electric closed while it sat idle fails
+before any byte of an answer: that request is sent once more, on a new connection (every
+request the gateway makes upstream is a read, so repeating it is safe).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ about a request is examined or answered before the caller is authenticated.
 
 A token comes from `Authorization: Bearer`, else (with GATEWAY_AUTH_COOKIE) from that cookie.
 A cookie rides along on requests other sites make, so cookie authentication is held to the
-browser's own CSRF signals (SPEC, HTTP API):
+browser's own CSRF signals (docs/http-api.md#cookies):
 - `GET`/`HEAD` are accepted without `Origin` (browsers send none on a same-origin GET) and
   refused with an `Origin` not in GATEWAY_CORS_ORIGINS or `Sec-Fetch-Site: cross-site`;
   they only read, and a cross-site page cannot read the answer without CORS anyway.

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
+import yaml
 
 from tests.deploy.files import (
     COMPOSE,
@@ -132,9 +137,13 @@ def test_gateway_is_built_from_the_dockerfile_and_reaches_electric_by_service_na
     assert gateway["cap_drop"] == ["ALL"]
 
 
-def test_gateway_reads_the_repository_rules_where_the_image_looks_for_them(
+def test_gateway_reads_a_rules_folder_where_the_image_looks_for_its_rules(
     compose: dict[str, Any],
 ) -> None:
+    """A folder, not the file: Docker's bind mount of one file keeps that file's inode, so a
+    save that replaces the file (editors, sed -i) would never reach the gateway. In a mounted
+    folder the gateway sees the new file, as tests/functional/test_operations.py's editor save
+    shows."""
     env = {
         k: v
         for i in final_stage(dockerfile_instructions())
@@ -142,6 +151,65 @@ def test_gateway_reads_the_repository_rules_where_the_image_looks_for_them(
         for k, v in key_values(i.arguments).items()
     }
     (mount,) = services(compose)["gateway"]["volumes"]
-    assert mount["target"] == env["GATEWAY_RULES"]
-    assert (COMPOSE.parent / mount["source"]).resolve() == ROOT / "shape_rules.yaml"
+    rules = Path(env["GATEWAY_RULES"])
+    source = (COMPOSE.parent / mount["source"]).resolve()
+    assert source.is_dir()
+    assert mount["target"] == str(rules.parent)
+    assert (source / rules.name).read_text() == (ROOT / "shape_rules.yaml").read_text()
     assert mount["read_only"] is True
+
+
+def test_the_rules_folder_holds_nothing_but_the_rules_and_their_tests() -> None:
+    """Whatever is in the folder is in the gateway's container: never deploy/.env's secrets."""
+    names = sorted(path.name for path in (DEPLOY / "rules").iterdir())
+    assert names == ["shape_rules.test.yaml", "shape_rules.yaml"]
+
+
+def interpolated(compose_text: str, values: dict[str, str]) -> dict[str, Any]:
+    """compose.yaml as `docker compose` reads it with `values` for its variables."""
+
+    def value(match: re.Match[str]) -> str:
+        name, kind, default = match.groups()
+        return values.get(name) or (default if kind == ":-" else "")
+
+    document: dict[str, Any] = yaml.safe_load(VARIABLE.sub(value, compose_text))
+    return document
+
+
+def urls_in(document: dict[str, Any]) -> list[str]:
+    return [value for service in document["services"].values()
+            for value in (service.get("environment") or {}).values()
+            if isinstance(value, str) and "://" in value]  # fmt: skip
+
+
+def suggested_secret() -> str:
+    """What the command .env.example suggests prints (run for real when openssl is here)."""
+    command = re.search(
+        r"Generate one with:\s+(openssl rand [^\n]+)", (DEPLOY / ".env.example").read_text()
+    )
+    assert command is not None
+    assert command.group(1).strip() == "openssl rand -hex 32"
+    if shutil.which("openssl") is None:
+        return secrets.token_hex(32)
+    return subprocess.run(
+        command.group(1).split(), capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_compose_urls_parse_with_the_secret_the_env_example_suggests() -> None:
+    secret = suggested_secret()
+    values = dict.fromkeys(env_example(), secret)
+    urls = urls_in(interpolated(COMPOSE.read_text(), values))
+    database = [u for u in urls if u.startswith("postgresql://")]
+    assert database, urls
+    for url in database:
+        parts = urlsplit(url)
+        assert (parts.password, parts.hostname, parts.port) == (secret, "postgres", 5432)
+
+
+def test_a_base64_secret_would_break_the_database_url() -> None:
+    """Why hex: a secret with `/` cuts the URL's authority short (the check above can fail)."""
+    base64 = "ab/cd+ef=="
+    urls = urls_in(interpolated(COMPOSE.read_text(), dict.fromkeys(env_example(), base64)))
+    (database,) = (u for u in urls if u.startswith("postgresql://"))
+    assert urlsplit(database).password != base64

@@ -148,6 +148,26 @@ def test_each_broken_rules_file_reports_its_line_and_key(text: str, expected: st
     assert any(p.startswith(expected) or expected in p for p in found), found
 
 
+def test_a_yaml_syntax_error_keeps_its_line_column_and_a_caret_under_the_fault() -> None:
+    text = "version: 1\nroles: [a]\nshapes:\n  x:\n    table: t\n    where: a: b\n"
+    (found,) = problems(text)
+    assert found.splitlines() == [
+        "r.yaml:6: (yaml): mapping values are not allowed here (at column 13)",
+        "        where: a: b",
+        "                ^",
+    ]
+
+
+def test_a_yaml_error_inside_a_construct_says_where_the_construct_starts() -> None:
+    (found,) = problems("version: 1\nroles: [a, b\nshapes: {}\n")
+    first, source, caret = found.splitlines()
+    assert first == (
+        "r.yaml:3: (yaml): expected ',' or ']', but got ':' (at column 7), "
+        "while parsing a flow sequence that starts at line 2"
+    )
+    assert caret.index("^") == source.index(":")
+
+
 @pytest.mark.parametrize(
     ("ttl", "seconds"), [("45s", 45), ("30m", 1800), ("24h", 86400), ("7d", 604800)]
 )
