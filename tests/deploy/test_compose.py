@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import redis
 
 from tests.deploy.files import (
     COMPOSE,
@@ -25,8 +26,11 @@ from tests.deploy.files import (
     load_yaml,
     one,
 )
+from tests.redis_servers import RedisProcess, RedisServers
+from tests.services import free_port
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
+REDIS_CONF = DEPLOY / "redis" / "redis.conf"
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -145,3 +149,57 @@ def test_gateway_reads_the_repository_rules_where_the_image_looks_for_them(
     assert mount["target"] == env["GATEWAY_RULES"]
     assert (COMPOSE.parent / mount["source"]).resolve() == ROOT / "shape_rules.yaml"
     assert mount["read_only"] is True
+
+
+def redis_directives(path: Path = REDIS_CONF) -> dict[str, str]:
+    """`directive value` lines of a redis.conf, comments dropped (the last one wins, as in Redis)."""
+    pairs = (line.split(None, 1) for line in path.read_text().splitlines())
+    return {p[0].lower(): p[1] if len(p) > 1 else "" for p in pairs if p and p[0][0] != "#"}
+
+
+def megabytes(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(gb|mb|kb|)", value.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"gb": 1024, "mb": 1, "kb": 1 / 1024, "": 1 / 1024 / 1024}[unit]
+
+
+def test_redis_runs_with_the_shipped_config_capped_never_evicting_and_persisted(
+    compose: dict[str, Any],
+) -> None:
+    redis_service = services(compose)["redis"]
+    config = next(m for m in redis_service["volumes"] if m.startswith("./redis/redis.conf:"))
+    _, target, mode = config.split(":")
+    assert mode == "ro"
+    assert redis_service["command"] == ["redis-server", target]
+    directives = redis_directives()
+    assert directives["maxmemory-policy"] == "noeviction"  # a revocation is never evicted
+    # Room for both audit streams' byte budgets (docs/sizing.md) and the rest.
+    assert megabytes(directives["maxmemory"]) >= 1024 + 256 + 128
+    assert directives["appendonly"] == "yes"
+    data = next(m for m in redis_service["volumes"] if m.startswith("redis-data:"))
+    assert "dir" not in directives  # the image's working directory, /data, holds the files
+    assert data == "redis-data:/data"  # the append-only file outlives the container
+    assert "redis-data" in compose["volumes"]
+
+
+def test_the_shipped_redis_config_loads_and_a_full_redis_refuses_writes_keeping_revocations(
+    redis_servers: RedisServers, tmp_path: Path
+) -> None:
+    """The real redis-server reads the file (an unknown directive would stop it); filled to
+    its cap (made small here), it refuses writes rather than evicting the revocation stream."""
+    port, home = free_port(), tmp_path / "redis"
+    argv = [str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+            "--maxmemory", "4mb"]  # fmt: skip
+    server = redis_servers.start(RedisProcess(home, port, argv))
+    client = server.client()
+    try:
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.xadd("shape-gateway:{revocations}", {"type": "session.revoked", "user": "eve"})
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            for n in range(10_000):
+                client.set(f"shape-gateway:filler:{n}", "x" * 4096)
+        assert client.xlen("shape-gateway:{revocations}") == 1
+        assert client.get("shape-gateway:filler:0") is not None  # nothing was evicted
+    finally:
+        client.close()
+    assert any(home.glob("appendonlydir/*.aof")) or any(home.glob("*.aof"))
