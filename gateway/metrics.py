@@ -115,6 +115,13 @@ class Metrics:
             "1 when this replica's revocation view is confirmed fresh, else 0.",
             registry=r,
         )
+        self.admin_auth_failures = Counter(
+            "shape_gateway_admin_auth_failures_total",
+            "Admin API requests without the admin token: refused (401), or limited (429: the "
+            "address failed too often).",
+            ["outcome"],
+            registry=r,
+        )
 
     def count_request(self, labels: tuple[str, ...], live: str, seconds: float) -> None:
         """The per-request counter and duration, their labelled children looked up once each

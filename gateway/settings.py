@@ -17,6 +17,7 @@ from gateway.redis_url import RedisUrlError, parse_redis_url
 _URL: Final = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _ORIGIN: Final = re.compile(r"\*|https?://[^\s/?#]+")
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MIN_ADMIN_TOKEN_BYTES: Final = 32
 
 
 class SettingsError(Exception):
@@ -156,6 +157,12 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         problems.append(
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
+        )
+    admin_token = values.get("admin_token")
+    if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_ADMIN_TOKEN_BYTES:
+        problems.append(  # the token itself is not repeated
+            f"GATEWAY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_BYTES} bytes (it is "
+            f"{len(admin_token.encode())}); generate one with: openssl rand -base64 48"
         )
     workers = values.get("workers", 1)
     if isinstance(workers, int) and workers > 1:

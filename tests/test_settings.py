@@ -68,3 +68,12 @@ def test_redis_problems_name_the_form_expected_without_repeating_the_password() 
     settings = load_settings({"REDIS_URL": "redis+cluster://n1:7000,n2:7000"})
     assert settings.redis_url is not None
     assert "n1:7000" not in repr(settings)  # a URL may hold a password: never in a repr
+
+
+def test_an_admin_token_shorter_than_32_bytes_does_not_load_and_is_not_repeated() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_ADMIN_TOKEN": "change-me-admin-token"})
+    (problem,) = caught.value.problems
+    assert problem.startswith("GATEWAY_ADMIN_TOKEN must be at least 32 bytes (it is 21)")
+    assert "change-me" not in problem
+    assert load_settings({"GATEWAY_ADMIN_TOKEN": "a" * 32}).admin_token == "a" * 32

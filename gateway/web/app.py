@@ -40,10 +40,12 @@ from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
 from gateway.web import admin, audit_events, health, revocations, shape
+from gateway.web.admin_guard import AdminFailures
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
 from gateway.web.cors import answer_preflights
 from gateway.web.keys import (
+    ADMIN_FAILURES,
     AUDIT_LOG,
     AUDIT_SINK,
     FEED,
@@ -237,6 +239,7 @@ def make_app(
     app[PUBLIC_PATHS] = PUBLIC
     app[LIVE_ROUTES] = LIVE
     app[AUDIT_LOG] = AuditLog()
+    app[ADMIN_FAILURES] = AdminFailures()
     app[RULES] = holder
     app[STREAMS] = OpenStreams()
     app[TIMEOUTS] = timeouts or Timeouts()

@@ -16,6 +16,7 @@ Header values may hold any byte: a non-ASCII token or admin token is a 401, neve
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -25,10 +26,12 @@ from gateway.errors import Code, Refusal
 from gateway.settings import Settings
 from gateway.web.cors import allowed_origin
 from gateway.web.keys import (
+    ADMIN_FAILURES,
     ADMIN_PREFIX,
     AUDIT,
     IDENTITIES,
     IDENTITY,
+    METRICS,
     PUBLIC_PATHS,
     RULES,
     SETTINGS,
@@ -126,13 +129,30 @@ def check_admin_token(request: web.Request, expected: str) -> None:
         raise Refusal(Code.INVALID_TOKEN, "this is not the admin token")
 
 
+def authenticate_admin(request: web.Request, expected: str) -> None:
+    """The admin token, with failures limited per client address (web/admin_guard.py)."""
+    failures, counter = request.app[ADMIN_FAILURES], request.app[METRICS].admin_auth_failures
+    address, now = request.remote or "-", time.monotonic()
+    try:
+        failures.check(address, now)
+    except Refusal:
+        counter.labels("limited").inc()
+        raise
+    try:
+        check_admin_token(request, expected)
+    except Refusal:
+        failures.fail(address, now)
+        counter.labels("refused").inc()
+        raise
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in request.app[PUBLIC_PATHS]:
         return await handler(request)
     settings = request.app[SETTINGS]
     if request.path.startswith(ADMIN_PREFIX) and settings.admin_token:
-        check_admin_token(request, settings.admin_token)
+        authenticate_admin(request, settings.admin_token)
         return await handler(request)
     token = bearer_token(request, settings)
     app = request.app

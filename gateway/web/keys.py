@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
+from gateway.web.admin_guard import AdminFailures
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
@@ -41,6 +42,7 @@ LIMITER: Final = web.AppKey("limiter", Limiter)
 AUDIT_SINK: Final = web.AppKey("audit_sink", AuditSink)
 SECURITY: Final = web.AppKey("security", SecurityEvents)
 AUDIT_LOG: Final = web.AppKey("audit_log", AuditLog)
+ADMIN_FAILURES: Final = web.AppKey("admin_failures", AdminFailures)  # per client address
 # Routing policy, filled in by web/app.py where the pipeline is written down.
 PUBLIC_PATHS: Final = web.AppKey("public_paths", frozenset[str])  # no authentication
 LIVE_ROUTES: Final = web.AppKey("live_routes", Mapping[str, Callable[[web.Request], bool]])

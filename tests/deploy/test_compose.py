@@ -101,6 +101,7 @@ def test_every_variable_without_a_default_is_in_the_env_example() -> None:
     required = {m.group(1) for m in VARIABLE.finditer(COMPOSE.read_text()) if m.group(2) != ":-"}
     assert required <= set(env_example()), required - set(env_example())
     assert len(env_example()["JWT_SECRET"]) >= 32  # the demo starts with the example's values
+    assert len(env_example()["GATEWAY_ADMIN_TOKEN"]) >= 32  # else the gateway does not start
 
 
 def test_postgres_replicates_logically_and_reports_health(compose: dict[str, Any]) -> None:

@@ -111,3 +111,24 @@ async def test_the_admin_token_does_not_reach_shapes_through_dot_segments(
     status = (await reader.readline()).split()[1]
     writer.close()
     assert status == b"404"
+
+
+async def test_failed_admin_authentications_are_limited_per_address_and_counted(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Ten wrong guesses a minute from one address; then 429 before the token is compared,
+    even for the right one, so guessing gains nothing."""
+    gateway = await gateway_factory()
+    for _ in range(10):
+        async with gateway.request("GET", "/admin/rules", token="wrong-guess") as response:
+            assert response.status == 401
+    async with gateway.request("GET", "/admin/rules", token=ADMIN_TOKEN) as response:
+        assert response.status == 429
+        assert (await response.json())["error"] == "rate_limited"
+        assert 1 <= int(response.headers["Retry-After"]) <= 6
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        text = await response.text()
+    assert 'shape_gateway_admin_auth_failures_total{outcome="refused"} 10.0' in text
+    assert 'shape_gateway_admin_auth_failures_total{outcome="limited"} 1.0' in text
+    async with gateway.shape({"table": "tasks", "offset": "-1"}) as response:
+        assert response.status != 429  # shape requests of the same address are not affected
