@@ -158,6 +158,12 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
         )
+    origins = values.get("cors_origins", ())
+    if isinstance(origins, tuple) and "*" in origins and values.get("auth_cookie"):
+        problems.append(
+            "GATEWAY_CORS_ORIGINS=* with GATEWAY_AUTH_COOKIE: any site could read shapes and post "
+            "audit events with the user's cookie; list the origins that may, or drop the cookie"
+        )
     admin_token = values.get("admin_token")
     if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_ADMIN_TOKEN_BYTES:
         problems.append(  # the token itself is not repeated

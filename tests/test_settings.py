@@ -77,3 +77,16 @@ def test_an_admin_token_shorter_than_32_bytes_does_not_load_and_is_not_repeated(
     assert problem.startswith("GATEWAY_ADMIN_TOKEN must be at least 32 bytes (it is 21)")
     assert "change-me" not in problem
     assert load_settings({"GATEWAY_ADMIN_TOKEN": "a" * 32}).admin_token == "a" * 32
+
+
+def test_any_origin_with_a_cookie_does_not_load_naming_both_settings() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_CORS_ORIGINS": "https://app.example.com, *",
+                       "GATEWAY_AUTH_COOKIE": "sg_token"})  # fmt: skip
+    (problem,) = caught.value.problems
+    assert "GATEWAY_CORS_ORIGINS=*" in problem
+    assert "GATEWAY_AUTH_COOKIE" in problem
+    assert load_settings({"GATEWAY_CORS_ORIGINS": "*"}).cors_origins == ("*",)  # bearer only
+    listed = load_settings({"GATEWAY_CORS_ORIGINS": "https://app.example.com",
+                            "GATEWAY_AUTH_COOKIE": "sg_token"})  # fmt: skip
+    assert listed.auth_cookie == "sg_token"

@@ -4,10 +4,13 @@ about a request is examined or answered before the caller is authenticated.
 A token comes from `Authorization: Bearer`, else (with GATEWAY_AUTH_COOKIE) from that cookie.
 A cookie rides along on requests other sites make, so cookie authentication is held to the
 browser's own CSRF signals (SPEC, HTTP API):
+- `Sec-Fetch-Site: cross-site` is refused whatever the method: the browser itself says another
+  site made the request.
 - `GET`/`HEAD` are accepted without `Origin` (browsers send none on a same-origin GET) and
-  refused with an `Origin` not in GATEWAY_CORS_ORIGINS or `Sec-Fetch-Site: cross-site`;
-  they only read, and a cross-site page cannot read the answer without CORS anyway.
+  refused with an `Origin` not in GATEWAY_CORS_ORIGINS; they only read, and a cross-site page
+  cannot read the answer without CORS anyway.
 - any other method needs an allowed `Origin` (every browser sends one on a POST).
+- `GATEWAY_CORS_ORIGINS=*` does not load with a cookie (settings.py): "allowed" means listed.
 - the cookie must appear once: a sibling subdomain that plants a second cookie of the same
   name (cookie tossing) cannot pick which identity a request runs as.
 Header values may hold any byte: a non-ASCII token or admin token is a 401, never a crash.
@@ -75,18 +78,18 @@ def cookie_values(request: web.Request, name: str) -> list[str]:
 
 def _check_cookie_request(request: web.Request, settings: Settings) -> None:
     origin = _single(request, hdrs.ORIGIN)
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+        raise Refusal(
+            Code.INVALID_TOKEN,
+            "cookie authentication is not accepted on cross-site requests; "
+            "send `Authorization: Bearer <jwt>`",
+        )
     if request.method in SAFE_METHODS:
         if origin is not None and allowed_origin(settings, origin) is None:
             raise Refusal(
                 Code.INVALID_TOKEN,
                 f"cookie authentication is not accepted from origin {origin[:128]!r}; "
                 "add it to GATEWAY_CORS_ORIGINS or send `Authorization: Bearer <jwt>`",
-            )
-        if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
-            raise Refusal(
-                Code.INVALID_TOKEN,
-                "cookie authentication is not accepted on cross-site requests; "
-                "send `Authorization: Bearer <jwt>`",
             )
     elif origin is None or allowed_origin(settings, origin) is None:
         raise Refusal(
