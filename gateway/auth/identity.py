@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,6 +12,9 @@ from gateway.errors import Code, Refusal
 from gateway.rules.model import IdentityMap
 
 MAX_CLAIM_LENGTH: Final = 256
+# C0 and C1 controls and DEL: NUL, newlines, escapes. No identity holds them; bound as a value
+# they reach PostgreSQL (which refuses NUL in text) and logs (where they forge lines).
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +39,14 @@ class Identity:
 
 
 def _is_text(value: str) -> bool:
-    """Valid Unicode: JSON lets a claim carry a lone surrogate (`"\\udcff"`), which the URL
-    library drops when it encodes the upstream query: `e\\udcffve` would be bound as `eve`."""
+    """Valid Unicode without control characters. JSON lets a claim carry a lone surrogate
+    (`"\\udcff"`), which the URL library drops when it encodes the upstream query:
+    `e\\udcffve` would be bound as `eve`; and `"\\u0000"`, which PostgreSQL refuses."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return _CONTROL.search(value) is None
 
 
 def _identity_string(value: object, claim: str) -> str:
@@ -54,7 +59,7 @@ def _identity_string(value: object, claim: str) -> str:
         raise Refusal(
             Code.INVALID_TOKEN,
             f"claim {claim!r} must be a non-empty string of at most {MAX_CLAIM_LENGTH} "
-            "characters of valid Unicode",
+            "characters of valid Unicode, without control characters",
         )
     return value
 
@@ -102,7 +107,7 @@ def resolve_identity(
         user=user,
         tenant=tenant,
         role=role,
-        claims=MappingProxyType(  # string claims for :claims.NAME; invalid text never binds
+        claims=MappingProxyType(  # string claims for :claims.NAME; invalid text, controls never bind
             {k: v for k, v in claims.items() if isinstance(v, str) and _is_text(v)}
         ),
         memberships=MappingProxyType(memberships or {tenant: role}),

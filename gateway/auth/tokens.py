@@ -7,6 +7,7 @@ verified tokens and the one JWKS refresh an unknown `kid` may trigger.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -44,9 +45,13 @@ def _invalid(message: str) -> Refusal:
 
 def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f"token must carry {name!r} as a number of seconds since the epoch")
-    return float(value)
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        # JSON as Python reads it admits NaN and Infinity (no comparison with NaN is true) and
+        # integers too large for a float.
+        number = float(value) if isinstance(value, float) or abs(value) < 2**53 else math.inf
+        if math.isfinite(number):
+            return number
+    raise _invalid(f"token must carry {name!r} as a number of seconds since the epoch")
 
 
 def check_times(claims: Mapping[str, Any], policy: TokenPolicy, now: float) -> None:

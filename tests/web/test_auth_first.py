@@ -4,6 +4,7 @@ and health routes; every refusal is JSON `{error, message}` with private caching
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from multidict import CIMultiDict
@@ -46,6 +47,10 @@ async def test_unauthenticated_request_gets_401_missing_token_and_nothing_else(
         (f"Bearer {make_token(key='some-other-secret-some-other-secret')}", "invalid_token"),
         (f"Bearer {make_token(iat=1_000_000, exp=1_000_060)}", "token_expired"),
         (f"Bearer {'x' * 9000}", "invalid_token"),
+        (f"Bearer {make_token(exp=math.nan)}", "invalid_token"),  # was a 500
+        (f"Bearer {make_token(exp=math.inf)}", "invalid_token"),  # was a 500
+        ("Bearer " + make_token(sub="ali\x00ce"), "invalid_token"),  # was bound upstream
+        ("Bearer " + make_token(tid="acme\r\nx"), "invalid_token"),
     ],
 )
 async def test_bad_credentials_are_refused_with_their_code(
