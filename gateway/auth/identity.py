@@ -107,7 +107,7 @@ def resolve_identity(
         user=user,
         tenant=tenant,
         role=role,
-        claims=MappingProxyType(  # string claims for :claims.NAME; invalid text, controls never bind
+        claims=MappingProxyType(  # string claims for :claims.NAME; invalid text never binds
             {k: v for k, v in claims.items() if isinstance(v, str) and _is_text(v)}
         ),
         memberships=MappingProxyType(memberships or {tenant: role}),

@@ -153,7 +153,7 @@ def test_gateway_reads_the_repository_rules_where_the_image_looks_for_them(
 
 
 def redis_directives(path: Path = REDIS_CONF) -> dict[str, str]:
-    """`directive value` lines of a redis.conf, comments dropped (the last one wins, as in Redis)."""
+    """`directive value` lines of a redis.conf, comments dropped (the last one wins)."""
     pairs = (line.split(None, 1) for line in path.read_text().splitlines())
     return {p[0].lower(): p[1] if len(p) > 1 else "" for p in pairs if p and p[0][0] != "#"}
 
@@ -196,9 +196,15 @@ def test_the_shipped_redis_config_loads_and_a_full_redis_refuses_writes_keeping_
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         client.xadd("shape-gateway:{revocations}", {"type": "session.revoked", "user": "eve"})
-        with pytest.raises(redis.ResponseError, match="maxmemory"):
-            for n in range(10_000):
+        refused = None
+        for n in range(10_000):
+            try:
                 client.set(f"shape-gateway:filler:{n}", "x" * 4096)
+            except redis.ResponseError as error:
+                refused = str(error)
+                break
+        assert refused is not None
+        assert "maxmemory" in refused
         assert client.xlen("shape-gateway:{revocations}") == 1
         assert client.get("shape-gateway:filler:0") is not None  # nothing was evicted
     finally:
