@@ -43,6 +43,7 @@ __all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
+_TENANT_MARK: Final = "tenant_mark_"  # stands for {tenant} while a table template is parsed
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
 _SHAPE_KEYS: Final = ("table", "public", "unscoped", "where", "allow", "columns", "client_where")
 
@@ -66,9 +67,21 @@ def _table(reader: RulesReader, node: yaml.Node, key: str) -> str:
             reader.problem(node, key, f"{{{match.group(1)}}} is not a placeholder; only {{tenant}}")
             return ""
     try:
-        parse_relation(table.replace("{tenant}", "t"))
+        parts = parse_relation(table.replace("{tenant}", _TENANT_MARK))
     except IdentifierError as error:
         reader.problem(node, key, str(error))
+        return table
+    for part, what in zip(parts, ("schema", "table name"), strict=True):
+        if _TENANT_MARK in part and not part.replace(_TENANT_MARK, ""):
+            reader.problem(
+                node,
+                key,
+                f"{{tenant}} needs fixed text beside it in the {what}, as in "
+                f"`tenant_{{tenant}}.documents`: alone, a tenant id names any {what} "
+                "(tenant `public` would read public's)",
+            )
+    if _TENANT_MARK in parts[0] and parts[0].startswith("pg_"):
+        reader.problem(node, key, "schema names starting with pg_ are PostgreSQL's own")
     return table
 
 

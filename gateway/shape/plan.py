@@ -28,6 +28,7 @@ from gateway.sql.identifiers import (
 )
 
 TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
+SHARED_SCHEMAS: Final = frozenset({"public", "information_schema"})  # and every pg_*
 SHAPE_PATH: Final = "/v1/shape"
 
 
@@ -83,11 +84,30 @@ def _table(shape: ShapeRule, identity: Identity) -> str:
             )
         table = table.replace("{tenant}", identity.tenant.replace("-", "_"))
     try:
-        return format_relation(*parse_relation(table))
+        schema, name = parse_relation(table)
     except IdentifierError as error:  # only reachable if the template itself is odd
         raise Refusal(
             Code.INVALID_TENANT, f"tenant id does not form a table name: {error}"
         ) from None
+    if (
+        shape.per_tenant_table
+        and (schema in SHARED_SCHEMAS or schema.startswith("pg_"))
+        and _tenant_names_schema(shape.table)
+    ):
+        # The tenant id made the schema a shared one (`{tenant}_schema` with tenant
+        # `information`): the rows there belong to no tenant.
+        raise Refusal(
+            Code.INVALID_TENANT,
+            f"tenant id {identity.tenant!r} would name the shared schema {schema!r}; "
+            "it cannot be used with this shape",
+        )
+    return format_relation(schema, name)
+
+
+def _tenant_names_schema(template: str) -> bool:
+    """Whether `{tenant}` is in the template's schema (rather than in its table name)."""
+    schemas = {parse_relation(template.replace("{tenant}", t))[0] for t in ("a", "b")}
+    return len(schemas) > 1
 
 
 def _columns(query: ShapeQuery, grant: Grant) -> tuple[str, ...] | None:

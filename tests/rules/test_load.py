@@ -200,3 +200,37 @@ def test_check_names_the_missing_term_for_the_role() -> None:
 def test_a_role_where_pinned_by_a_top_level_term_loads(where: str) -> None:
     rules = make_rules(GOOD.replace("tenant_id = :tenant", where))
     assert rules.shapes["things"].grants["member"].where is not None
+
+
+@pytest.mark.parametrize(
+    ("table", "what"),
+    [
+        ("{tenant}.docs", "in the schema"),
+        ('"{tenant}".docs', "in the schema"),
+        ("app.{tenant}", "in the table name"),
+        ("{tenant}", "in the table name"),
+    ],
+)
+def test_a_table_template_without_fixed_text_beside_tenant_does_not_load(
+    table: str, what: str
+) -> None:
+    """`{tenant}.docs` would map tenant `public` to `public.docs`: a shared schema."""
+    text = GOOD.replace("public.things", f"'{table}'")
+    (found,) = problems(text.replace('    where: "tenant_id = :tenant"\n', ""))
+    assert found.startswith("r.yaml:5: shapes.things.table: {tenant} needs fixed text beside it")
+    assert what in found
+    assert "tenant `public` would read public's" in found
+
+
+@pytest.mark.parametrize("table", ["tenant_{tenant}.documents", "{tenant}_data.docs",
+                                   "app.docs_{tenant}", '"T_{tenant}".docs'])  # fmt: skip
+def test_a_table_template_with_fixed_text_beside_tenant_loads(table: str) -> None:
+    text = GOOD.replace("public.things", f"'{table}'")
+    text = text.replace('    where: "tenant_id = :tenant"\n', "")
+    assert make_rules(text).shapes["things"].per_tenant_table
+
+
+def test_a_template_whose_schema_always_starts_with_pg_does_not_load() -> None:
+    text = GOOD.replace("public.things", "pg_{tenant}.docs")
+    (found,) = problems(text)
+    assert "schema names starting with pg_ are PostgreSQL's own" in found
