@@ -50,6 +50,7 @@ class ShapeRule:
     client_where: frozenset[str] | None = None
     public: bool = False
     line: int = 0
+    scope: str = "tenant"  # "user": rows pinned to the user alone, in every tenant (`scope: user`)
 
     @property
     def per_tenant_table(self) -> bool:

@@ -35,7 +35,10 @@ class World:
     schema: str
 
     def rules(
-        self, member_where: str, columns: str = "[id, tenant_id, project_id, status, assigned_to]"
+        self,
+        member_where: str,
+        columns: str = "[id, tenant_id, project_id, status, assigned_to]",
+        scope: str = "tenant",
     ) -> Rules:
         return make_rules(f"""\
             version: 1
@@ -43,6 +46,7 @@ class World:
             shapes:
               tasks:
                 table: {self.schema}.tasks
+                scope: {scope}
                 where: "tenant_id = :tenant"
                 client_where: [status, project_id]
                 allow:
@@ -111,7 +115,7 @@ def test_a_rule_scoped_by_tenant_and_user_passes_its_row_assertion(world: World)
 def test_a_rule_that_lets_another_tenants_row_through_fails_the_row_assertion(
     world: World,
 ) -> None:
-    leaky = world.rules("assigned_to = :user")  # scoped by the lint's measure, yet leaks
+    leaky = world.rules("assigned_to = :user", scope="user")  # loads when said, yet leaks
     (result,) = proved(world, leaky, MEMBER_CASE)
     assert result.mismatches == (
         "rows_visible_only_where: 1 of 2 visible rows fail tenant_id = 'acme' AND "
