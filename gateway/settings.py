@@ -56,6 +56,7 @@ class Settings:
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
+    audit_bytes_per_minute: int = 1024 * 1024  # client audit events a user may store, a minute
 
     @property
     def has_key_source(self) -> bool:
@@ -91,6 +92,8 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
+    # At least one full batch (client_events.MAX_BATCH_BYTES), or some would never be stored.
+    "audit_bytes_per_minute": ("GATEWAY_AUDIT_BYTES_PER_MINUTE", 512 * 1024, 1024**3),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 

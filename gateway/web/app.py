@@ -165,10 +165,12 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
             settings.live_lease_seconds,
         )
         sink = RedisSink(
-            connect_redis(url, "audit", replica=replica, connections=size), settings.redis_prefix
+            connect_redis(url, "audit", replica=replica, connections=size),
+            settings.redis_prefix,
+            settings.audit_bytes_per_minute,
         )
     else:
-        limiter, sink = MemoryLimiter(), LogSink()
+        limiter, sink = MemoryLimiter(), LogSink(settings.audit_bytes_per_minute)
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
     security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
     app[SECURITY] = security
