@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 from gateway.rules.model import IdentityMap
 
@@ -120,12 +121,14 @@ def resolve_identity(
 
 class IdentityCache:
     """Identities by (token, X-Tenant-Id, identity mapping): a client sends the same token on
-    every poll, and its identity is a pure function of these. Bounded; the oldest entries go
-    first. Verifying the token (expiry included) still happens on every request."""
+    every poll, and its identity is a pure function of these. Bounded in entries and bytes;
+    the least recently used go first. Verifying the token (expiry included) still happens on
+    every request."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._entries: dict[tuple[str, str | None, IdentityMap], Identity] = {}
+    def __init__(self, size: int = 10_000, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._entries: BoundedCache[tuple[str, str | None, IdentityMap], Identity] = BoundedCache(
+            "identities", size, max_bytes
+        )
 
     def resolve(
         self, token: str, claims: Mapping[str, Any], mapping: IdentityMap, header: str | None
@@ -134,7 +137,6 @@ class IdentityCache:
         identity = self._entries.get(key)
         if identity is None:
             identity = resolve_identity(claims, mapping, header)  # raises; refusals not kept
-            if len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = identity
+            # The key holds the token; the identity its claims (about the token's size again).
+            self._entries.put(key, identity, 2 * len(token) + len(header or ""))
         return identity

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -17,10 +16,12 @@ from typing import Any, Final
 import jwt
 
 from gateway.auth.keys import SUPPORTED_ALGORITHMS, KeyRing, KeySource, VerificationKey
+from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 
 MAX_TOKEN_BYTES: Final = 8192
 CACHE_SIZE: Final = 10_000
+CACHE_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,8 @@ def verify_token_key(
 
 
 class TokenVerifier:
-    """`verify_token` with a bounded LRU of verified tokens, each kept no longer than its exp.
+    """`verify_token` with an LRU of verified tokens bounded in entries and bytes, each kept no
+    longer than its exp.
 
     A live client re-sends the same token on every long-poll; the cache makes that a dict
     lookup. Revocation is checked separately on every request, so caching never outlives it.
@@ -144,11 +146,18 @@ class TokenVerifier:
     ends the verifications made with the old one.
     """
 
-    def __init__(self, keys: KeyRing, policy: TokenPolicy, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        policy: TokenPolicy,
+        size: int = CACHE_SIZE,
+        max_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.keys = keys
         self.policy = policy
-        self._size = size
-        self._cache: OrderedDict[bytes, tuple[dict[str, Any], float, bytes]] = OrderedDict()
+        self._cache: BoundedCache[bytes, tuple[dict[str, Any], float, bytes]] = BoundedCache(
+            "tokens", size, max_bytes
+        )
         self._generation = 0
 
     def _lookup(self, digest: bytes, now: float) -> dict[str, Any] | None:
@@ -161,12 +170,11 @@ class TokenVerifier:
             return None
         claims, expires, key = entry
         if not self.keys.trusts(key):
-            del self._cache[digest]
+            self._cache.delete(digest)
             return None
         if now > expires + self.policy.leeway:
-            del self._cache[digest]
+            self._cache.delete(digest)
             raise Refusal(Code.TOKEN_EXPIRED, "token has expired; refresh it and retry")
-        self._cache.move_to_end(digest)
         return claims
 
     async def _verify_refreshing(
@@ -196,7 +204,6 @@ class TokenVerifier:
         if cached is not None:
             return cached
         claims, key = await self._verify_refreshing(token, now)
-        self._cache[digest] = (claims, float(claims["exp"]), key.fingerprint)
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        # The claims are the token's payload decoded: about its size again, as objects.
+        self._cache.put(digest, (claims, float(claims["exp"]), key.fingerprint), 2 * len(token))
         return claims

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.cache import BoundedCache
 from gateway.sql.placeholders import CompiledWhere
+
+MAX_CACHED_PLANS = 10_000
+PLAN_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +88,8 @@ class Rules:
     path: str = ""
     digest: str = ""  # sha256 of the file, first 12 hex digits: logged with every decision
     # The planner's cache of plans made under these rules (gone with them at a reload).
-    plans: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    plans: BoundedCache[object, object] = field(
+        default_factory=lambda: BoundedCache("plans", MAX_CACHED_PLANS, PLAN_CACHE_BYTES),
+        compare=False,
+        repr=False,
+    )

@@ -172,23 +172,20 @@ class _Definition:
     tail: tuple[tuple[str, str], ...]  # subset parameters
 
 
-MAX_CACHED_PLANS: Final = 10_000
-
-
 def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
     """Decide what `identity` may ask Electric for with `query`. Raises Refusal.
 
     A client repeats its shape on every poll, only its position changing: the decision is
     cached per (caller, shape definition) under the rules it was made with (a reload starts a
-    fresh cache). Refusals are never cached.
+    fresh cache), bounded in entries and bytes (`gateway/cache.py`). Refusals are never cached.
     """
     key = (identity.plan_key, query.definition_key)
     definition = rules.plans.get(key)
     if definition is None:
         definition = _definition(query, identity, rules)
-        if len(rules.plans) >= MAX_CACHED_PLANS:
-            rules.plans.clear()
-        rules.plans[key] = definition
+        # The key holds the client's text, the definition what it became: about twice it.
+        text = sum(len(name) + len(value) for name, value in (*definition.head, *definition.tail))
+        rules.plans.put(key, definition, 2 * text)
     assert isinstance(definition, _Definition)
     position: list[tuple[str, str]] = [
         (name, value)
