@@ -90,3 +90,12 @@ def test_any_origin_with_a_cookie_does_not_load_naming_both_settings() -> None:
     listed = load_settings({"GATEWAY_CORS_ORIGINS": "https://app.example.com",
                             "GATEWAY_AUTH_COOKIE": "sg_token"})  # fmt: skip
     assert listed.auth_cookie == "sg_token"
+
+
+def test_the_audit_budget_must_hold_at_least_one_full_request() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_AUDIT_BYTES_PER_MINUTE": "1000"})
+    assert "GATEWAY_AUDIT_BYTES_PER_MINUTE='1000': must be a whole number from 524288" in str(
+        caught.value
+    )
+    assert load_settings({}).audit_bytes_per_minute == 1024 * 1024
