@@ -37,7 +37,7 @@ WRITE_AT_ONCE: Final = 200
 PATH_BYTES: Final = SECURITY_EVENT_BYTES // 2
 METHOD_CHARS: Final = 16
 FOLD_SECONDS: Final = 10.0
-MAX_FOLDING: Final = 100_000  # principals folded at once; past that, events are not folded
+MAX_FOLDING: Final = 10_000  # principals folded at once; past that, events are not folded
 FOLDED: Final = frozenset(
     code.value
     for code in (Code.RATE_LIMITED, Code.TOO_MANY_LIVE_CONNECTIONS, Code.ACCESS_REVOKED,
@@ -83,7 +83,7 @@ class SecurityEvents:
             fold = self._folds.get(key)
             if fold is not None:
                 fold.folded += 1
-                fold.last = fields
+                fold.last = bounded(fields)  # held until the window closes: bounded too
                 return
             if len(self._folds) < MAX_FOLDING:
                 self._folds[key] = _Fold(ends=now + FOLD_SECONDS)
@@ -106,7 +106,7 @@ class SecurityEvents:
             if now < fold.ends:
                 continue
             if fold.folded and fold.last is not None:
-                self._put(bounded({**fold.last, "folded": str(fold.folded)}))
+                self._put({**fold.last, "folded": str(fold.folded)})
                 self._folds[key] = _Fold(ends=now + FOLD_SECONDS)
             else:
                 del self._folds[key]
