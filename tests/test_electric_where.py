@@ -237,3 +237,60 @@ def test_subqueries_can_be_refused_outright_as_in_a_subset() -> None:
 def test_what_follows_the_expression_never_reaches_postgres() -> None:
     checked = check_where("status = 'a' LIMIT 1 -- comment", {}, COLUMNS, NEW)
     assert checked.sql == "status = 'a'"
+
+
+BAD_TIMESTAMPTZ = "invalid syntax for type timestamptz"
+NO_CAST = "At location 0: unknown cast from type"
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [  # what real 1.0.10 and 1.7.12 answered 400 (protocol notes §13), in Electric's words
+        ("updated_at > '2024-03-01'", f"At location 13: {BAD_TIMESTAMPTZ}: 2024-03-01"),
+        (
+            "updated_at BETWEEN '2024-03-01' AND '2024-04-01T00:00:00Z'",
+            f"At location 19: {BAD_TIMESTAMPTZ}: 2024-03-01",
+        ),
+        (
+            "'2024-03-01'::timestamp < updated_at",
+            'At location 0: could not cast value "2024-03-01" from text to timestamp',
+        ),
+        ("updated_at::date = created", f"{NO_CAST} timestamptz to type date"),
+        ("updated_at::text = 'x'", f"{NO_CAST} timestamptz to type text"),
+        ("code::int4 = 1", "At location 0: unknown cast from type varchar to type int4"),
+        ("price::int4 = 1", "At location 0: unknown cast from type float8 to type int4"),
+        ("5::int2 = id", "At location 0: unknown cast from type int4 to type int2"),
+        ("updated_at > '2024-03-01 10:00'", f"At location 13: {BAD_TIMESTAMPTZ}: 2024-03-01 10:00"),
+        ("active = 'yes'", "At location 9: invalid syntax for type bool: yes"),
+        ("active = '1'", "At location 9: invalid syntax for type bool: 1"),
+    ],
+)  # fmt: skip
+def test_literals_and_casts_electric_cannot_type_are_refused_by_both_versions(
+    where: str, message: str
+) -> None:
+    for server in (OLD, NEW):
+        with pytest.raises(WhereRefusalError) as refused:
+            check_where(where, {}, COLUMNS, server)
+        assert refused.value.message == message
+
+
+def test_a_where_that_is_not_a_boolean_is_refused_since_1_1() -> None:
+    with pytest.raises(WhereRefusalError) as refused:
+        check_where("id", {}, COLUMNS, NEW)
+    assert refused.value.message == "WHERE clause must return a boolean"
+    check_where("id", {}, COLUMNS, OLD)  # 1.0.10 takes it; PostgreSQL fails the snapshot
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "active IS TRUE AND active IS NOT FALSE AND (id = 1) IS NOT TRUE",
+        "id IS DISTINCT FROM 5 AND name IS NOT DISTINCT FROM $1",
+        "updated_at > '2024-03-01T10:00:00+01:00' AND created = '2024-03-01'",
+        "created < '2024-03-01 10:00:00'::timestamp AND id::text = '1' AND active::int4 = 1",
+    ],
+)
+def test_both_versions_accept_is_true_distinct_from_and_full_timestamps(where: str) -> None:
+    params = {"1": "x"} if "$1" in where else {}
+    for server in (OLD, NEW):
+        check_where(where, params, COLUMNS, server)

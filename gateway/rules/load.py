@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import yaml
 
+from gateway.rules.columns import read_client_where, read_column_names
 from gateway.rules.model import (
     Grant,
     IdentityMap,
@@ -215,8 +216,9 @@ def _shape(
     public = get("public", reader.boolean, False)
     unscoped = get("unscoped", reader.boolean, False)
     where = get("where", lambda n, k: _where(reader, n, k), None)
-    columns = get("columns", reader.strings, None)
-    client_where = get("client_where", reader.strings, None)
+    columns = get("columns", lambda n, k: read_column_names(reader, n, k), None)
+    declared = get("client_where", lambda n, k: read_client_where(reader, n, k), None)
+    client_where = declared.columns if declared is not None else None
     scope = get("scope", lambda n, k: _scope(reader, n, k), "tenant")
     allow_node = entries["allow"][1] if "allow" in entries else None
 
@@ -273,7 +275,8 @@ def _shape(
         name=name,
         table=table,
         grants=grants,
-        client_where=frozenset(client_where) if client_where is not None else None,
+        client_where=client_where,
+        client_where_types=declared.types if declared is not None else frozenset(),
         public=public,
         line=key_node.start_mark.line + 1,
         scope=scope or "tenant",

@@ -52,6 +52,7 @@ class ShapeRule:
     table: str  # a relation, possibly with `{tenant}`; parsed at load, filled per request
     grants: Mapping[str, Grant]  # role -> grant; a role absent here is refused
     client_where: frozenset[str] | None = None
+    client_where_types: frozenset[tuple[str, str]] = frozenset()  # (column, declared type)
     public: bool = False
     line: int = 0
     scope: str = "tenant"  # "user": rows pinned to the user alone, in every tenant (`scope: user`)

@@ -20,11 +20,18 @@ from pglast.parser import ParseError, scan
 from gateway.cache import cached
 from gateway.errors import Code, Refusal
 from gateway.sql.emit import emit_order_by, emit_where
-from gateway.sql.expressions import ExpressionError, parse_expression, walk
+from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.negation import push_negations
 from gateway.sql.subset import check_subset
+from gateway.sql.types import literal_problem
 
 MAX_WHERE_LENGTH: Final = 8192
+# What a where costs to check grows with its tokens (names, values, operators), not its bytes:
+# 8 KiB of one-digit IN-list items is 4,000 values. At this cap the costliest accepted where
+# takes about 12 ms of CPU on a loaded 2-core machine (bench/planner.py), so a request with
+# both a `where` and a `subset__where` at the cap stays under 25 ms (#17). It still allows an
+# IN list of 750 `$n` parameters, or about 5 KiB of typical filters.
+MAX_WHERE_TOKENS: Final = 1500
 
 
 def _invalid(message: str) -> Refusal:
@@ -33,10 +40,17 @@ def _invalid(message: str) -> Refusal:
 
 @dataclass(frozen=True, slots=True)
 class CheckedWhere:
-    """Forwarded SQL of a client where, its `$n` already shifted by the rule's parameter count."""
+    """Forwarded SQL of a client where, its `$n` already shifted by the rule's parameter count;
+    `param_types[k - 1]` is the type Electric reads the client's `$k` as (None: not known)."""
 
     sql: str
     param_count: int
+    param_types: tuple[str | None, ...] = ()
+
+    def param_problem(self, number: int, value: str) -> str | None:
+        """Why Electric would refuse `value` for the client's `$number`, None if it would not."""
+        known = self.param_types[number - 1] if number <= len(self.param_types) else None
+        return literal_problem(value, known) if known is not None else None
 
 
 def _reject_comments_and_statements(text: str, what: str) -> None:
@@ -44,6 +58,11 @@ def _reject_comments_and_statements(text: str, what: str) -> None:
         tokens = scan(text)
     except ParseError as error:
         raise _invalid(f"{what} does not parse: {error.args[0]}") from None
+    if len(tokens) > MAX_WHERE_TOKENS:
+        raise _invalid(
+            f"{what} has more than {MAX_WHERE_TOKENS} tokens (names, values, operators); "
+            "send fewer values, or split it into several shapes or subset requests"
+        )
     for token in tokens:
         if token.name in ("SQL_COMMENT", "C_COMMENT"):
             raise _invalid(f"{what} may not contain comments")
@@ -58,36 +77,41 @@ def _parse(text: str, what: str) -> ast.Node:
         raise _invalid(f"{what} is empty")
     _reject_comments_and_statements(text, what)
     try:
-        return parse_expression(text)
+        return parse_expression(text, check_depth=False)  # check_subset enforces the depth
     except ExpressionError as error:
         raise _invalid(f"{what} does not parse: {error.message}") from None
 
 
 @cached("client_wheres", 4096, 4 * 1024 * 1024, size=lambda checked: len(checked.sql))
 def check_client_where(
-    text: str, allowed: frozenset[str], shift: int, what: str = "where"
+    text: str,
+    allowed: frozenset[str],
+    shift: int,
+    what: str = "where",
+    types: frozenset[tuple[str, str]] = frozenset(),
 ) -> CheckedWhere:
     """Validate `text`; renumber its `$k` to `$k+shift`. Raises Refusal(invalid_where).
 
-    Cached (bounded in entries and bytes): a live client repeats the same where on every poll,
-    and the result depends only on these arguments.
+    `types` are the column types the rules declare. Cached (bounded in entries and bytes): a
+    live client repeats the same where on every poll, and the result depends only on these
+    arguments.
     """
     node = _parse(text, what)
     try:
-        check_subset(node, allowed)
+        checked = check_subset(node, allowed, dict(types))
     except ExpressionError as error:
         raise _invalid(f"{what}: {error.message}") from None
-    numbers = sorted({p.number or 0 for p in walk(node) if isinstance(p, ast.ParamRef)})
+    numbers = sorted({p.number or 0 for p in checked.refs})
     if numbers != list(range(1, len(numbers) + 1)):
         raise _invalid(f"{what} must number its parameters $1, $2, ... without gaps")
-    for param in walk(node):
-        if isinstance(param, ast.ParamRef):
-            param.number = (param.number or 0) + shift
+    for param in checked.refs:  # the tree is this call's own: renumber it in place
+        param.number = (param.number or 0) + shift
     try:
         sql = emit_where(push_negations(node))
     except ExpressionError as error:
         raise _invalid(f"{what} cannot be forwarded safely: {error.message}") from None
-    return CheckedWhere(sql=sql, param_count=len(numbers))
+    known = tuple(checked.params.get(n) for n in numbers)
+    return CheckedWhere(sql=sql, param_count=len(numbers), param_types=known)
 
 
 def _sort_items(text: str, what: str) -> list[tuple[ast.SortBy, str]]:

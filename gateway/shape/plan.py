@@ -18,7 +18,7 @@ from yarl import URL
 from gateway.auth.identity import MAX_CLAIM_LENGTH, Identity
 from gateway.errors import Code, Refusal
 from gateway.rules.model import Grant, Rules, ShapeRule, Upstream
-from gateway.shape.client_where import check_client_where, check_order_by
+from gateway.shape.client_where import CheckedWhere, check_client_where, check_order_by
 from gateway.shape.params import ShapeQuery
 from gateway.sql.identifiers import (
     IdentifierError,
@@ -133,13 +133,18 @@ def _client_columns(shape: ShapeRule, what: str) -> frozenset[str]:
     return shape.client_where
 
 
-def _check_params(expected: int, given: dict[int, str], what: str, name: str) -> None:
+def _check_params(checked: CheckedWhere, given: dict[int, str], what: str, name: str) -> None:
+    expected = checked.param_count
     if set(given) != set(range(1, expected + 1)):
         raise Refusal(
             Code.INVALID_WHERE,
             f"{what} uses {expected} parameter(s); send exactly "
             + (", ".join(f"{name}[{n}]" for n in range(1, expected + 1)) or f"no {name}"),
         )
+    for number, value in given.items():  # Electric reads each as the type its $n meets
+        problem = checked.param_problem(number, value)
+        if problem:
+            raise Refusal(Code.INVALID_WHERE, f"{what}: {name}[{number}] {problem}")
 
 
 def _upstream(identity: Identity, rules: Rules) -> Upstream:
@@ -245,8 +250,13 @@ def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definit
         sources += grant.where.bindings
     columns = _columns(query, grant)
     if query.where is not None:
-        checked = check_client_where(query.where, _client_columns(shape, "where"), len(params))
-        _check_params(checked.param_count, dict(query.params), "where", "params")
+        checked = check_client_where(
+            query.where,
+            _client_columns(shape, "where"),
+            len(params),
+            types=shape.client_where_types,
+        )
+        _check_params(checked, dict(query.params), "where", "params")
         where_parts.append(checked.sql)
         params += [query.params[n] for n in range(1, checked.param_count + 1)]
         sources += ["client"] * checked.param_count
@@ -291,8 +301,10 @@ def _subset(query: ShapeQuery, shape: ShapeRule, grant: Grant) -> list[tuple[str
     out: list[tuple[str, str]] = []
     if subset.where is not None:
         allowed = _client_columns(shape, "subset__where")
-        checked = check_client_where(subset.where, allowed, 0, "subset__where")
-        _check_params(checked.param_count, dict(subset.params), "subset__where", "subset__params")
+        checked = check_client_where(
+            subset.where, allowed, 0, "subset__where", shape.client_where_types
+        )
+        _check_params(checked, dict(subset.params), "subset__where", "subset__params")
         out.append(("subset__where", checked.sql))
         if subset.params:
             out.append(

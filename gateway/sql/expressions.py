@@ -49,8 +49,11 @@ class ExpressionError(ValueError):
         self.position = position
 
 
-def parse_expression(text: str) -> ast.Node:
-    """Parse `text` as the sole content of a WHERE clause, or raise ExpressionError."""
+def parse_expression(text: str, *, check_depth: bool = True) -> ast.Node:
+    """Parse `text` as the sole content of a WHERE clause, or raise ExpressionError.
+
+    `check_depth=False` leaves the depth limit to the caller: `subset.check_subset` enforces
+    it on the way down, so a client's where is not walked one extra time (#17)."""
     try:
         statements = parse_sql(_PREFIX + text)
     except ParseError as error:
@@ -71,7 +74,7 @@ def parse_expression(text: str) -> ast.Node:
     if len(from_clause) != 1 or getattr(from_clause[0], "relname", None) != "_gw":
         raise ExpressionError("only a boolean expression may follow WHERE")
     node: ast.Node = stmt.whereClause
-    if _deeper_than(node, MAX_DEPTH):
+    if check_depth and _deeper_than(node, MAX_DEPTH):
         raise ExpressionError(f"the expression nests more than {MAX_DEPTH} levels deep")
     return node
 

@@ -12,6 +12,8 @@ three-valued logic (NULL stays NULL), so PostgreSQL and every Electric return th
     NOT (x IN (..)) -> x NOT IN (..)            NOT (x LIKE p) -> x NOT LIKE p (ILIKE too)
     NOT (x BETWEEN a AND b) -> x NOT BETWEEN a AND b
     NOT (x IS NULL) -> x IS NOT NULL            NOT NOT a -> a
+    NOT (x IS TRUE) -> x IS NOT TRUE (FALSE, UNKNOWN too)
+    NOT (x IS DISTINCT FROM y) -> x IS NOT DISTINCT FROM y
     NOT true -> false                           NOT c -> c = false (c a boolean column or cast)
 
 The input must already be in the subset `subset.check_subset` accepts.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from typing import Final
 
 from pglast import ast
-from pglast.enums import A_Expr_Kind, BoolExprType, NullTestType
+from pglast.enums import A_Expr_Kind, BoolExprType, BoolTestType, NullTestType
 
 from gateway.sql.expressions import ExpressionError
 from gateway.sql.subset import operator_name
@@ -34,6 +36,16 @@ _NEGATED_OPERATOR: Final = {
 _NEGATED_KIND: Final = {
     A_Expr_Kind.AEXPR_BETWEEN: (A_Expr_Kind.AEXPR_NOT_BETWEEN, "NOT BETWEEN"),
     A_Expr_Kind.AEXPR_NOT_BETWEEN: (A_Expr_Kind.AEXPR_BETWEEN, "BETWEEN"),
+    A_Expr_Kind.AEXPR_DISTINCT: (A_Expr_Kind.AEXPR_NOT_DISTINCT, "="),
+    A_Expr_Kind.AEXPR_NOT_DISTINCT: (A_Expr_Kind.AEXPR_DISTINCT, "="),
+}
+_NEGATED_TEST: Final = {
+    BoolTestType.IS_TRUE: BoolTestType.IS_NOT_TRUE,
+    BoolTestType.IS_NOT_TRUE: BoolTestType.IS_TRUE,
+    BoolTestType.IS_FALSE: BoolTestType.IS_NOT_FALSE,
+    BoolTestType.IS_NOT_FALSE: BoolTestType.IS_FALSE,
+    BoolTestType.IS_UNKNOWN: BoolTestType.IS_NOT_UNKNOWN,
+    BoolTestType.IS_NOT_UNKNOWN: BoolTestType.IS_UNKNOWN,
 }
 
 
@@ -44,6 +56,8 @@ def push_negations(node: ast.Node) -> ast.Node:
         if node.boolop == BoolExprType.NOT_EXPR:
             return _negate(args[0])
         return ast.BoolExpr(boolop=node.boolop, args=tuple(push_negations(a) for a in args))
+    if isinstance(node, ast.BooleanTest) and node.arg is not None:  # `(NOT a) IS TRUE`
+        return ast.BooleanTest(arg=push_negations(node.arg), booltesttype=node.booltesttype)
     return node
 
 
@@ -63,6 +77,9 @@ def _negate(node: ast.Node) -> ast.Node:
             else NullTestType.IS_NULL
         )
         return ast.NullTest(arg=node.arg, nulltesttype=flipped, argisrow=False)
+    if isinstance(node, ast.BooleanTest) and node.arg is not None:  # two-valued: NOT goes in
+        flipped_test = _NEGATED_TEST[node.booltesttype]  # type: ignore[index]
+        return ast.BooleanTest(arg=push_negations(node.arg), booltesttype=flipped_test)
     if isinstance(node, ast.A_Expr):
         return _negate_operation(node)
     if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Boolean):

@@ -57,6 +57,8 @@ def _hint(term: ast.Node, scoping: Mapping[int, str]) -> str | None:
         if not all(_placeholder(item, scoping) for item in items):
             return f"`{column} IN (...)` lists values other than :tenant and :user"
         return None
+    if term.kind in (A_Expr_Kind.AEXPR_DISTINCT, A_Expr_Kind.AEXPR_NOT_DISTINCT):
+        return f"{mentioned[0]} is compared with IS [NOT] DISTINCT FROM; only `=` or IN pins"
     if term.kind != A_Expr_Kind.AEXPR_OP or operator != "=":
         return f"{mentioned[0]} is compared with {operator or 'an operator'}; only `=` or IN pins"
     sides = (term.lexpr, term.rexpr)

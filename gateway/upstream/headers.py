@@ -9,9 +9,11 @@ injected server-side and is not in the URL, so a shared cache keyed on the URL w
 user's rows to another. And even a browser's private cache must not answer for the gateway: a
 cached snapshot would reappear after its reader's access was revoked. So every response is
 `private, no-cache` (stored, but reused only after the gateway re-authorises it: a cheap 304
-through Electric's etag), never with `max-age`/`stale-*`; errors and responses that had no
-policy are also `no-store`. `Vary` keeps what Electric varies on (`accept-encoding` with a
-compressed body) and gains the headers that pick the identity.
+through Electric's etag), never with `max-age`/`stale-*`. Every error (status 400 and above,
+the gateway's own and Electric's alike, 409 included) and every response that had no policy is
+also `no-store`, whatever Electric sent: Electric 1.0.10 marks its 400s `no-cache` only, 1.7
+`no-store`, and an error is never worth keeping. `Vary` keeps what Electric varies on
+(`accept-encoding` with a compressed body) and gains the headers that pick the identity.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ REVALIDATE: Final = "private, no-cache"
 NEVER_STORE: Final = "private, no-cache, no-store"
 
 
-def private_cache_control(value: str | None) -> str:
-    """Any upstream policy -> `private, no-cache`; `no-store` or none -> also `no-store`."""
-    if not value:
+def private_cache_control(value: str | None, status: int = 200) -> str:
+    """Any upstream policy -> `private, no-cache`; an error (status >= 400), `no-store` or no
+    policy at all -> also `no-store`."""
+    if not value or status >= 400:
         return NEVER_STORE
     directives = {d.split("=", 1)[0].strip().lower() for d in value.split(",")}
     return NEVER_STORE if "no-store" in directives else REVALIDATE

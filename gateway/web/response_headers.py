@@ -1,6 +1,6 @@
 """on_response_prepare: the headers every response gets, proxied or our own, so no route can
-forget them: private caching revalidated through the gateway, `Vary` on what picks the
-identity, CORS, and the request id."""
+forget them: private caching revalidated through the gateway (never stored for an error),
+`Vary` on what picks the identity, CORS, and the request id."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ REQUEST_ID: Final = "X-Request-Id"
 async def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
     settings = request.app[SETTINGS]
     headers = response.headers
-    headers[hdrs.CACHE_CONTROL] = private_cache_control(headers.get(hdrs.CACHE_CONTROL))
+    headers[hdrs.CACHE_CONTROL] = private_cache_control(
+        headers.get(hdrs.CACHE_CONTROL), response.status
+    )
     vary = [hdrs.AUTHORIZATION, "X-Tenant-Id"] + ([hdrs.COOKIE] if settings.auth_cookie else [])
     add_vary(headers, vary)
     apply_cors(settings, request, headers)

@@ -76,6 +76,9 @@ class ServerVersion:
     500 MatchError, or a 400 when a lower-numbered parameter was only ever cast."""
     subqueries: bool
     """`col IN (SELECT ...)` is allowed since 1.1.4; 1.0.10 refuses every subquery."""
+    refuses_non_boolean_where: bool
+    """Since 1.1.1 a where that is not a boolean (`WHERE t_int`) is a 400 `WHERE clause must
+    return a boolean` (PR #2981); 1.0.10 takes it, and PostgreSQL fails the snapshot."""
     knows_1_7_functions: bool
     """The 1.7.12 operator and function tables: COALESCE/GREATEST/LEAST and row values (1.6.0),
     `*` on numbers and `~` (1.0.22), `like()`/`ilike()` (1.2.7), enum equality (1.2.8),
@@ -111,6 +114,7 @@ SERVER_VERSIONS: Final[dict[str, ServerVersion]] = {
         crashes_on_not=True,
         crashes_on_param_cast=True,
         subqueries=False,
+        refuses_non_boolean_where=False,
         knows_1_7_functions=False,
         crash_body_detail=True,
         cuts_failed_snapshot=True,
@@ -135,6 +139,7 @@ SERVER_VERSIONS: Final[dict[str, ServerVersion]] = {
         crashes_on_not=False,
         crashes_on_param_cast=False,
         subqueries=True,
+        refuses_non_boolean_where=True,
         knows_1_7_functions=True,
         crash_body_detail=False,
         cuts_failed_snapshot=False,

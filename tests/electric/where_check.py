@@ -62,10 +62,12 @@ def check_where(
     """
     tree = _parse(where)
     typer = ExpressionTyper(columns, params, server, subqueries=subqueries and server.subqueries)
-    typer.visit(tree)
+    result = typer.visit(tree)
     _check_params(params, typer.used, typer.resolved)
     if server.crashes_on_param_cast and typer.used and max(typer.used) > len(typer.resolved):
         raise WhereCrashError(_PARAM_CAST_CRASH)
+    if server.refuses_non_boolean_where and result.type != "bool":
+        raise WhereRefusalError("WHERE clause must return a boolean")
     return CheckedWhere(sql=_deparse(where), params=frozenset(typer.used))
 
 

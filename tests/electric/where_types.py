@@ -12,8 +12,8 @@ with its words, without re-implementing its overload resolution. The documented 
 from __future__ import annotations
 
 import re
-import uuid
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 INTS: Final = frozenset({"int2", "int4", "int8"})
@@ -27,10 +27,33 @@ CAST_TARGETS: Final = frozenset(
     | {"time", "timestamp", "timestamptz", "uuid", "varchar", "interval"}
 )
 _INT_RANGES: Final = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
-_BOOL_WORDS: Final = frozenset(
-    {"t", "true", "y", "yes", "on", "1", "f", "false", "n", "no", "off", "0"}
-)
+# `Casting.parse_bool/1`: lower case only, prefixes of true/false (no yes/no/on/off/1/0).
+_BOOL_WORDS: Final = frozenset({"t", "tr", "tru", "true", "f", "fa", "fal", "fals", "false"})
 _SIMPLE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
+# `env/implicit_casts.ex`, the types here (source -> targets).
+_IMPLICIT: Final[dict[str, frozenset[str]]] = {
+    "int2": frozenset({"int4", "int8", "float4", "float8", "numeric"}),
+    "int4": frozenset({"int8", "float4", "float8", "numeric"}),
+    "int8": frozenset({"float4", "float8", "numeric"}),
+    "float4": frozenset({"float8"}),
+    "numeric": frozenset({"float4", "float8"}),
+    "text": frozenset({"varchar", "bpchar", "name"}),
+    "varchar": frozenset({"text", "bpchar", "name"}),
+    "bpchar": frozenset({"text", "varchar", "name"}),
+    "name": frozenset({"text"}),
+    "date": frozenset({"timestamp"}),
+    "time": frozenset({"interval"}),
+}
+# The `<type>out` functions of `known_functions.ex`.
+_HAS_OUT: Final = (
+    INTS
+    | {"float4", "float8", "numeric", "date", "time", "timestamp"}
+    | {
+        "interval",
+        "bool",
+        "uuid",
+    }
+)
 
 COMPARISONS: Final = frozenset({"=", "<>", "<", ">", "<=", ">="})
 LIKES: Final = frozenset({"~~", "~~*", "!~~", "!~~*"})
@@ -165,12 +188,16 @@ class TypeRules:
         return arg if family(arg) == "number" else None
 
     def cast_allowed(self, source: str, target: str) -> bool:
-        """Whether Electric has a cast function from `source` to `target`."""
-        if source == target or target in TEXTS or source in TEXTS:
+        """Whether Electric has a cast from `source` to `target` (`Env.find_cast_function/3`):
+        an implicit cast, `<target>(text)` from text, `<source>out` to text (there is none for
+        timestamptz or jsonb; an enum goes to text as is), or bool <-> int4."""
+        if source == target or target in _IMPLICIT.get(source, ()):
             return True
-        if source.startswith("enum "):
-            return False
-        return family(source) == family(target) == "number"
+        if source == "text":
+            return target in CAST_TARGETS - {"bytea", "jsonb"}
+        if target == "text":
+            return source in _HAS_OUT or source.startswith("enum ")
+        return {source, target} == {"bool", "int4"}
 
 
 def family(type_name: str) -> str:
@@ -187,25 +214,68 @@ def is_array(type_name: str) -> bool:
 
 
 def literal_problem(value: str, type_name: str) -> bool:
-    """True when `value` cannot be read as `type_name` (for the types we can judge)."""
-    text = value.strip()
+    """True when Electric's parser for `type_name` fails on `value` (`Env.parse_const/3`:
+    `casting.ex` on Elixir's `String.to_integer`, `Float.parse`, `Ecto.UUID.dump` and ISO 8601
+    parsers; text types take anything, interval literals are not judged here)."""
     if type_name in _INT_RANGES:
         limit = _INT_RANGES[type_name]
-        return not re.fullmatch(r"[+-]?\d+", text) or not -limit <= int(text) < limit
+        return not re.fullmatch(r"[+-]?\d+", value) or not -limit <= int(value) < limit
     if type_name in ("float4", "float8", "numeric"):
-        try:
-            Decimal(text)
-        except InvalidOperation:
-            return text.lower() not in ("nan", "infinity", "-infinity", "inf", "-inf")
-        return False
+        return not re.fullmatch(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?", value)
     if type_name == "bool":
-        return text.lower() not in _BOOL_WORDS
+        return value not in _BOOL_WORDS
     if type_name == "uuid":
-        try:
-            uuid.UUID(text)
-        except ValueError:
-            return True
+        return not re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", value)
+    if type_name in _ISO_PARSERS:
+        return value != "epoch" and not _ISO_PARSERS[type_name](value)
     return False
+
+
+def _iso_date(text: str) -> bool:
+    """`Calendar.ISO.parse_date/1` (extended format, optional sign) with a real day."""
+    found = re.fullmatch(r"([+-]?)(\d{4})-(\d{2})-(\d{2})", text)
+    if found is None:
+        return False
+    year = int(found.group(2)) * (-1 if found.group(1) == "-" else 1)
+    month, day = int(found.group(3)), int(found.group(4))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return 1 <= month <= 12 and 1 <= day <= days[month - 1]
+
+
+_CLOCK: Final = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d([.,]\d+)?"
+_ZONE: Final = r"(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)"
+
+
+def _iso_datetime(text: str, *, offset: bool) -> bool:
+    """`NaiveDateTime.from_iso8601/1` (offset optional, ignored) or `DateTime.from_iso8601/1`
+    (offset required): a date, `T` or a space, a time, an offset other than `-00:00`."""
+    found = re.fullmatch(r"([+-]?\d{4}-\d{2}-\d{2})[T ]" + _CLOCK + "(" + _ZONE + ")?", text)
+    if found is None or text.endswith("-00:00") or not _iso_date(found.group(1)):
+        return False
+    return found.group(4) is not None or not offset
+
+
+def _iso_time(text: str) -> bool:
+    """`Casting.parse_time/1`: trimmed, upper-cased, `Time.from_iso8601/1` or `h:m:s AM/PM`."""
+    text = text.strip().upper()
+    if re.fullmatch("T?" + _CLOCK + _ZONE + "?", text) and not text.endswith("-00:00"):
+        return True
+    found = re.fullmatch(r"(\d{2}):[0-5]\d:[0-5]\d([.,]\d+)?\s*(AM|PM)", text)
+    return found is not None and int(found.group(1)) <= 12
+
+
+def _iso_positive_date(text: str) -> bool:
+    """`Casting.parse_date/1`: trimmed, and no year before 1 (PostgreSQL has none)."""
+    return _iso_date(text.strip()) and not text.strip().startswith("-")
+
+
+_ISO_PARSERS: Final[dict[str, Callable[[str], bool]]] = {
+    "date": _iso_positive_date,
+    "time": _iso_time,
+    "timestamp": partial(_iso_datetime, offset=False),
+    "timestamptz": partial(_iso_datetime, offset=True),
+}
 
 
 def identifier(names: list[str]) -> str:

@@ -254,6 +254,30 @@ async def test_409_passes_through_with_its_handle_and_private_caching(
         assert ELECTRIC_SECRET not in str(response.headers)
 
 
+async def test_errors_are_never_stored_whatever_electric_sent(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    # Electric 1.0.10 marks its 400s `no-cache` only, 1.7 `no-store` (protocol notes §13): the
+    # gateway's own errors and Electric's passed through get one policy, `no-store`.
+    gateway = await gateway_for(gateway_factory, world, electric)
+    never_stored = "private, no-cache, no-store"
+    async with gateway.shape({"table": "tasks", "offset": "0_0"}, token=ADMIN) as response:
+        assert response.status == 400
+        assert "handle" in (await response.json())["errors"]  # Electric's own refusal
+        assert response.headers["Cache-Control"] == never_stored
+    query = {"table": "tasks", "offset": "-1", "where": "title = 'x'"}
+    async with gateway.shape(query, token=ADMIN) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_where"  # the gateway's own
+        assert response.headers["Cache-Control"] == never_stored
+    handle, offset, _ = await sync_to_live(gateway, ADMIN)
+    await electric.state.rotate(handle=handle)
+    query = {"table": "tasks", "offset": offset, "handle": handle}
+    async with gateway.shape(query, token=ADMIN) as response:
+        assert response.status == 409
+        assert response.headers["Cache-Control"] == never_stored
+
+
 async def test_rotation_during_a_held_long_poll_answers_409(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pglast import parse_sql
+from pglast.parser import parse_sql_json
 
 from gateway.errors import Code, Refusal
-from gateway.shape.client_where import check_client_where, check_order_by
+from gateway.shape.client_where import (
+    MAX_WHERE_LENGTH,
+    MAX_WHERE_TOKENS,
+    check_client_where,
+    check_order_by,
+)
 
 ALLOWED = frozenset({"status", "project_id", "created_at"})
 
@@ -21,7 +30,14 @@ ALLOWED = frozenset({"status", "project_id", "created_at"})
         ("status IS NOT NULL", "status IS NOT NULL"),
         ("status ILIKE 'op%'", "status ILIKE 'op%'"),
         ("status NOT LIKE '%x'", "status NOT LIKE '%x'"),
-        ("created_at::timestamptz > '2024-01-01'", "created_at::timestamptz > '2024-01-01'"),
+        (
+            "created_at::timestamptz > '2024-01-01 00:00:00Z'",
+            "created_at::timestamptz > '2024-01-01 00:00:00Z'",
+        ),
+        ("status IS DISTINCT FROM 'a'", "status IS DISTINCT FROM 'a'"),
+        ("NOT (status IS NOT DISTINCT FROM $1)", "status IS DISTINCT FROM $1"),
+        ("NOT (status = 'a') IS TRUE", "(status = 'a') IS NOT TRUE"),
+        ("NOT ((status = 'a') IS FALSE)", "(status = 'a') IS NOT FALSE"),
         ("CAST(project_id AS integer) = '5'::int", "project_id::int4 = '5'::int4"),
         ('"status" = $1', "status = $1"),
         ("status = 'it''s'", "status = 'it''s'"),
@@ -52,7 +68,7 @@ def test_dollar_inside_a_string_literal_is_not_a_parameter() -> None:
         ("status IN (SELECT 'a')", "a sub-select"),
         ("status ~ 'x'", "operator ~ is not supported"),
         ("project_id + 1 = 2", "arithmetic"),
-        ("status IS DISTINCT FROM 'a'", "DISTINCT"),
+        ("created_at::timestamptz > '2024-01-01'", "a date alone is refused"),
         ("status = ANY('{a}')", "ANY (arrays are not supported)"),
         ("status = $1::text", "a cast on a parameter is not supported; cast the column instead"),
         ("project_id::numeric = 1", "cast to numeric"),
@@ -105,3 +121,47 @@ def test_order_by_outside_the_grammar_is_refused(order_by: str) -> None:
     with pytest.raises(Refusal) as caught:
         check_order_by(order_by, None)
     assert caught.value.code is Code.INVALID_WHERE
+
+
+def test_a_where_is_parsed_into_a_tree_once_and_read_back_cheaply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # #17: the emitter's parse-back check re-reads the written text with libpg_query's JSON,
+    # not a second Python AST; a repeated where is not parsed at all. The wrappers count calls
+    # to the real parsers; nothing is faked.
+    calls: list[str] = []
+
+    def tree(text: str) -> Any:
+        calls.append("tree")
+        return parse_sql(text)
+
+    def json_text(text: str) -> str:
+        calls.append("json")
+        return parse_sql_json(text)
+
+    monkeypatch.setattr("gateway.sql.expressions.parse_sql", tree)
+    monkeypatch.setattr("gateway.sql.emit.parse_sql_json", json_text)
+    where = "status = 'a' OR NOT (project_id IN (1, 2) AND status IS NOT TRUE)"
+    check_client_where.cache_clear()
+    check_client_where(where, ALLOWED, 1)
+    assert calls == ["tree", "json"]
+    check_client_where(where, ALLOWED, 1)
+    assert calls == ["tree", "json"]  # cached
+
+
+def test_a_where_of_more_tokens_than_the_cap_is_refused_before_it_is_parsed() -> None:
+    values = ",".join(["1"] * MAX_WHERE_TOKENS)
+    assert len(f"project_id IN ({values})") < MAX_WHERE_LENGTH
+    with pytest.raises(Refusal) as refused:
+        check_client_where(f"project_id IN ({values})", ALLOWED, 0)
+    assert refused.value.code is Code.INVALID_WHERE
+    assert f"more than {MAX_WHERE_TOKENS} tokens" in refused.value.message
+    fits = ",".join(["1"] * (MAX_WHERE_TOKENS // 2 - 3))
+    check_client_where(f"project_id IN ({fits})", ALLOWED, 0)
+
+
+def test_nesting_deeper_than_the_limit_is_refused_without_a_crash() -> None:
+    deep = "NOT (" * 150 + "status = 'a'" + ")" * 150
+    with pytest.raises(Refusal) as refused:
+        check_client_where(deep, ALLOWED, 0)
+    assert "nests more than 100 levels" in refused.value.message

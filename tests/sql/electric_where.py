@@ -27,6 +27,8 @@ OPERATORS: Final = {
     A_Expr_Kind.AEXPR_IN: {"=", "<>"},
     A_Expr_Kind.AEXPR_BETWEEN: {"BETWEEN"},
     A_Expr_Kind.AEXPR_NOT_BETWEEN: {"NOT BETWEEN"},
+    A_Expr_Kind.AEXPR_DISTINCT: {"="},
+    A_Expr_Kind.AEXPR_NOT_DISTINCT: {"="},
 }
 OPENS_OPERAND: Final = {None, "ASCII_40", "AND", "OR", "IN_P"}
 
@@ -65,6 +67,8 @@ def _tree_problem(node: object) -> str | None:
         return None
     if isinstance(node, ast.NullTest):
         return _value_problem(node.arg)
+    if isinstance(node, ast.BooleanTest):  # IS [NOT] TRUE/FALSE/UNKNOWN: both parsers have it
+        return _tree_problem(node.arg)
     if isinstance(node, ast.A_Expr):
         names = [n.sval for n in node.name or () if isinstance(n, ast.String)]
         if node.kind not in OPERATORS or len(names) != 1 or names[0] not in OPERATORS[node.kind]:

@@ -40,7 +40,7 @@ _OPERATORS = st.sampled_from(["=", "<>", "!=", "<", ">", "<=", ">="])
 def _atom(draw: st.DrawFn) -> str:
     column = draw(st.sampled_from(sorted(COLUMNS)))
     value = st.sampled_from(COLUMNS[column])
-    form = draw(st.integers(0, 9))
+    form = draw(st.integers(0, 10))
     if form == 0:
         return f"{column} IN ({', '.join(draw(st.lists(value, min_size=1, max_size=3)))})"
     if form == 1:
@@ -70,6 +70,13 @@ def _atom(draw: st.DrawFn) -> str:
                 ]
             )
         )
+    if form == 7:
+        test = draw(st.sampled_from(["TRUE", "NOT TRUE", "FALSE", "NOT FALSE", "UNKNOWN"]))
+        subject = draw(st.sampled_from(["done", f"({column} = {draw(value)})"]))
+        return f"{subject} IS {test}"
+    if form == 8:
+        words = draw(st.sampled_from(["IS DISTINCT FROM", "IS NOT DISTINCT FROM"]))
+        return f"{column} {words} {draw(value)}"
     left, right = column, draw(value)
     if draw(st.booleans()):
         left, right = right, left

@@ -18,7 +18,7 @@ from pglast.keywords import (
 )
 from psycopg import sql
 
-from gateway.sql.emit import emit_order_by, emit_where
+from gateway.sql.emit import _canonical, _parse_back, emit_order_by, emit_where
 from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.negation import push_negations
 from gateway.sql.subset import check_subset
@@ -41,8 +41,8 @@ def forwarded(text: str) -> str:
         ("NOT (status = 'done')", "status <> 'done'"),
         ("NOT (a = 1 OR b IS NULL)", "(a <> 1) AND (b IS NOT NULL)"),
         (
-            "CAST(created_at AS timestamptz) > '2024-01-01'",
-            "created_at::timestamptz > '2024-01-01'",
+            "CAST(created_at AS timestamptz) > '2024-01-01T00:00:00Z'",
+            "created_at::timestamptz > '2024-01-01T00:00:00Z'",
         ),
         ("project_id::integer = '5'::int", "project_id::int4 = '5'::int4"),
         ("CAST(-1 AS bigint) < x", "(-1)::int8 < x"),
@@ -52,7 +52,10 @@ def forwarded(text: str) -> str:
         ("s NOT ILIKE 'a%'", "s NOT ILIKE 'a%'"),
         ("s = E'it\\'s'", "s = 'it''s'"),
         ("s = 'back\\slash'", "s = 'back\\slash'"),
-        ("x = 1e10 AND y = 99999999999999999999", "(x = 1e10) AND (y = 99999999999999999999)"),
+        (
+            "x = 1.0e10 AND y = 99999999999999999999.0",
+            "(x = 1.0e10) AND (y = 99999999999999999999.0)",
+        ),
         ("archived", "archived"),
         ("NOT archived", "archived = false"),
         ("x IS NULL AND true", "(x IS NULL) AND (true)"),
@@ -72,6 +75,36 @@ def test_a_tree_the_form_cannot_hold_is_refused_by_the_round_trip() -> None:
     node = parse_expression("status::varchar(3) = 'abc'")  # modifiers are outside the subset
     with pytest.raises(ExpressionError, match="round trip"):
         emit_where(node)
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [  # one leaf apart: the read-back comparison must see each difference
+        ("a = 1", "b = 1"),
+        ("a = 1", "a = 2"),
+        ("a = 1", "a = '1'"),
+        ("a = 1.5", "a = 1.25"),
+        ("a = 'x'", "a = 'y'"),
+        ("a = true", "a = false"),
+        ("a = NULL", "a = 'NULL'"),
+        ("a = $1", "a = $2"),
+        ("a = 1", "a <> 1"),
+        ("a LIKE 'x'", "a ILIKE 'x'"),
+        ("a IN (1, 2)", "a NOT IN (1, 2)"),
+        ("a IN (1, 2)", "a IN (2, 1)"),
+        ("a BETWEEN 1 AND 2", "a NOT BETWEEN 1 AND 2"),
+        ("a IS NULL", "a IS NOT NULL"),
+        ("a IS TRUE", "a IS NOT TRUE"),
+        ("a IS DISTINCT FROM 1", "a IS NOT DISTINCT FROM 1"),
+        ("a::int4 = 1", "a::int8 = 1"),
+        ("(a = 1) AND (b = 2)", "(a = 1) OR (b = 2)"),
+        ("(a = 1) AND (b = 2)", "(b = 2) AND (a = 1)"),
+        ('"A" = 1', "a = 1"),
+    ],
+)
+def test_the_read_back_check_sees_every_difference_of_meaning(written: str, meant: str) -> None:
+    assert _parse_back(written) == _canonical(parse_expression(written))
+    assert _parse_back(written) != _canonical(parse_expression(meant))
 
 
 def test_a_node_outside_the_subset_is_not_written() -> None:

@@ -29,6 +29,17 @@ def test_cache_control_is_private_and_revalidated_every_time(
     assert private_cache_control(client) == client  # idempotent
 
 
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 429, 500, 502, 503])
+@pytest.mark.parametrize(
+    "upstream", ["no-cache", "no-store", "public, max-age=60, must-revalidate", None]
+)
+def test_every_error_is_never_stored_whatever_electric_sent(
+    status: int, upstream: str | None
+) -> None:
+    # Electric 1.0.10's 400s say `no-cache` only, 1.7's `no-store`: one policy for both.
+    assert private_cache_control(upstream, status) == "private, no-cache, no-store"
+
+
 def test_only_electric_content_and_vary_headers_pass_through_without_the_version_banner() -> None:
     upstream = CIMultiDictProxy(
         CIMultiDict(
