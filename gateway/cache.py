@@ -17,7 +17,7 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from functools import wraps
+from functools import update_wrapper
 from typing import Any, Final, Generic, ParamSpec, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -84,27 +84,40 @@ def text_size(values: Iterable[object]) -> int:
     return total
 
 
+class CachedFunction(Generic[P, R]):
+    """A pure function of hashable arguments with its results kept in a `BoundedCache` (like
+    `functools.lru_cache`, `cache_clear()` included): an entry's size is the text of its
+    arguments plus `size(result)`. Exceptions are not kept."""
+
+    def __init__(
+        self, function: Callable[P, R], cache: BoundedCache[Hashable, R], size: Callable[[R], int]
+    ) -> None:
+        self.function = function
+        self.cache = cache
+        self.size = size
+        update_wrapper(self, function)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = (args, tuple(sorted(kwargs.items()))) if kwargs else args
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        result = self.function(*args, **kwargs)
+        held = text_size(args) + text_size(kwargs.values()) + self.size(result)
+        self.cache.put(key, result, held)
+        return result
+
+    def cache_clear(self) -> None:
+        self.cache.clear()
+
+
 def cached(
-    name: str, max_entries: int, max_bytes: int, size: Callable[[Any], int] | None = None
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """`functools.lru_cache` for a pure function of hashable arguments, bounded in bytes: an
-    entry's size is the text of its arguments plus `size(result)`. Exceptions are not kept."""
+    name: str, max_entries: int, max_bytes: int, size: Callable[[Any], int] = lambda _: 0
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    """Decorate a pure function as a `CachedFunction` bounded in entries and bytes."""
 
-    def decorate(function: Callable[P, R]) -> Callable[P, R]:
-        cache: BoundedCache[Hashable, R] = BoundedCache(name, max_entries, max_bytes)
-
-        @wraps(function)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            key = (args, tuple(sorted(kwargs.items()))) if kwargs else args
-            found = cache.get(key)
-            if found is not None:
-                return found
-            result = function(*args, **kwargs)
-            cache.put(key, result, text_size(args) + (size(result) if size else 0))
-            return result
-
-        wrapper.cache = cache  # type: ignore[attr-defined]
-        return wrapper
+    def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
+        return CachedFunction(function, BoundedCache(name, max_entries, max_bytes), size)
 
     return decorate
 

@@ -40,7 +40,10 @@ def test_check_explains_that_a_user_only_where_follows_the_user_across_tenants(
     )
     assert main(["check", str(rules)], env={}) == 1
     (line,) = capsys.readouterr().out.strip().splitlines()
-    assert line.startswith(f"{rules}:44: shapes.drafts.where: role 'admin', 'manager', 'member': ")
+    where_line = rules.read_text().splitlines().index('    where: "user_id = :user"') + 1
+    assert line.startswith(
+        f"{rules}:{where_line}: shapes.drafts.where: role 'admin', 'manager', 'member': "
+    )
     assert "pins :user but not :tenant" in line
     assert "`scope: user` if these rows belong to the person rather than to a tenant" in line
     rules.write_text(
