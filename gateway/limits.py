@@ -1,4 +1,5 @@
-"""Per-user and per-tenant request budgets, and per-user caps on live connections, shared by
+"""Per-user and per-tenant request budgets, and per-user caps on live connections (counted
+over all of the user's tenants: a user with N memberships gets the cap once), shared by
 every replica through Redis (one atomic script call each, sent in batches: see redis_batch),
 in-process without Redis.
 
@@ -25,7 +26,7 @@ from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.redis_batch import Batches, Script
 from gateway.redis_client import RedisClient
-from gateway.redis_keys import tenant_key
+from gateway.redis_keys import tenant_key, user_key
 from gateway.rules.model import LimitPlan
 
 log = structlog.get_logger(__name__)
@@ -66,7 +67,8 @@ for i = 1, #KEYS, 2 do
 end
 return out
 """)
-# KEYS: the user's lease set. ARGV: lease id, cap, lease ms. Returns 1 if a slot was taken.
+# KEYS: the user's lease set (all its tenants). ARGV: lease id, cap, lease ms. Returns 1 if a
+# slot was taken.
 ACQUIRE: Final = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -154,7 +156,7 @@ class MemoryLimiter:
     """One process: the same buckets and caps, in dicts."""
 
     buckets: dict[tuple[str, ...], _Bucket] = field(default_factory=dict)
-    live: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    live: dict[str, set[str]] = field(default_factory=dict)  # user -> leases, any tenant
 
     def _level(self, key: tuple[str, ...], rate: int, now: float) -> _Bucket:
         bucket = self.buckets.setdefault(key, _Bucket(rate, now))
@@ -179,7 +181,7 @@ class MemoryLimiter:
         return Decision()
 
     async def acquire(self, identity: Identity, plan: LimitPlan) -> str | None:
-        held = self.live.setdefault((identity.tenant, identity.user), set())
+        held = self.live.setdefault(identity.user, set())
         if len(held) >= plan.live_connections_per_user:
             return None
         lease = secrets.token_hex(8)
@@ -187,7 +189,11 @@ class MemoryLimiter:
         return lease
 
     async def release(self, identity: Identity, lease: str) -> None:
-        self.live.get((identity.tenant, identity.user), set()).discard(lease)
+        held = self.live.get(identity.user)
+        if held is not None:
+            held.discard(lease)
+            if not held:
+                del self.live[identity.user]
 
     async def run(self) -> None:
         await asyncio.Event().wait()
@@ -219,7 +225,8 @@ class RedisLimiter:
         self._flush_scheduled = False
 
     def _live_key(self, identity: Identity) -> str:
-        return tenant_key(self.prefix, "live", identity.tenant, identity.user)
+        """The user's lease set: one for all of the user's tenants."""
+        return user_key(self.prefix, "live", identity.user)
 
     def _flush_takes(self) -> None:
         self._flush_scheduled = False

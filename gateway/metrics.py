@@ -93,6 +93,12 @@ class Metrics:
             "Client connections closed at once because GATEWAY_MAX_CONNECTIONS were open.",
             registry=r,
         )
+        self.write_timeouts = Counter(
+            "shape_gateway_write_timeouts_total",
+            "Client connections aborted because their response made no write progress for "
+            "GATEWAY_WRITE_TIMEOUT (the client stopped reading).",
+            registry=r,
+        )
         self.security_events_dropped = Counter(
             "shape_gateway_security_events_dropped_total",
             "Security events not written to the security stream (queue full).",
@@ -112,7 +118,8 @@ class Metrics:
         )
         self.streams_cut = Counter(
             "shape_gateway_streams_cut_total",
-            "Open shape requests (long-polls, SSE) ended by a revocation.",
+            "Open requests (long-polls, SSE streams, event feeds, bodies being read) ended "
+            "by a revocation.",
             registry=r,
         )
         self.revocation_fresh = Gauge(

@@ -11,8 +11,9 @@ Redis Cluster runs a script or a multi-key command only when all its keys hash t
 hashes only the part of a key between the first `{` and `}` when there is one (the hash tag).
 So the keys used together carry the same tag: the revocation stream with its epoch and origins
 keys (`{revocations}`), the audit stream with its de-duplication index and the users'
-ingestion budgets (`{audit}`), and a tenant's rate-limit buckets with its users' live-slot sets
-(`{<tenant>}`). Every key still starts with `<prefix>:`, so ACL key patterns
+ingestion budgets (`{audit}`), and a tenant's rate-limit buckets with its users' (`{<tenant>}`).
+A user's live-slot set is used alone and counts the user's streams in every tenant, so it is
+tagged by the user. Every key still starts with `<prefix>:`, so ACL key patterns
 (`~shape-gateway:*`) and `SCAN` keep working.
 """
 
@@ -32,6 +33,11 @@ def tenant_key(prefix: str, kind: str, tenant: str, *values: str) -> str:
     """`<prefix>:<kind>:{<tenant>}:<part>...`: every key of one tenant shares its slot.
     (Tenants are never empty: the identity refuses a token without one.)"""
     return ":".join((prefix, kind, "{" + key_part(tenant) + "}", *(key_part(v) for v in values)))
+
+
+def user_key(prefix: str, kind: str, user: str) -> str:
+    """`<prefix>:<kind>:{<user>}`: a key of one user, whatever the tenant."""
+    return f"{prefix}:{kind}:{{{key_part(user)}}}"
 
 
 def revocation_stream(prefix: str) -> str:

@@ -51,6 +51,7 @@ class Settings:
     metrics_tenant_labels: bool = False
     live_lease_seconds: int = 15  # how long a dead replica's live-connection slots linger
     header_timeout: int = 10  # seconds to deliver a request's headers; also the idle keep-alive
+    write_timeout: int = 60  # seconds a response may make no write progress (client not reading)
     max_connections: int | None = None  # open client connections; None: from the file limit
     redis_pool_size: int = 4  # connections of each of the limits and audit Redis clients
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
@@ -87,6 +88,7 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "jwt_max_ttl": ("JWT_MAX_TTL", 1, 30 * 86400),
     "live_lease_seconds": ("GATEWAY_LIVE_LEASE_SECONDS", 3, 300),
     "header_timeout": ("GATEWAY_HEADER_TIMEOUT", 1, 300),
+    "write_timeout": ("GATEWAY_WRITE_TIMEOUT", 1, 3600),
     "max_connections": ("GATEWAY_MAX_CONNECTIONS", 16, 1_000_000),
     "redis_pool_size": ("GATEWAY_REDIS_POOL_SIZE", 1, 256),
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),

@@ -68,3 +68,42 @@ async def test_requests_in_one_tick_are_charged_together_and_in_order(redis_url:
         assert codes == [None, Code.RATE_LIMITED, None]
     finally:
         await limiter.close()
+
+
+async def test_the_live_cap_is_per_user_across_all_of_the_users_tenants() -> None:
+    limiter = MemoryLimiter()
+    plan = LimitPlan(live_connections_per_user=1)
+    tenants = {"acme": "member", "globex": "member"}
+    in_acme = make_identity(memberships=tenants)
+    in_globex = make_identity(tenant="globex", memberships=tenants)
+    lease = await limiter.acquire(in_acme, plan)
+    assert lease is not None
+    assert await limiter.acquire(in_globex, plan) is None  # one cap, not one per membership
+    await limiter.release(in_acme, lease)
+    assert await limiter.acquire(in_globex, plan) is not None
+    assert limiter.live.keys() == {"alice"}
+
+
+@pytest.mark.redis
+async def test_the_shared_live_cap_is_per_user_across_all_of_the_users_tenants(
+    redis_url: str,
+) -> None:
+    limiter = RedisLimiter(
+        connect_redis(redis_url, "limits-test", replica="t", connections=2),
+        f"gw-test-{uuid.uuid4().hex[:8]}",
+    )
+    plan = LimitPlan(live_connections_per_user=1)
+    tenants = {"acme": "member", "globex": "member"}
+    in_acme = make_identity(memberships=tenants)
+    in_globex = make_identity(tenant="globex", memberships=tenants)
+    try:
+        lease = await limiter.acquire(in_acme, plan)
+        assert lease is not None
+        assert await limiter.acquire(in_globex, plan) is None
+        assert await limiter.acquire(make_identity(user="bob", tenant="globex"), plan) is not None
+        await limiter.release(in_acme, lease)
+        async with asyncio.timeout(2):
+            while await limiter.acquire(in_globex, plan) is None:  # noqa: ASYNC110 - queued
+                await asyncio.sleep(0.01)
+    finally:
+        await limiter.close()

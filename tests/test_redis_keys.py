@@ -32,16 +32,17 @@ def test_a_part_holds_neither_the_separator_nor_a_cluster_hash_tag() -> None:
 @given(st.text(min_size=1), st.text(), st.text(min_size=1), st.text())
 def test_distinct_claims_give_distinct_keys(t1: str, u1: str, t2: str, u2: str) -> None:
     if (t1, u1) != (t2, u2):
-        assert keys.tenant_key(PREFIX, "live", t1, u1) != keys.tenant_key(PREFIX, "live", t2, u2)
+        assert keys.tenant_key(PREFIX, "rl:u", t1, u1) != keys.tenant_key(PREFIX, "rl:u", t2, u2)
         assert keys.audit_seen_member(t1, u1, "e") != keys.audit_seen_member(t2, u2, "e")
+    if u1 != u2:
+        assert keys.user_key(PREFIX, "live", u1) != keys.user_key(PREFIX, "live", u2)
 
 
 @given(st.text(min_size=1), st.text(), st.text(min_size=1, max_size=128))
 def test_keys_used_together_share_a_slot(tenant: str, user: str, event_id: str) -> None:
-    # TAKE: the user's and the tenant's buckets; ACQUIRE/RENEW: the user's lease set.
+    # TAKE: the user's and the tenant's buckets (ACQUIRE/RENEW use the user's lease set alone).
     bucket = slot(keys.tenant_key(PREFIX, "rl:t", tenant))
     assert slot(keys.tenant_key(PREFIX, "rl:u", tenant, user)) == bucket
-    assert slot(keys.tenant_key(PREFIX, "live", tenant, user)) == bucket
     # APPEND: the audit stream, its de-duplication index and the user's budget.
     assert slot(keys.audit_seen(PREFIX)) == slot(keys.audit_stream(PREFIX))
     assert slot(keys.audit_budget(PREFIX, user)) == slot(keys.audit_stream(PREFIX))
@@ -55,5 +56,6 @@ def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_th
     every = [stream, keys.revocation_epoch(PREFIX), keys.revocation_origins(PREFIX),
              keys.audit_stream(PREFIX), keys.security_stream(PREFIX),
              keys.audit_seen(PREFIX), keys.audit_budget(PREFIX, "alice"),
-             keys.tenant_key(PREFIX, "live", "acme", "alice")]  # fmt: skip
+             keys.tenant_key(PREFIX, "rl:u", "acme", "alice"),
+             keys.user_key(PREFIX, "live", "alice")]  # fmt: skip
     assert all(k.startswith(f"{PREFIX}:") for k in every)

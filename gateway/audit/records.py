@@ -4,7 +4,8 @@ Identity (user, tenant, role) is logged; a token, a secret, a where clause or a 
 never is (the redaction processor in logs.py backs this up).
 
 Decisions: `allowed` (admitted and served, whatever happened after: a stream cut by a
-revocation keeps `allowed` with reason `stopped:<code>`, a client that hung up `client_closed`),
+revocation or its token's expiry keeps `allowed` with reason `stopped:<code>`, a client that
+hung up `client_closed`, one that stopped reading `write_timeout`),
 `refused` (answered with one of our error codes), `abandoned` (the client went away before a
 decision was made).
 """
@@ -54,12 +55,18 @@ class AuditRecord:
         self.decision, self.reason = "refused", code
 
     def stopped(self, code: str) -> None:
-        """Ended on purpose after it was served (revocation, shutdown)."""
+        """Ended on purpose after it was admitted (revocation, token expiry, shutdown)."""
         self.reason = f"stopped:{code}"
 
     def client_closed(self) -> None:
         self.decision = self.decision or "abandoned"
         self.reason, self.status = "client_closed", CLIENT_CLOSED
+
+    def write_timed_out(self) -> None:
+        """Aborted by GATEWAY_WRITE_TIMEOUT: the client stopped reading its response. Logged
+        with 499 like a client that left (the client, not the gateway, ended the exchange)."""
+        self.decision = self.decision or "abandoned"
+        self.reason, self.status = "write_timeout", CLIENT_CLOSED
 
     def finish(self, status: int) -> None:
         """The response was sent with `status`; a request nobody refused was allowed."""

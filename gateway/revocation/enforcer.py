@@ -1,6 +1,6 @@
-"""Applying revocation events on this replica: update the view, cut the affected open shape
-requests at once (looking only at the streams of the user or tenant the event names), tell the
-feed, measure the lag; and answer the per-request check.
+"""Applying revocation events on this replica: update the view, tell the feeds, cut the
+affected open requests at once (looking only at the streams of the user or tenant the event
+names: shape requests and feeds alike), measure the lag; and answer the per-request check.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Revocations:
         self._warned_stale = False
 
     def affected(self, event: RevocationEvent) -> list[OpenStream]:
-        """The open shape streams `event` may end: its user's, or its tenant's."""
+        """The open streams `event` may end: its user's, or its tenant's."""
         if event.type is EventType.TENANT_SUSPENDED and event.tenant:
             return self.streams.of_tenant(event.tenant)
         if event.type is not EventType.TENANT_REINSTATED and event.user:
@@ -65,6 +65,10 @@ class Revocations:
         at = bisect.bisect(self._keys, key)
         self._keys.insert(at, key)
         self.log.insert(at, event)
+        # The feeds first: a feed this event stops writes what is queued to it before it ends,
+        # so the event that ends its caller's access must be queued before the stop.
+        for listener in self.listeners:
+            listener(event)
         cut = self.streams.stop_each(lambda s: self.state.check(s.identity), self.affected(event))
         lag = max(time.time() - key[0] / 1000, 0.0)
         self.metrics.revocation_lag.observe(lag)
@@ -79,8 +83,6 @@ class Revocations:
             streams_cut=cut,
             lag_ms=round(lag * 1000, 1),
         )
-        for listener in self.listeners:
-            listener(event)
 
     def fresh(self) -> bool:
         fresh = self.store.fresh(time.monotonic())

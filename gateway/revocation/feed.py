@@ -6,7 +6,12 @@ replayed (within the retained window); without it, only events newer than the to
 an app starting with a freshly issued token must not wipe a tenant it was granted again since,
 nor refresh its token in a loop over a role change it already has. A comment heartbeat keeps
 the stream alive through proxies. A client too slow to keep up is disconnected (it reconnects
-with Last-Event-ID and misses nothing). A stream ended on purpose (shutdown) ends cleanly.
+with Last-Event-ID and misses nothing).
+
+A feed is an open stream like a shape request (gateway/streams.py): the event that ends its
+caller's access stops it, as does its token's expiry and shutdown. Stopped, it first writes
+what is queued to it, the ending event included (it is queued before the stop is made), then
+ends cleanly. A replayed event ends nothing: only the access the caller has now decides.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aiohttp import hdrs, web
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.revocation.events import RevocationEvent, stream_id_key
+from gateway.streams import OpenStream
 
 HEARTBEAT_SECONDS: Final = 15.0
 QUEUE_LIMIT: Final = 256
@@ -105,34 +111,51 @@ def feed_response() -> web.StreamResponse:
 async def stream_events(
     request: web.Request,
     response: web.StreamResponse,
-    identity: Identity,
+    stream: OpenStream,
     hub: FeedHub,
     history: Callable[[], list[RevocationEvent]],
-) -> None:
+) -> Refusal | None:
     """Subscribe, take the history to replay (no await between: no gap), then stream live
-    into `response`; an event in both is sent once."""
-    subscriber = Subscriber(identity)
+    into `response`; an event in both is sent once. Returns the reason the feed was stopped
+    (after writing what was queued and ending the stream), or None when it ended itself."""
+    subscriber = Subscriber(stream.identity)
     hub.subscribers.add(subscriber)
     missed = history()
-    try:
-        await response.prepare(request)
-        await response.write(b": connected\n\n")
-        sent: set[str] = set()
-        for event in missed:
-            await response.write(encode(event))
+    sent: set[str] = set()
+
+    async def send(event: RevocationEvent) -> None:
+        if event.id not in sent:
             sent.add(event.id)
-        while True:
-            try:
-                async with asyncio.timeout(hub.heartbeat):
-                    item = await subscriber.queue.get()
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            if item is None:
-                break
-            if item.id not in sent:
-                await response.write(encode(item))
-                sent.add(item.id)
+            await response.write(encode(event))
+
+    try:
+        try:
+            await response.prepare(request)
+            await response.write(b": connected\n\n")
+            for event in missed:
+                await send(event)
+            while True:
+                try:
+                    async with asyncio.timeout(hub.heartbeat):
+                        item = await subscriber.queue.get()
+                except TimeoutError:
+                    await response.write(b": heartbeat\n\n")
+                    continue
+                if item is None:
+                    break
+                await send(item)
+        except asyncio.CancelledError:
+            if stream.reason is None or not response.prepared:
+                raise  # the client went away; or stopped before the headers: refused instead
+            reason = stream.stopped()
+            hub.subscribers.discard(subscriber)
+            while not subscriber.queue.empty():
+                queued = subscriber.queue.get_nowait()
+                if queued is not None:
+                    await send(queued)
+            await response.write_eof()
+            return reason
         await response.write_eof()
+        return None
     finally:
         hub.subscribers.discard(subscriber)

@@ -1,6 +1,8 @@
 """Admission: after authentication, before any route: the revocation check (a dict lookup, or
-the fail mode while the view is stale), the caller's request budget, and for a live request
-(a long-poll, an SSE stream, the event feed) a live slot held until it ends.
+the fail mode while the view is stale), the caller's request budget, for a live request (a
+long-poll, an SSE stream, the event feed) a live slot held until it ends, and the request
+tracked as an open stream until it is answered, so that a revocation or the token's expiry
+ends it whatever it is doing (reading its body, holding a long-poll, streaming).
 
 Deny by default: every authenticated route is admitted; the routes exempt from admission are
 the public health routes and the admin API, listed in `web/app.py`.
@@ -8,6 +10,7 @@ the public health routes and the admin API, listed in `web/app.py`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -24,6 +27,8 @@ from gateway.web.keys import (
     PUBLIC_PATHS,
     REVOCATIONS,
     RULES,
+    STREAM,
+    STREAMS,
 )
 
 IsLive = Callable[[web.Request], bool]
@@ -34,6 +39,14 @@ def is_live(request: web.Request, live_routes: Mapping[str, IsLive]) -> bool:
     return decide is not None and decide(request)
 
 
+def check_again(request: web.Request) -> None:
+    """The revocation check once more, for a route that waited on its client (a request body):
+    a stop cuts the request meanwhile, and this also catches a view that went stale."""
+    refusal = request.app[REVOCATIONS].check(request[IDENTITY])
+    if refusal is not None:
+        raise refusal
+
+
 @web.middleware
 async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
@@ -42,16 +55,14 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[AUDIT].admit()
         return await handler(request)
     identity = request[IDENTITY]
-    refusal = app[REVOCATIONS].check(identity)
-    if refusal is not None:
-        raise refusal
+    check_again(request)
     plan = app[RULES].rules.limits.plan_for(identity.plan)
     decision = await app[LIMITER].take(identity, plan)
     if decision.refusal is not None:
         raise decision.refusal
     request[AUDIT].admit()
     if not is_live(request, app[LIVE_ROUTES]):
-        return await handler(request)
+        return await _tracked(request, handler, live=False)
     limiter = app[LIMITER]
     lease = await limiter.acquire(identity, plan)
     if lease is None:
@@ -59,14 +70,25 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     gauge = app[METRICS].live_connections
     gauge.inc()
     try:
-        # Again, now that the Redis round trips above are over: an event applied while they
-        # were in flight cut nothing of this request (its stream is not open yet), and a live
-        # request would otherwise be held for the whole long-poll. Nothing awaits between
-        # here and the handler opening its stream.
-        refusal = app[REVOCATIONS].check(identity)
-        if refusal is not None:
-            raise refusal
-        return await handler(request)
+        return await _tracked(request, handler, live=True)
     finally:
         gauge.dec()
         await limiter.release(identity, lease)
+
+
+async def _tracked(request: web.Request, handler: Handler, live: bool) -> web.StreamResponse:
+    """Run the route as an open stream. Checked again first, now that the Redis round trips
+    above are over: an event applied while they were in flight cut nothing of this request
+    (it was not tracked yet). Nothing awaits between the check and the tracking. A stop that
+    reaches a route which does not answer it itself (a body being read) is answered here."""
+    check_again(request)
+    with request.app[STREAMS].track(request[IDENTITY], live) as stream:
+        request[STREAM] = stream
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            reason = stream.stopped()
+            if reason is None:
+                raise  # the client went away, or the server is cancelling us
+            request[AUDIT].stopped(reason.code.value)
+            raise reason from None

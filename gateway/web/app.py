@@ -243,7 +243,7 @@ def make_app(
     app[AUDIT_LOG] = AuditLog()
     app[ADMIN_FAILURES] = AdminFailures()
     app[RULES] = holder
-    app[STREAMS] = OpenStreams()
+    app[STREAMS] = OpenStreams(leeway=settings.jwt_leeway)
     app[TIMEOUTS] = timeouts or Timeouts()
     app[METRICS] = Metrics(tenant_labels=settings.metrics_tenant_labels)
     _observe_rules(app)

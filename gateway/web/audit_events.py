@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.audit.client_events import MAX_BATCH_BYTES, parse_batch, record_batch
 from gateway.errors import Code, Refusal
 from gateway.redis_client import REDIS_ERRORS
+from gateway.web.admission import check_again
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, AUDIT_SINK, IDENTITY
 
@@ -18,7 +19,9 @@ MAX_BODY: Final = 2 * MAX_BATCH_BYTES
 
 
 async def post_audit_events(request: web.Request) -> web.Response:
-    events = parse_batch(await read_json(request, MAX_BODY, "a JSON array of events"))
+    document = await read_json(request, MAX_BODY, "a JSON array of events")
+    check_again(request)  # the body may have taken a while: what admission checked may be old
+    events = parse_batch(document)
     record = request[AUDIT]
     try:
         outcome = await record_batch(

@@ -1,4 +1,5 @@
-"""Client connections: how many may be open at once, and how long a slow one may take.
+"""Client connections: how many may be open at once, and how long a slow one may take, to send
+its request or to read its response.
 
 Every open connection costs a file descriptor (two while it is proxied). Without a cap, a few
 hundred kilobytes a second of attacker traffic (connections that send half a request line and
@@ -7,7 +8,13 @@ then nothing) exhaust the process's descriptors and with them the service. So:
   accepted (counted in `shape_gateway_connections_refused_total`, logged at most every 10 s);
 - a connection must deliver a complete request's headers within the header timeout of being
   opened, and of its previous response (aiohttp's keep-alive timer, which closes a connection
-  still waiting for a whole request); an idle keep-alive connection goes after the same time.
+  still waiting for a whole request); an idle keep-alive connection goes after the same time;
+- a connection whose response makes no write progress for the write timeout (a client that
+  stopped reading: the kernel's send buffer is full and ours is not draining) is aborted, which
+  cancels its request and with it the upstream request (counted in
+  `shape_gateway_write_timeouts_total`). Writing pauses as soon as anything waits in our buffer,
+  so the timeout also covers the last bytes of an answer the handler finished writing, which a
+  close would otherwise wait on forever. One loop timer per paused connection, none otherwise.
 The default cap leaves room in the process's file limit for the upstream connections, and
 `serve` first raises that limit's soft value to its hard one (as Go's runtime does): the common
 soft default of 1,024 would otherwise cap a replica at 448 connections whatever ops allowed.
@@ -54,12 +61,22 @@ def default_max_connections() -> int:
 
 
 class ConnectionGuard:
-    def __init__(self, max_connections: int, on_refused: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        on_refused: Callable[[], None],
+        write_timeout: float = 60.0,
+        on_write_timeout: Callable[[], None] = lambda: None,
+    ) -> None:
         self.max_connections = max_connections
         self.open = 0
         self.on_refused = on_refused
+        self.write_timeout = write_timeout
+        self.on_write_timeout = on_write_timeout
         self._refused_since_log = 0
         self._logged_at = float("-inf")
+        self._stalled_since_log = 0
+        self._stall_logged_at = float("-inf")
 
     def admit(self) -> bool:
         if self.open < self.max_connections:
@@ -81,25 +98,49 @@ class ConnectionGuard:
     def release(self) -> None:
         self.open -= 1
 
+    def stalled(self) -> None:
+        """A connection's writes stalled for the write timeout: it is being aborted."""
+        self.on_write_timeout()
+        self._stalled_since_log += 1
+        now = time.monotonic()
+        if now - self._stall_logged_at >= LOG_EVERY:
+            log.warning(
+                "write_timeout",
+                aborted=self._stalled_since_log,
+                write_timeout=self.write_timeout,
+                hint="clients that stopped reading their responses; GATEWAY_WRITE_TIMEOUT",
+            )
+            self._stalled_since_log, self._stall_logged_at = 0, now
+
 
 class GuardedProtocol(asyncio.Protocol):
-    """aiohttp's protocol for one connection, behind the guard's count."""
+    """aiohttp's protocol for one connection, behind the guard's count and write timeout."""
 
-    __slots__ = ("_admitted", "_guard", "_inner")
+    __slots__ = ("_admitted", "_guard", "_inner", "_stall", "_transport", "write_timed_out")
 
     def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
         self._inner = inner
         self._guard = guard
         self._admitted = False
+        self._transport: asyncio.Transport | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        self.write_timed_out = False  # read by the audit line of the request it cut
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)
         if not self._guard.admit():
-            cast(asyncio.Transport, transport).abort()
+            stream.abort()
             return
         self._admitted = True
+        self._transport = stream
+        # Pause as soon as anything waits in our buffer (the kernel's is full): the default
+        # high-water mark (64 KiB) would let a client that stopped reading keep up to that much
+        # pending, never pausing, and a close then waits for it forever.
+        stream.set_write_buffer_limits(high=0)
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unstall()
         if self._admitted:
             self._admitted = False
             self._guard.release()
@@ -114,9 +155,29 @@ class GuardedProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
+        if self._admitted and self._stall is None:
+            loop = asyncio.get_running_loop()
+            self._stall = loop.call_later(self._guard.write_timeout, self._abort_stalled)
 
     def resume_writing(self) -> None:
+        self._unstall()  # the client read: progress
         self._inner.resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _abort_stalled(self) -> None:
+        """No write progress for the write timeout: abort (a close would wait for the client
+        to read what is buffered). aiohttp then cancels the request's handler, which closes
+        its upstream request."""
+        self._stall = None
+        if self._transport is None:
+            return
+        self.write_timed_out = True
+        self._guard.stalled()
+        self._transport.abort()
 
 
 class GuardedSite(web.BaseSite):

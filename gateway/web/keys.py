@@ -20,7 +20,7 @@ from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
 from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
-from gateway.streams import OpenStreams
+from gateway.streams import OpenStream, OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
 from gateway.web.admin_guard import AdminFailures
@@ -50,3 +50,4 @@ ADMIN_PREFIX: Final = "/admin/"  # GATEWAY_ADMIN_TOKEN instead of a JWT; absent 
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
 AUDIT: Final = web.RequestKey("audit", AuditRecord)
+STREAM: Final = web.RequestKey("stream", OpenStream)  # set by admission: stops and expiry

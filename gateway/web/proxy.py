@@ -5,8 +5,9 @@ held whole and each SSE event reaches the client when Electric flushes it. A cli
 away cancels this handler (the server runs with handler_cancellation), or makes a write fail
 if it hangs up just as we write: either way the upstream connection is closed at once
 (electric PR #4768: an abandoned long-poll otherwise pins Electric ~20 s) and the audit line
-says 499 `client_closed`. A stream stopped on purpose (shutdown, revocation) answers with its
-reason if nothing was sent yet, or ends cleanly if it was.
+says 499 `client_closed`. A stream stopped on purpose (shutdown, revocation, its token's
+expiry: gateway/streams.py) answers with its reason if nothing was sent yet, or ends cleanly if
+it was; its upstream request is closed at once either way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gateway.upstream.client import UpstreamResponse, send
 from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.errors import refuse_unless_electric_answered
 from gateway.upstream.headers import client_headers
-from gateway.web.keys import AUDIT, IDENTITY, STREAMS, TIMEOUTS, UPSTREAMS
+from gateway.web.keys import AUDIT, STREAM, TIMEOUTS, UPSTREAMS
 
 log = structlog.get_logger(__name__)
 
@@ -78,58 +79,55 @@ async def proxy(
     request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None = None
 ) -> web.StreamResponse:
     """Send `planned` upstream and stream the answer back; raises Refusal before any byte."""
-    streams = request.app[STREAMS]
+    stream = request[STREAM]
     record = request[AUDIT]
-    with streams.track(request[IDENTITY], live=planned.live) as stream:
-        response: web.StreamResponse | None = None
-        upstream: UpstreamResponse | None = None
-        try:
-            upstream = await send(
-                request.app[UPSTREAMS],
-                planned,
-                method=method,
-                headers=request.headers,
-                body=body,
-                timeouts=request.app[TIMEOUTS],
-            )
-            await refuse_unless_electric_answered(upstream)
-            kind = web.StreamResponse if planned.sse else FiniteResponse
-            response = kind(status=upstream.status, headers=client_headers(upstream.headers))
-            length = upstream.headers.get(hdrs.CONTENT_LENGTH)
-            if length is not None and length.isdigit():
-                response.content_length = int(length)
-            if planned.sse or method == hdrs.METH_HEAD:
-                await response.prepare(request)  # an SSE stream's headers go before any event
-            if method == hdrs.METH_HEAD:
-                await response.write_eof()
-            else:
-                await _stream_body(request, upstream, response, streaming=planned.sse)
-            upstream.release()
-            return response
-        except ConnectionResetError:
-            if upstream is not None:
-                upstream.close()
-            if response is None or not response.prepared:
-                raise  # not a write to the client: let the pipeline report it
-            record.client_closed()  # the client hung up as we wrote (often the last chunk)
-            return response
-        except asyncio.CancelledError:
-            if upstream is not None:
-                upstream.close()  # never return a half-read connection to the pool
-            if stream.reason is None:
-                raise  # the client went away, or the server is cancelling us
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            record.stopped(stream.reason.code.value)
-            if response is None or not response.prepared:
-                raise stream.reason from None
-            if planned.sse:
-                await response.write_eof()  # SSE ends cleanly; the client reconnects
-            elif request.transport is not None:
-                request.transport.close()  # a cut body must not look complete
-            return response
-        except BaseException:
-            if upstream is not None:
-                upstream.close()
-            raise
+    response: web.StreamResponse | None = None
+    upstream: UpstreamResponse | None = None
+    try:
+        upstream = await send(
+            request.app[UPSTREAMS],
+            planned,
+            method=method,
+            headers=request.headers,
+            body=body,
+            timeouts=request.app[TIMEOUTS],
+        )
+        await refuse_unless_electric_answered(upstream)
+        kind = web.StreamResponse if planned.sse else FiniteResponse
+        response = kind(status=upstream.status, headers=client_headers(upstream.headers))
+        length = upstream.headers.get(hdrs.CONTENT_LENGTH)
+        if length is not None and length.isdigit():
+            response.content_length = int(length)
+        if planned.sse or method == hdrs.METH_HEAD:
+            await response.prepare(request)  # an SSE stream's headers go before any event
+        if method == hdrs.METH_HEAD:
+            await response.write_eof()
+        else:
+            await _stream_body(request, upstream, response, streaming=planned.sse)
+        upstream.release()
+        return response
+    except ConnectionResetError:
+        if upstream is not None:
+            upstream.close()
+        if response is None or not response.prepared:
+            raise  # not a write to the client: let the pipeline report it
+        record.client_closed()  # the client hung up as we wrote (often the last chunk)
+        return response
+    except asyncio.CancelledError:
+        if upstream is not None:
+            upstream.close()  # never return a half-read connection to the pool
+        reason = stream.stopped()
+        if reason is None:
+            raise  # the client went away, or the server is cancelling us
+        record.stopped(reason.code.value)
+        if response is None or not response.prepared:
+            raise reason from None
+        if planned.sse:
+            await response.write_eof()  # SSE ends cleanly; the client reconnects
+        elif request.transport is not None:
+            request.transport.close()  # a cut body must not look complete
+        return response
+    except BaseException:
+        if upstream is not None:
+            upstream.close()
+        raise

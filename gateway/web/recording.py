@@ -17,8 +17,9 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit.records import AuditRecord
+from gateway.audit.records import CLIENT_CLOSED, AuditRecord
 from gateway.errors import Code, Refusal
+from gateway.web.connections import GuardedProtocol
 from gateway.web.keys import AUDIT, AUDIT_LOG, METRICS, PUBLIC_PATHS, RULES, SECURITY
 from gateway.web.refusals import refusal_response
 
@@ -45,6 +46,8 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
         rules=request.app[RULES].rules.digest,
     )
     request[AUDIT] = record
+    transport = request.transport  # both gone once the connection is lost: kept from here
+    connection = transport.get_protocol() if transport is not None else None
     bound = structlog.contextvars.bind_contextvars(request_id=record.request_id)
     try:
         if audit_log.healthy or request.path in request.app[PUBLIC_PATHS]:
@@ -54,16 +57,25 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
             response = refusal_response(AUDIT_DOWN)
     except asyncio.CancelledError:
         record.client_closed()
-        _finish(request, record)
+        _finish(request, record, connection)
         raise
     finally:
         structlog.contextvars.reset_contextvars(**bound)
     record.finish(response.status)
-    _finish(request, record)
+    _finish(request, record, connection)
     return response
 
 
-def _finish(request: web.Request, record: AuditRecord) -> None:
+def _finish(
+    request: web.Request, record: AuditRecord, connection: asyncio.BaseProtocol | None
+) -> None:
+    # Aborted by the write timeout (web/connections.py) rather than closed by the client?
+    if (
+        record.status == CLIENT_CLOSED
+        and isinstance(connection, GuardedProtocol)
+        and connection.write_timed_out
+    ):
+        record.write_timed_out()  # the gateway cut it: the client had stopped reading
     request.app[AUDIT_LOG].write(record)
     observe(request, record)
 

@@ -3,9 +3,15 @@
 Core code raises `Refusal`; aiohttp's own HTTP errors (unknown path, wrong method, body too
 large) become the spec's codes; anything else is our bug: a JSON 500 whose log line carries the
 traceback of that error alone, never the exception it happened to be raised beside.
+
+A 408 (a body that did not arrive in time) is sent, then its connection closed at once
+(RFC 9110 §15.5.9): aiohttp would otherwise linger up to 10 s more reading a body that is not
+coming, and keep the connection open for a next request that will not come either.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import structlog
 from aiohttp import hdrs, web
@@ -37,6 +43,14 @@ def refusal_response(refusal: Refusal, headers: dict[str, str] | None = None) ->
     return response
 
 
+async def _send_and_close(request: web.Request, response: web.Response) -> None:
+    response.force_close()
+    with contextlib.suppress(ConnectionResetError):
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()  # closes once the answer is written; no lingering
+
+
 @web.middleware
 async def render_refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
     record = request[AUDIT]
@@ -44,7 +58,10 @@ async def render_refusals(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except Refusal as refusal:
         record.refuse(refusal.code.value)
-        return refusal_response(refusal)
+        response = refusal_response(refusal)
+        if refusal.code is Code.REQUEST_TIMEOUT:
+            await _send_and_close(request, response)
+        return response
     except web.HTTPException as error:
         code, message = _HTTP_CODES.get(error.status, (Code.INVALID_PARAMETER, error.reason))
         record.refuse(code.value)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from aiohttp import web
 
 from gateway.errors import Code, Refusal
@@ -13,40 +10,31 @@ from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
 from gateway.revocation.store import NotReplicatedError
 from gateway.web.body import read_json
-from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAMS
+from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAM
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
     """GET /v1/events: SSE of the revocation events that concern the caller. Admitted like a
-    shape request (revocation check, budget, a live slot); never cut by a revocation itself,
-    so the event that revokes the caller still reaches them."""
+    shape request (revocation check, budget, a live slot) and tracked like one: the event that
+    ends the caller's access is delivered, then the feed ends; so does its token's expiry."""
     identity = request[IDENTITY]
     since = last_event_id(request)
     revocations = request.app[REVOCATIONS]
     record = request[AUDIT]
     response = feed_response()
-    with request.app[STREAMS].track(identity, live=True, feed=True) as stream:
-        try:
-            await stream_events(
-                request,
-                response,
-                identity,
-                request.app[FEED],
-                lambda: replay(revocations.log, identity, since),
-            )
-        except ConnectionResetError:
-            record.client_closed()
-        except asyncio.CancelledError:
-            if stream.reason is None:
-                raise  # the client went away
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            record.stopped(stream.reason.code.value)
-            if not response.prepared:
-                raise stream.reason from None
-            with contextlib.suppress(ConnectionResetError):
-                await response.write_eof()  # shutting down: end this stream, not a second one
+    try:
+        reason = await stream_events(
+            request,
+            response,
+            request[STREAM],
+            request.app[FEED],
+            lambda: replay(revocations.log, identity, since),
+        )
+    except ConnectionResetError:
+        record.client_closed()
+    else:
+        if reason is not None:
+            record.stopped(reason.code.value)
     return response
 
 

@@ -56,6 +56,8 @@ async def start(
     guard = ConnectionGuard(
         settings.max_connections or default_max_connections(),
         app[METRICS].connections_refused.inc,
+        write_timeout=settings.write_timeout,
+        on_write_timeout=app[METRICS].write_timeouts.inc,
     )
     # A reconnect storm (a replica restarting under 1,000s of live clients) overflows aiohttp's
     # default listen backlog of 128: dropped SYNs cost each client a retry of a second or more.

@@ -13,6 +13,7 @@ from aiohttp import hdrs, web
 from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
+from gateway.web.admission import check_again
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, IDENTITY, RULES
 from gateway.web.proxy import proxy
@@ -63,6 +64,7 @@ async def post_shape(request: web.Request) -> web.StreamResponse:
             Code.DUPLICATE_PARAMETER, "send subset parameters in the body or the query, not both"
         )
     document = await read_json(request, MAX_BODY, "a JSON object of subset parameters")
+    check_again(request)  # the body may have taken a while: what admission checked may be old
     query = dataclasses.replace(query, subset=parse_subset_body(document))
     planned = _plan(request, query)
     subset = {k.removeprefix("subset__"): v for k, v in planned.query if k.startswith("subset__")}

@@ -65,7 +65,8 @@ def test_suspending_a_tenant_clears_its_panels_and_reinstating_brings_them_back(
         expect_told_by_feed(acme, user, "tenant.suspended @acme")
     globex.expect_state("bob", "live")
     assert globex.titles("bob", "tasks") == ["Hire henchmen"]
-    # The feeds stay open through a suspension: reinstating restarts the panels by itself.
+    # The feeds end with the suspension and are asked for again until admitted: reinstating
+    # restarts the panels by itself (the reinstatement replayed after the saved event id).
     click_admin(acme, "reinstate", "acme")
     for user in ("alice", "carol"):
         acme.expect_state(user, "live")

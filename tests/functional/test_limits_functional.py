@@ -14,7 +14,7 @@ import pytest
 
 from tests.factories import make_token
 from tests.functional.conftest import Electric, ElectricFactory, World, serve_process
-from tests.functional.test_revocation_functional import replica, status_of
+from tests.functional.test_revocation_functional import ready, replica, status_of
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import Gateway, GatewayFactory
 
@@ -135,3 +135,21 @@ async def test_a_killed_replicas_live_slots_come_back_after_the_lease(
                 break  # ...until it expires: now the poll is held
             assert time.monotonic() - killed_at < 5, "slot never came back"
         poll.cancel()
+
+
+async def test_a_user_with_two_memberships_gets_the_live_cap_once(
+    gateway_factory: GatewayFactory, world: World, redis_url: str, redis_prefix: str
+) -> None:
+    rules = limited(world, live_connections_per_user=1)
+    gateway = await gateway_factory(
+        rules=rules.rules, redis_url=redis_url, redis_prefix=redis_prefix
+    )
+    await ready(gateway)
+    token = make_token(sub="alice", tid="acme", role="member",
+                       tenants={"acme": "member", "globex": "member"})  # fmt: skip
+    async with gateway.request("GET", "/v1/events", token=token) as feed:  # a slot, in acme
+        assert feed.status == 200
+        headers = {"X-Tenant-Id": "globex"}
+        async with gateway.request("GET", "/v1/events", token=token, headers=headers) as other:
+            assert other.status == 429
+            assert (await other.json())["error"] == "too_many_live_connections"

@@ -5,6 +5,7 @@ normal requests keep being served with their usual latency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 
@@ -108,6 +109,66 @@ async def test_a_trickled_body_is_refused_as_request_timeout(
     assert b'"request_timeout"' in answer
     assert time.monotonic() - started < TIMEOUT + len(body) / 1024 + 2
     writer.close()
+
+
+async def answer_and_close(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the server sent until it closed the connection: an end, or a reset (a close
+    while the client is still sending resets the connection, which may cost it the answer)."""
+    answer = b""
+    async with asyncio.timeout(within):
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await reader.read(65536):
+                answer += chunk
+    return answer
+
+
+def audit_post(declared: int) -> bytes:
+    return (
+        f"POST /v1/audit-events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {make_token()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+
+
+async def test_a_declared_body_that_never_comes_is_refused_and_closed_after_the_header_timeout(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # Two megabytes declared once bought 10 + 2,000 s (a second per KiB declared).
+    gateway = await gateway_factory(header_timeout=TIMEOUT)
+    reader, writer = await open_slow(gateway, audit_post(2_000_000))
+    started = time.monotonic()
+    answer = await answer_and_close(reader, TIMEOUT + 10)
+    held = time.monotonic() - started
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer
+    assert b"Connection: close" in answer
+    assert TIMEOUT * 0.9 <= held < TIMEOUT + 1, held  # then closed: no lingering for the body
+
+
+async def test_a_body_that_trickles_below_the_rate_is_refused_whatever_length_it_declares(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # A byte every 0.2 s is progress within the header timeout, but far below 1 KiB/s: the
+    # 64 KiB declared no longer buy 64 s.
+    gateway = await gateway_factory(header_timeout=TIMEOUT)
+    reader, writer = await open_slow(gateway, audit_post(64 * 1024) + b"[")
+    started = time.monotonic()
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError):  # until the server closes
+            while True:
+                await asyncio.sleep(0.2)
+                writer.write(b" ")
+                await writer.drain()
+
+    async with asyncio.TaskGroup() as group:
+        sender = group.create_task(trickle())
+        answer = await answer_and_close(reader, TIMEOUT + 10)
+        held = time.monotonic() - started
+        sender.cancel()
+    writer.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+    assert held < TIMEOUT + 1, held
 
 
 async def test_connections_over_the_cap_are_closed_at_once_and_counted(

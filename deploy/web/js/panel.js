@@ -256,7 +256,10 @@ export class Panel {
               message: error.message,
               via: `/v1/events' ${error.status} (the gateway's JSON, read by this page)`,
             })
-            return
+            if (error.code !== "tenant_suspended") return
+            // The feed ends with the access; a suspension may be lifted: ask again every 2 s.
+            // Once reinstated, the feed is admitted and replays the reinstatement (onEvent).
+            delay = 2000
           }
           if (error.status === 401) await this.transport.signIn().catch(() => {}) // expired, stale
         } else if (!run.confirmed && this.current(run)) {
@@ -297,8 +300,9 @@ export class Panel {
     await this.endAccess(run, { code, message, via: `the ${event.type} event on /v1/events (${event.id})` })
   }
 
-  // Stop the shapes, delete everything stored for this scope, say so. The feed stays open, so
-  // a reinstated tenant comes back by itself.
+  // Stop the shapes, delete everything stored for this scope, say so. The gateway ends the feed
+  // after the event that ended the access; for a suspension `follow` keeps asking, so a
+  // reinstated tenant comes back by itself.
   async endAccess(run, { code, message, via }) {
     if (!this.current(run)) return
     run.ended = true
