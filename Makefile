@@ -2,9 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# The pinned npm packages: the real-client tests' and the demo web app's @electric-sql/client.
-NPM_DIRS := tests/client deploy/web
+# The pinned npm packages: the real-client tests' and the demo web app's @electric-sql/client,
+# and the client package's own (TypeScript, its peer @electric-sql/client for its tests).
+NPM_DIRS := tests/client deploy/web clients/js
 NPM_STAMPS := $(NPM_DIRS:%=%/node_modules/.package-lock.json)
+CLIENT_BUILD := clients/js/dist/index.js
 
 .PHONY: install test lint format check run demo bench screenshot npm
 
@@ -28,7 +30,16 @@ install: $(VENV)/.installed
 		echo "npm not found: install Node.js 18+ to run the tests that need $*"; \
 	fi
 
-npm: $(NPM_STAMPS)
+# The client package (clients/js), built with tsc when its sources change; the demo web app
+# links it from deploy/web/node_modules.
+$(CLIENT_BUILD): clients/js/node_modules/.package-lock.json clients/js/tsconfig.json $(wildcard clients/js/src/*.ts)
+	@if command -v npm >/dev/null; then \
+		npm run build --prefix clients/js --silent; \
+	else \
+		echo "npm not found: install Node.js 20+ to build clients/js"; \
+	fi
+
+npm: $(NPM_STAMPS) $(CLIENT_BUILD)
 
 test: install npm
 	$(PY) -m pytest
@@ -52,7 +63,7 @@ check: install
 run: install  # configuration from the environment: see README "Configuration"
 	$(VENV)/bin/shape-gateway serve
 
-demo: install deploy/web/node_modules/.package-lock.json
+demo: install npm
 	$(PY) -m deploy.demo
 
 bench: install

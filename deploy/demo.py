@@ -35,7 +35,7 @@ from aiohttp import web
 from psycopg import sql
 
 from deploy.webdemo.admin import GatewayAdmin
-from deploy.webdemo.app import CLIENT_DIST, INSTALL_HINT, Backend, Mode, make_app
+from deploy.webdemo.app import INSTALL_HINT, Backend, Mode, installed, make_app
 from deploy.webdemo.directory import PEOPLE, Directory
 from deploy.webdemo.proxy import upstream_session
 from deploy.webdemo.sessions import COOKIE, Sessions
@@ -287,8 +287,8 @@ async def run(
     if args.once or pages is None:
         return
     bearer, cookie = pages
-    if not CLIENT_DIST.is_dir():
-        print(f"\nThe web app needs its one npm package first: {INSTALL_HINT}")
+    if not installed():
+        print(f"\nThe web app needs its npm packages first: {INSTALL_HINT}")
     print(f"\nOpen the demo:  {bearer}/    (bearer token; the gateway is another origin)")
     print(f"Same origin:    {cookie}/    (HttpOnly cookie; /v1 reverse-proxied to the gateway)")
     print("\nRunning; Ctrl-C to stop. Gateway audit lines follow.", flush=True)

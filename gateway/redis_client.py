@@ -113,8 +113,8 @@ def connect_redis(
             "password": address.sentinel_password,
             **_tls_kwargs(address),
         }
-        # older redis-py leaves Sentinel's constructor untyped (8.2 types it; pyproject allows 5)
-        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+        # redis-py leaves Sentinel's constructor untyped
+        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         master = sentinel.master_for(
             address.master,
             connection_pool_class=BlockingSentinelPool,

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from gateway.auth.keys import MIN_HMAC_SECRET_BYTES as MIN_SECRET_BYTES
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
 from gateway.redis_url import RedisUrlError, parse_redis_url
 
 _URL: Final = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _ORIGIN: Final = re.compile(r"\*|https?://[^\s/?#]+")
 _PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-MIN_ADMIN_TOKEN_BYTES: Final = 32
 
 
 class SettingsError(Exception):
@@ -58,6 +58,9 @@ class Settings:
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
     audit_bytes_per_minute: int = 1024 * 1024  # client audit events a user may store, a minute
+    local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
+    local_key_epoch: int = 1  # part of every local key: raising it replaces them all
+    local_key_lease: int = 86400  # seconds a client may keep its local key offline
 
     @property
     def has_key_source(self) -> bool:
@@ -81,6 +84,7 @@ _TEXT: Final = {
     "admin_token": "GATEWAY_ADMIN_TOKEN",
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",
+    "local_key_secret": "GATEWAY_LOCAL_KEY_SECRET",
 }
 _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "port": ("GATEWAY_PORT", 0, 65535),
@@ -96,6 +100,8 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "workers": ("GATEWAY_WORKERS", 1, 64),
     # At least one full batch (client_events.MAX_BATCH_BYTES), or some would never be stored.
     "audit_bytes_per_minute": ("GATEWAY_AUDIT_BYTES_PER_MINUTE", 512 * 1024, 1024**3),
+    "local_key_epoch": ("GATEWAY_LOCAL_KEY_EPOCH", 1, 1_000_000),
+    "local_key_lease": ("GATEWAY_LOCAL_KEY_LEASE", 60, 30 * 86400),
 }
 _CHOICES: Final = {"fail_mode": ("closed", "open"), "log_format": ("json", "console")}
 
@@ -120,6 +126,24 @@ def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
             "https://app.example.com (or *)"
         )
     return listed
+
+
+def _credential_problems(values: Mapping[str, object]) -> list[str]:
+    """A cookie credential offered to any origin; an admin token short enough to guess."""
+    problems = []
+    origins = values.get("cors_origins", ())
+    if isinstance(origins, tuple) and "*" in origins and values.get("auth_cookie"):
+        problems.append(
+            "GATEWAY_CORS_ORIGINS=* with GATEWAY_AUTH_COOKIE: any site could read shapes and post "
+            "audit events with the user's cookie; list the origins that may, or drop the cookie"
+        )
+    admin_token = values.get("admin_token")
+    if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_SECRET_BYTES:
+        problems.append(  # the token itself is not repeated
+            f"GATEWAY_ADMIN_TOKEN must be at least {MIN_SECRET_BYTES} bytes (it is "
+            f"{len(admin_token.encode())}); generate one with: openssl rand -base64 48"
+        )
+    return problems
 
 
 def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -163,17 +187,12 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
         )
-    origins = values.get("cors_origins", ())
-    if isinstance(origins, tuple) and "*" in origins and values.get("auth_cookie"):
+    problems += _credential_problems(values)
+    local_key_secret = values.get("local_key_secret")
+    if isinstance(local_key_secret, str) and len(local_key_secret.encode()) < MIN_SECRET_BYTES:
         problems.append(
-            "GATEWAY_CORS_ORIGINS=* with GATEWAY_AUTH_COOKIE: any site could read shapes and post "
-            "audit events with the user's cookie; list the origins that may, or drop the cookie"
-        )
-    admin_token = values.get("admin_token")
-    if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_ADMIN_TOKEN_BYTES:
-        problems.append(  # the token itself is not repeated
-            f"GATEWAY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_BYTES} bytes (it is "
-            f"{len(admin_token.encode())}); generate one with: openssl rand -base64 48"
+            f"GATEWAY_LOCAL_KEY_SECRET must be at least {MIN_SECRET_BYTES} bytes (every local "
+            "key is derived from it); generate one with: openssl rand -base64 48"
         )
     workers = values.get("workers", 1)
     if isinstance(workers, int) and workers > 1:

@@ -69,6 +69,20 @@ def test_explain_shows_the_upstream_request_with_secret_redacted(
     assert '"acme"  (:tenant)' in out
 
 
+def test_explain_shows_the_local_ttl_the_answers_carry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SHIPPED_RULES.read_text().replace(
+        "    table: public.drafts\n", "    table: public.drafts\n    local_ttl: 12h\n"
+    ))  # fmt: skip
+    args = ["explain", "drafts", "--user", "alice", "--tenant", "acme", "--role", "member"]
+    assert main([*args, "--rules", str(rules)], env={}) == 0
+    assert "  local_ttl 43200 s  (sent as Shape-Gateway-Local-TTL)" in capsys.readouterr().out
+    assert main([*args, "--rules", str(SHIPPED_RULES)], env={}) == 0
+    assert "local_ttl" not in capsys.readouterr().out
+
+
 def test_explain_shows_the_refusal_and_exits_one(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["explain", "tasks", "--user", "a", "--tenant", "acme", "--role", "member"]
     code = main([*args, "--rules", str(SHIPPED_RULES), "--where", "tenant_id = 'globex'"], env={})

@@ -99,3 +99,22 @@ def test_the_audit_budget_must_hold_at_least_one_full_request() -> None:
         caught.value
     )
     assert load_settings({}).audit_bytes_per_minute == 1024 * 1024
+
+
+def test_the_local_key_settings_are_read_and_a_short_secret_is_refused() -> None:
+    env = {
+        "GATEWAY_LOCAL_KEY_SECRET": "k" * 32,
+        "GATEWAY_LOCAL_KEY_EPOCH": "3",
+        "GATEWAY_LOCAL_KEY_LEASE": "3600",
+    }
+    settings = load_settings(env)
+    assert (settings.local_key_secret, settings.local_key_epoch, settings.local_key_lease) == (
+        "k" * 32, 3, 3600,
+    )  # fmt: skip
+    assert "k" * 32 not in repr(settings)
+    assert load_settings({}).local_key_secret is None
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_LOCAL_KEY_SECRET": "short", "GATEWAY_LOCAL_KEY_LEASE": "5"})
+    problems = "\n".join(caught.value.problems)
+    assert "GATEWAY_LOCAL_KEY_SECRET must be at least 32 bytes" in problems
+    assert "GATEWAY_LOCAL_KEY_LEASE='5': must be a whole number from 60" in problems

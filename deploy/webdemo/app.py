@@ -3,8 +3,8 @@
 Bearer mode: the page holds a token from `POST /api/sign-in` and calls the gateway on its own
 origin (CORS). Cookie mode: `POST /as/USER/api/sign-in` sets an HttpOnly cookie for
 `/as/USER/`, and the page reads shapes from `/as/USER/v1/shape` on its own origin, proxied to
-the gateway. Both serve the same page, the pinned `@electric-sql/client` from node_modules, the
-task write and the admin actions.
+the gateway. Both serve the same page, the pinned `@electric-sql/client` and the gateway's client
+package (`clients/js`, linked) from node_modules, the task write and the admin actions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from deploy.webdemo.writes import check_task, insert_task
 
 WEB: Final = Path(__file__).resolve().parent.parent / "web"
 CLIENT_DIST: Final = WEB / "node_modules" / "@electric-sql" / "client" / "dist"
-INSTALL_HINT: Final = "npm ci --prefix deploy/web"
+PACKAGE_DIST: Final = WEB / "node_modules" / "@shape-gateway" / "client" / "dist"
+INSTALL_HINT: Final = (
+    "npm ci --prefix clients/js && npm run build --prefix clients/js && npm ci --prefix deploy/web"
+)
 JSON: Final = "application/json"
 
 
@@ -80,10 +83,15 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def installed() -> bool:
+    """Both packages the page imports are there (the client package built)."""
+    return CLIENT_DIST.is_dir() and (PACKAGE_DIST / "index.js").is_file()
+
+
 async def index(request: web.Request) -> web.StreamResponse:
-    if not CLIENT_DIST.is_dir():
+    if not installed():
         return web.Response(
-            status=503, text=f"@electric-sql/client is not installed: run `{INSTALL_HINT}`"
+            status=503, text=f"the page's npm packages are not installed: run `{INSTALL_HINT}`"
         )
     return web.FileResponse(WEB / "index.html")
 
@@ -191,8 +199,10 @@ def make_app(backend: Backend, mode: Mode, other: str) -> web.Application:
     routes.add_get("/", index)
     routes.add_static("/js/", WEB / "js")
     routes.add_get("/app.css", stylesheet)
-    if CLIENT_DIST.is_dir():
+    if installed():
         routes.add_static("/node_modules/@electric-sql/client/dist/", CLIENT_DIST)
+        # A link to clients/js: served from where it points.
+        routes.add_static("/node_modules/@shape-gateway/client/dist/", PACKAGE_DIST.resolve())
     routes.add_get("/api/config", config)
     routes.add_get("/api/admin/directory", directory)
     routes.add_post("/api/admin/{action}", admin_action)

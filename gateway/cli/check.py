@@ -21,6 +21,7 @@ from gateway.cli.inputs import (
 from gateway.errors import Refusal
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan
+from gateway.upstream.headers import LOCAL_TTL
 
 
 def register(commands: Commands) -> None:
@@ -68,6 +69,8 @@ def print_request(request: UpstreamRequest) -> None:
         print(f"  ${n:<7} {json.dumps(value)}  ({bound})")
     columns = ",".join(request.columns) if request.columns is not None else "(all)"
     print(f"  columns  {columns}")
+    if request.local_ttl is not None:
+        print(f"  local_ttl {request.local_ttl} s  (sent as {LOCAL_TTL})")
 
 
 def run_explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -48,7 +48,8 @@ _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _TENANT_MARK: Final = "tenant_mark_"  # stands for {tenant} while a table template is parsed
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
 _SHAPE_KEYS: Final = (
-    "table", "public", "unscoped", "where", "allow", "columns", "client_where", "scope"
+    "table", "public", "unscoped", "where", "allow", "columns", "client_where", "local_ttl",
+    "scope",
 )  # fmt: skip
 _SCOPES: Final = ("tenant", "user")
 
@@ -220,6 +221,7 @@ def _shape(
     declared = get("client_where", lambda n, k: read_client_where(reader, n, k), None)
     client_where = declared.columns if declared is not None else None
     scope = get("scope", lambda n, k: _scope(reader, n, k), "tenant")
+    local_ttl = get("local_ttl", reader.duration, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
     shape_grant = Grant(where=where, columns=tuple(columns) if columns is not None else None)
@@ -278,6 +280,7 @@ def _shape(
         client_where=client_where,
         client_where_types=declared.types if declared is not None else frozenset(),
         public=public,
+        local_ttl=local_ttl,
         line=key_node.start_mark.line + 1,
         scope=scope or "tenant",
     )

@@ -54,6 +54,7 @@ class ShapeRule:
     client_where: frozenset[str] | None = None
     client_where_types: frozenset[tuple[str, str]] = frozenset()  # (column, declared type)
     public: bool = False
+    local_ttl: int | None = None  # seconds a client may keep the rows locally (`local_ttl`)
     line: int = 0
     scope: str = "tenant"  # "user": rows pinned to the user alone, in every tenant (`scope: user`)
 

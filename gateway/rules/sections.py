@@ -14,6 +14,9 @@ from gateway.rules.model import IdentityMap, LimitPlan, Limits, Routing, Upstrea
 from gateway.rules.nodes import NodeReader
 
 _VAR: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION: Final = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION: Final = 366 * 86400  # a year and a day: longer is a typo, not a policy
 _PLAN_KEYS: Final = tuple(LimitPlan.__dataclass_fields__)
 T = TypeVar("T")
 
@@ -45,6 +48,18 @@ class RulesReader(NodeReader):
             return self.env[name]
 
         return _VAR.sub(replace, value)
+
+    def duration(self, node: yaml.Node, key: str) -> int | None:
+        """`30m`, `24h`, `7d` (s, m, h or d after a whole number) -> seconds."""
+        value = self.scalar(node, key)
+        found = _DURATION.fullmatch(value) if isinstance(value, str) else None
+        seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2)] if found else 0
+        if not found or seconds > MAX_DURATION:
+            self.problem(
+                node, key, f"{value!r} is not a duration like 30m, 24h or 7d (at most 366d)"
+            )
+            return None
+        return seconds
 
     def strings(
         self, node: yaml.Node, key: str, *, pattern: re.Pattern[str] | None = None

@@ -47,6 +47,7 @@ class UpstreamRequest:
     live: bool
     sse: bool
     subset: bool
+    local_ttl: int | None = None  # the rule's `local_ttl` in seconds: a response header
 
     def url(self, *, redact: bool = False) -> URL:
         query = list(self.query)
@@ -175,6 +176,7 @@ class _Definition:
     columns: tuple[str, ...] | None
     head: tuple[tuple[str, str], ...]  # table, where, params, columns, replica, log
     tail: tuple[tuple[str, str], ...]  # subset parameters
+    local_ttl: int | None
 
 
 def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
@@ -219,6 +221,7 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
         live=query.live,
         sse=query.live and query.sse,
         subset=query.subset is not None,
+        local_ttl=definition.local_ttl,
     )
 
 
@@ -287,6 +290,7 @@ def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definit
         columns=columns,
         head=tuple(head),
         tail=tuple(_subset(query, shape, grant)) if query.subset is not None else (),
+        local_ttl=shape.local_ttl,
     )
 
 

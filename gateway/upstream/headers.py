@@ -31,6 +31,9 @@ ELECTRIC_SCHEMA: Final = "electric-schema"
 ELECTRIC_CURSOR: Final = "electric-cursor"
 ELECTRIC_UP_TO_DATE: Final = "electric-up-to-date"
 ELECTRIC_SERVER: Final = "electric-server"  # a version banner: tells an attacker what to try
+# Ours: the rule's `local_ttl` in seconds, on every proxied answer of that shape, for clients
+# that keep rows locally (they drop the rows they have kept longer).
+LOCAL_TTL: Final = "Shape-Gateway-Local-TTL"
 PASS_THROUGH: Final = frozenset(
     {hdrs.ETAG.lower(), hdrs.RETRY_AFTER.lower(), hdrs.CONTENT_TYPE.lower(),
      hdrs.CONTENT_ENCODING.lower(), hdrs.VARY.lower()}
@@ -41,6 +44,7 @@ EXPOSED: Final = (
     "electric-cursor", "electric-handle", "electric-has-data", "electric-offset",
     "electric-schema", "electric-up-to-date", "electric-internal-known-error",
     "electric-snapshot", "retry-after", "etag", "www-authenticate", "x-request-id",
+    "shape-gateway-local-ttl",
 )  # fmt: skip
 REVALIDATE: Final = "private, no-cache"
 NEVER_STORE: Final = "private, no-cache, no-store"

@@ -39,7 +39,7 @@ from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
-from gateway.web import admin, audit_events, health, revocations, shape
+from gateway.web import admin, audit_events, health, local_key, revocations, shape
 from gateway.web.admin_guard import AdminFailures
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
@@ -225,7 +225,10 @@ def make_app(
 ) -> web.Application:
     """Build the app; raises RulesError or KeyConfigError for the caller to report."""
     holder = check_loadable(settings, env)
-    for secret in (settings.electric_secret, settings.jwt_secret, settings.admin_token):
+    for secret in (
+        settings.electric_secret, settings.jwt_secret, settings.admin_token,
+        settings.local_key_secret,
+    ):  # fmt: skip
         REDACTOR.add_secret(secret)
     if settings.redis_url:
         for secret in parse_redis_url(settings.redis_url).secrets:
@@ -261,6 +264,8 @@ def make_app(
     app.router.add_get("/v1/events", revocations.get_events)
     app.router.add_get("/v1/memberships", revocations.get_memberships)
     app.router.add_post("/v1/audit-events", audit_events.post_audit_events)
+    if settings.local_key_secret:  # without it the route does not exist (404)
+        app.router.add_get("/v1/local-key", local_key.get_local_key)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -22,7 +22,7 @@ from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import UpstreamResponse, send
 from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.errors import refuse_unless_electric_answered
-from gateway.upstream.headers import client_headers
+from gateway.upstream.headers import LOCAL_TTL, client_headers
 from gateway.web.keys import AUDIT, STREAM, TIMEOUTS, UPSTREAMS
 
 log = structlog.get_logger(__name__)
@@ -95,6 +95,8 @@ async def proxy(
         await refuse_unless_electric_answered(upstream)
         kind = web.StreamResponse if planned.sse else FiniteResponse
         response = kind(status=upstream.status, headers=client_headers(upstream.headers))
+        if planned.local_ttl is not None:
+            response.headers[LOCAL_TTL] = str(planned.local_ttl)
         length = upstream.headers.get(hdrs.CONTENT_LENGTH)
         if length is not None and length.isdigit():
             response.content_length = int(length)

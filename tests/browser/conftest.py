@@ -11,8 +11,8 @@ A failing test leaves, under `test-artifacts/<test>/`, a screenshot and the cons
 page it opened, and the demo's output.
 
 Needs Chromium (`apt-get install chromium`, or CHROMIUM=/path/to/chrome), the `playwright`
-Python package (the dev extra) and `npm ci --prefix deploy/web`; without them these tests skip
-locally and fail under CI.
+Python package (the dev extra) and the page's npm packages (`make npm`: the client package
+built, `deploy/web`'s installed); without them these tests skip locally and fail under CI.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pytest
 import redis
 from psycopg import sql
 
+from deploy.webdemo.app import INSTALL_HINT, installed
 from tests.browser.world import Demo
 from tests.requirements import unavailable
 
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
 
 ROOT: Final = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS: Final = ROOT / "test-artifacts"
-CLIENT_BUILD: Final = (
-    ROOT / "deploy" / "web" / "node_modules" / "@electric-sql" / "client" / "dist"
-) / "index.browser.mjs"
 # This machine (and CI) refuses Chromium's own connections to Google: without the background
 # networking flags it waits on them. QUIC off: everything here is plain HTTP/1.1 on loopback.
 CHROMIUM_ARGS: Final = (
@@ -83,11 +81,11 @@ def chromium() -> str:
             "browser",
             "the playwright package is missing: `pip install -e '.[dev]'` (`make test` does)",
         )
-    if not CLIENT_BUILD.is_file():
+    if not installed():
         unavailable(
             "browser",
-            "@electric-sql/client is not installed for the demo web app: "
-            "`npm ci --prefix deploy/web` (`make test` does when npm is on PATH)",
+            "the demo web app's npm packages are not installed: "
+            f"`{INSTALL_HINT}` (`make test` does when npm is on PATH)",
         )
     return path
 

@@ -138,10 +138,14 @@ class Tab:
         return text
 
     def stored_rows(self, scope: str) -> list[dict[str, Any]]:
-        """The rows the app keeps for `scope` (alice@acme) in IndexedDB."""
+        """The rows the app keeps for `scope` (alice@acme) in IndexedDB: its store is a database
+        per person and tenant (`indexedDbStore` of @shape-gateway/client)."""
+        user, tenant = scope.split("@")
         dump = json.loads(self.storage())
-        rows: list[dict[str, Any]] = dump["indexedDB"].get("shape-gateway-demo/rows", [])
-        return [row for row in rows if row["id"].startswith(scope + "\x1f")]
+        rows: list[dict[str, Any]] = dump["indexedDB"].get(
+            f"shape-gateway-demo/{user}/{tenant}/rows", []
+        )
+        return rows
 
     def rendered(self) -> list[dict[str, Any]]:
         """Every row put in the document since the last load (ROW_WATCHER)."""

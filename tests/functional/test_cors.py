@@ -67,3 +67,35 @@ async def test_other_origins_get_no_cors_headers(
     headers = {"Origin": "https://evil.example"}
     async with gateway.shape(query, headers=headers, token=make_token()) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_a_shape_with_local_ttl_says_so_in_every_answer_readable_cross_origin(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    rules = world.rules.replace("    client_where:", "    local_ttl: 24h\n    client_where:")
+    gateway = await gateway_factory(
+        upstream=str(electric.url), rules=rules, electric_secret=ELECTRIC_SECRET,
+        cors_origins=(APP,),
+    )  # fmt: skip
+    headers = {"Origin": APP}
+    async with gateway.shape({"table": "tasks", "offset": "-1"}, headers=headers) as snapshot:
+        assert snapshot.status == 200
+        assert snapshot.headers["Shape-Gateway-Local-TTL"] == "86400"
+        exposed = snapshot.headers["Access-Control-Expose-Headers"].split(", ")
+        assert "shape-gateway-local-ttl" in exposed
+        position = {
+            "handle": snapshot.headers["electric-handle"],
+            "offset": snapshot.headers["electric-offset"],
+        }
+        etag = snapshot.headers["etag"]
+    async with gateway.shape({"table": "tasks", **position}, headers=headers) as catch_up:
+        assert catch_up.status == 200
+        assert catch_up.headers["Shape-Gateway-Local-TTL"] == "86400"
+    revalidate = {**headers, "If-None-Match": etag}
+    async with gateway.shape({"table": "tasks", "offset": "-1"}, headers=revalidate) as cached:
+        assert cached.status == 304
+        assert cached.headers["Shape-Gateway-Local-TTL"] == "86400"
+    async with gateway.shape({"table": "big", "offset": "-1"}, headers=headers,
+                             token=make_token(role="admin")) as other:  # fmt: skip
+        assert other.status == 200
+        assert "Shape-Gateway-Local-TTL" not in other.headers

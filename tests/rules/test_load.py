@@ -132,6 +132,13 @@ def test_env_variables_are_expanded_after_parsing() -> None:
             "r.yaml:2: roles: must list at least one role",
         ),
         ("version: 1\nroles: [a]\nshapes: {x: [1]}\n", "r.yaml:3: shapes.x: must be a mapping"),
+        (
+            GOOD + "    local_ttl: 24 hours\n",
+            "r.yaml:8: shapes.things.local_ttl: '24 hours' is not a duration like 30m, 24h or 7d",
+        ),
+        (GOOD + "    local_ttl: 86400\n", "r.yaml:8: shapes.things.local_ttl: 86400 is not"),
+        (GOOD + "    local_ttl: 0h\n", "r.yaml:8: shapes.things.local_ttl: '0h' is not"),
+        (GOOD + "    local_ttl: 400d\n", "r.yaml:8: shapes.things.local_ttl: '400d' is not"),
         ("version: 1\n  bad: indent\n", "r.yaml:2: (yaml)"),
         ("", "r.yaml:1: (file): must hold exactly one YAML document"),
     ],
@@ -139,6 +146,15 @@ def test_env_variables_are_expanded_after_parsing() -> None:
 def test_each_broken_rules_file_reports_its_line_and_key(text: str, expected: str) -> None:
     found = problems(text)
     assert any(p.startswith(expected) or expected in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"), [("45s", 45), ("30m", 1800), ("24h", 86400), ("7d", 604800)]
+)
+def test_local_ttl_loads_as_seconds(ttl: str, seconds: int) -> None:
+    rules = make_rules(GOOD + f"    local_ttl: {ttl}\n")
+    assert rules.shapes["things"].local_ttl == seconds
+    assert make_rules(GOOD).shapes["things"].local_ttl is None
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -1,9 +1,8 @@
-// How a panel reaches the gateway and the demo server. Two ways in:
+// How a panel signs in, and where its gateway is. Two ways in:
 // - bearer: the page holds a token from the demo server and sends `Authorization: Bearer` to
 //   the gateway on another origin (CORS; GATEWAY_CORS_ORIGINS lists this page's origin);
 // - cookie: the gateway is reverse-proxied onto this page's origin under /as/USER/, and the
 //   token travels in an HttpOnly cookie scoped to that path: the script never sees it.
-// The stock client needs an absolute URL: `new URL("/v1/shape", origin)`, never "/v1/shape".
 
 export class AppError extends Error {
   constructor(status, body) {
@@ -41,19 +40,21 @@ class BearerTransport {
   constructor(gateway, user) {
     this.mode = "bearer"
     this.user = user
-    this.shapeUrl = new URL("/v1/shape", gateway).href
-    this.eventsUrl = new URL("/v1/events", gateway).href
+    this.gateway = gateway
     this.session = new Session(`demo:bearer:${user}`)
   }
   get claims() {
     return this.session.value?.claims ?? null
   }
-  headers() {
-    return { Authorization: `Bearer ${this.session.value?.token}` }
-  }
-  shapeHeaders() {
-    // A function: after a new sign-in the stream's next request carries the new token.
-    return { Authorization: () => `Bearer ${this.session.value?.token}` }
+  // The client's token function: the stored token first, a new sign-in each time the gateway
+  // said the one in use expired.
+  tokens() {
+    let first = true
+    return async () => {
+      if (!first) await this.signIn()
+      first = false
+      return this.session.value.token
+    }
   }
   async signIn() {
     const { token, claims } = await postJson("/api/sign-in", { user: this.user })
@@ -64,7 +65,7 @@ class BearerTransport {
     this.session.value = null
   }
   addTask(task) {
-    return postJson("/api/tasks", task, this.headers())
+    return postJson("/api/tasks", task, { Authorization: `Bearer ${this.session.value?.token}` })
   }
 }
 
@@ -73,18 +74,14 @@ class CookieTransport {
     this.mode = "cookie"
     this.user = user
     this.base = `/as/${encodeURIComponent(user)}/`
-    this.shapeUrl = new URL(`${this.base}v1/shape`, location.origin).href
-    this.eventsUrl = new URL(`${this.base}v1/events`, location.origin).href
+    this.gateway = new URL(this.base, location.origin).href
     this.session = new Session(`demo:cookie:${user}`) // the claims only: the token is HttpOnly
   }
   get claims() {
     return this.session.value?.claims ?? null
   }
-  headers() {
-    return {}
-  }
-  shapeHeaders() {
-    return {}
+  tokens() {
+    return undefined // the cookie goes along by itself
   }
   async signIn() {
     const { claims } = await postJson(`${this.base}api/sign-in`, {})
