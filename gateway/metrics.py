@@ -9,10 +9,15 @@ fleets.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.cache import cache_sizes
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -141,6 +146,14 @@ class Metrics:
             "1 when this replica's revocation view is confirmed fresh, else 0.",
             registry=r,
         )
+        r.register(_CacheBytes())
+        self.admin_auth_failures = Counter(
+            "shape_gateway_admin_auth_failures_total",
+            "Admin API requests without the admin token: refused (401), or limited (429: the "
+            "address failed too often).",
+            ["outcome"],
+            registry=r,
+        )
 
     def count_request(self, labels: tuple[str, ...], live: str, seconds: float) -> None:
         """The per-request counter and duration, their labelled children looked up once each
@@ -173,3 +186,18 @@ class Metrics:
     def set_rules(self, digest: str) -> None:
         self.rules_info.clear()
         self.rules_info.labels(digest).set(1)
+
+
+class _CacheBytes(Collector):
+    """`shape_gateway_cache_bytes{cache}`: each hot-path cache's estimated size, read when
+    scraped (their sum is what the caches hold; each is bounded, see gateway/cache.py)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shape_gateway_cache_bytes",
+            "Estimated bytes held by each hot-path cache (tokens, identities, plans, ...).",
+            labels=["cache"],
+        )
+        for name, size in sorted(cache_sizes().items()):
+            family.add_metric([name], size)
+        yield family

@@ -63,6 +63,7 @@ class Settings:
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
     upstream_probe_seconds: int = 10  # GET /v1/health of each upstream this often (0: never)
     check_database: str | None = field(default=None, repr=False)  # rules vs schema at start
+    audit_bytes_per_minute: int = 1024 * 1024  # client audit events a user may store, a minute
     local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
     local_key_epoch: int = 1  # part of every local key: raising it replaces them all
     local_key_lease: int = 86400  # seconds a client may keep its local key offline
@@ -105,6 +106,8 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
     "upstream_probe_seconds": ("GATEWAY_UPSTREAM_PROBE_SECONDS", 0, 3600),
+    # At least one full batch (client_events.MAX_BATCH_BYTES), or some would never be stored.
+    "audit_bytes_per_minute": ("GATEWAY_AUDIT_BYTES_PER_MINUTE", 512 * 1024, 1024**3),
     "local_key_epoch": ("GATEWAY_LOCAL_KEY_EPOCH", 1, 1_000_000),
     "local_key_lease": ("GATEWAY_LOCAL_KEY_LEASE", 60, 30 * 86400),
 }
@@ -131,6 +134,24 @@ def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
             "https://app.example.com (or *)"
         )
     return listed
+
+
+def _credential_problems(values: Mapping[str, object]) -> list[str]:
+    """A cookie credential offered to any origin; an admin token short enough to guess."""
+    problems = []
+    origins = values.get("cors_origins", ())
+    if isinstance(origins, tuple) and "*" in origins and values.get("auth_cookie"):
+        problems.append(
+            "GATEWAY_CORS_ORIGINS=* with GATEWAY_AUTH_COOKIE: any site could read shapes and post "
+            "audit events with the user's cookie; list the origins that may, or drop the cookie"
+        )
+    admin_token = values.get("admin_token")
+    if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_SECRET_BYTES:
+        problems.append(  # the token itself is not repeated
+            f"GATEWAY_ADMIN_TOKEN must be at least {MIN_SECRET_BYTES} bytes (it is "
+            f"{len(admin_token.encode())}); generate one with: openssl rand -base64 48"
+        )
+    return problems
 
 
 def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -174,6 +195,7 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
         )
+    problems += _credential_problems(values)
     local_key_secret = values.get("local_key_secret")
     if isinstance(local_key_secret, str) and len(local_key_secret.encode()) < MIN_SECRET_BYTES:
         problems.append(

@@ -32,6 +32,31 @@ def test_check_prints_path_line_key_per_problem_and_exits_one(
     assert "shapes.tasks.allow.member.where: unknown placeholder :tenat" in out[0]
 
 
+def test_check_explains_that_a_user_only_where_follows_the_user_across_tenants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "user-only.yaml"
+    shipped = SHIPPED_RULES.read_text()
+    rules.write_text(
+        shipped.replace('"tenant_id = :tenant AND user_id = :user"', '"user_id = :user"')
+    )
+    assert main(["check", str(rules)], env={}) == 1
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    where_line = rules.read_text().splitlines().index('    where: "user_id = :user"') + 1
+    assert line.startswith(
+        f"{rules}:{where_line}: shapes.drafts.where: role 'admin', 'manager', 'member': "
+    )
+    assert "pins :user but not :tenant" in line
+    assert "`scope: user` if these rows belong to the person rather than to a tenant" in line
+    rules.write_text(
+        rules.read_text().replace('    allow: "*"\n', '    allow: "*"\n    scope: user\n')
+    )
+    assert main(["check", str(rules)], env={}) == 0
+    args = ["explain", "drafts", "--user", "alice", "--tenant", "acme", "--role", "member"]
+    assert main([*args, "--rules", str(rules)], env={}) == 0
+    assert "scope    user: these rows follow the user across tenants" in capsys.readouterr().out
+
+
 def test_explain_shows_the_upstream_request_with_secret_redacted(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

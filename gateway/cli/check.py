@@ -121,4 +121,6 @@ def run_explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(decision.message)
         return EXIT_PROBLEM
     print_request(decision)
+    if rules.shapes[decision.shape].scope == "user":
+        print("  scope    user: these rows follow the user across tenants (`scope: user`)")
     return EXIT_OK

@@ -23,6 +23,7 @@ import structlog
 from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 
+from gateway.cache import cached
 from gateway.errors import Code, Refusal
 from gateway.shape.plan import SHAPE_PATH, UpstreamRequest
 from gateway.upstream.connection import Connection, UpstreamBroken
@@ -143,7 +144,7 @@ class UpstreamResponse:
         self._connection.close()
 
 
-@lru_cache(maxsize=16_384)
+@cached("encoded_pairs", 16_384, 8 * 1024 * 1024, size=len)
 def _encoded(name: str, value: str) -> str:
     """`name=value` percent-encoded; a caller's table, where and bound values repeat on every
     poll (the plan is cached, so these are the very same strings), only its position changes."""

@@ -26,6 +26,7 @@ def describe_rules(rules: Rules) -> dict[str, Any]:
             name: {
                 "table": shape.table,
                 "public": shape.public,
+                "scope": shape.scope,
                 "client_where": sorted(shape.client_where) if shape.client_where else None,
                 "grants": {
                     role: {

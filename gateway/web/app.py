@@ -42,10 +42,12 @@ from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
 from gateway.upstream.probe import UpstreamProbes
 from gateway.web import admin, audit_events, health, local_key, revocations, shape
+from gateway.web.admin_guard import AdminFailures
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
 from gateway.web.cors import answer_preflights
 from gateway.web.keys import (
+    ADMIN_FAILURES,
     AUDIT_LOG,
     AUDIT_SINK,
     FEED,
@@ -174,9 +176,10 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
         sink = RedisSink(
             connect_redis(url, "audit", replica=replica, connections=size, outages=outages),
             settings.redis_prefix,
+            settings.audit_bytes_per_minute,
         )
     else:
-        limiter, sink = MemoryLimiter(), LogSink()
+        limiter, sink = MemoryLimiter(), LogSink(settings.audit_bytes_per_minute)
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
     security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
     app[SECURITY] = security
@@ -261,6 +264,7 @@ def make_app(
     app[PUBLIC_PATHS] = PUBLIC
     app[LIVE_ROUTES] = LIVE
     app[AUDIT_LOG] = AuditLog()
+    app[ADMIN_FAILURES] = AdminFailures()
     app[RULES] = holder
     app[STREAMS] = OpenStreams(leeway=settings.jwt_leeway)
     app[TIMEOUTS] = timeouts or Timeouts()

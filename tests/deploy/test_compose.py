@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
+import redis
 import yaml
 
 from tests.deploy.files import (
@@ -30,8 +31,11 @@ from tests.deploy.files import (
     load_yaml,
     one,
 )
+from tests.redis_servers import RedisProcess, RedisServers
+from tests.services import free_port
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "compose-spec.json"
+REDIS_CONF = DEPLOY / "redis" / "redis.conf"
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -102,6 +106,7 @@ def test_every_variable_without_a_default_is_in_the_env_example() -> None:
     required = {m.group(1) for m in VARIABLE.finditer(COMPOSE.read_text()) if m.group(2) != ":-"}
     assert required <= set(env_example()), required - set(env_example())
     assert len(env_example()["JWT_SECRET"]) >= 32  # the demo starts with the example's values
+    assert len(env_example()["GATEWAY_ADMIN_TOKEN"]) >= 32  # else the gateway does not start
 
 
 def test_postgres_replicates_logically_and_reports_health(compose: dict[str, Any]) -> None:
@@ -213,3 +218,63 @@ def test_a_base64_secret_would_break_the_database_url() -> None:
     urls = urls_in(interpolated(COMPOSE.read_text(), dict.fromkeys(env_example(), base64)))
     (database,) = (u for u in urls if u.startswith("postgresql://"))
     assert urlsplit(database).password != base64
+
+
+def redis_directives(path: Path = REDIS_CONF) -> dict[str, str]:
+    """`directive value` lines of a redis.conf, comments dropped (the last one wins)."""
+    pairs = (line.split(None, 1) for line in path.read_text().splitlines())
+    return {p[0].lower(): p[1] if len(p) > 1 else "" for p in pairs if p and p[0][0] != "#"}
+
+
+def megabytes(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(gb|mb|kb|)", value.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"gb": 1024, "mb": 1, "kb": 1 / 1024, "": 1 / 1024 / 1024}[unit]
+
+
+def test_redis_runs_with_the_shipped_config_capped_never_evicting_and_persisted(
+    compose: dict[str, Any],
+) -> None:
+    redis_service = services(compose)["redis"]
+    config = next(m for m in redis_service["volumes"] if m.startswith("./redis/redis.conf:"))
+    _, target, mode = config.split(":")
+    assert mode == "ro"
+    assert redis_service["command"] == ["redis-server", target]
+    directives = redis_directives()
+    assert directives["maxmemory-policy"] == "noeviction"  # a revocation is never evicted
+    # Room for both audit streams' byte budgets (docs/sizing.md) and the rest.
+    assert megabytes(directives["maxmemory"]) >= 1024 + 256 + 128
+    assert directives["appendonly"] == "yes"
+    data = next(m for m in redis_service["volumes"] if m.startswith("redis-data:"))
+    assert "dir" not in directives  # the image's working directory, /data, holds the files
+    assert data == "redis-data:/data"  # the append-only file outlives the container
+    assert "redis-data" in compose["volumes"]
+
+
+def test_the_shipped_redis_config_loads_and_a_full_redis_refuses_writes_keeping_revocations(
+    redis_servers: RedisServers, tmp_path: Path
+) -> None:
+    """The real redis-server reads the file (an unknown directive would stop it); filled to
+    its cap (made small here), it refuses writes rather than evicting the revocation stream."""
+    port, home = free_port(), tmp_path / "redis"
+    argv = [str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+            "--maxmemory", "4mb"]  # fmt: skip
+    server = redis_servers.start(RedisProcess(home, port, argv))
+    client = server.client()
+    try:
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.xadd("shape-gateway:{revocations}", {"type": "session.revoked", "user": "eve"})
+        refused = None
+        for n in range(10_000):
+            try:
+                client.set(f"shape-gateway:filler:{n}", "x" * 4096)
+            except redis.ResponseError as error:
+                refused = str(error)
+                break
+        assert refused is not None
+        assert "maxmemory" in refused
+        assert client.xlen("shape-gateway:{revocations}") == 1
+        assert client.get("shape-gateway:filler:0") is not None  # nothing was evicted
+    finally:
+        client.close()
+    assert any(home.glob("appendonlydir/*.aof")) or any(home.glob("*.aof"))

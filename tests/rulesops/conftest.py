@@ -27,7 +27,10 @@ class World:
     schema: str
 
     def rules(
-        self, member_where: str, columns: str = "[id, tenant_id, project_id, status, assigned_to]"
+        self,
+        member_where: str,
+        columns: str = "[id, tenant_id, project_id, status, assigned_to]",
+        scope: str = "tenant",
     ) -> Rules:
         return make_rules(f"""\
             version: 1
@@ -35,6 +38,7 @@ class World:
             shapes:
               tasks:
                 table: {self.schema}.tasks
+                scope: {scope}
                 where: "tenant_id = :tenant"
                 client_where: [status, project_id]
                 allow:

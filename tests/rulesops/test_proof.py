@@ -42,7 +42,7 @@ def test_a_rule_scoped_by_tenant_and_user_passes_its_row_assertion(world: World)
 def test_a_rule_that_lets_another_tenants_row_through_fails_the_row_assertion(
     world: World,
 ) -> None:
-    leaky = world.rules("assigned_to = :user")  # scoped by the lint's measure, yet leaks
+    leaky = world.rules("assigned_to = :user", scope="user")  # loads when said, yet leaks
     (result,) = proved(world, leaky, MEMBER_CASE)
     assert result.mismatches == (
         "rows_visible_only_where: 1 of 2 visible rows fail tenant_id = 'acme' AND "

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.factories import SECRET, SHIPPED_RULES
 from tests.gateway import ADMIN_TOKEN
+from tests.web.raw import raw_request, send_raw
 
 ENV = {
     **os.environ,
@@ -190,3 +192,27 @@ async def test_a_bad_port_a_short_secret_and_unreadable_rules_are_all_reported_i
     assert lines[2] == f"serve: the rules in {missing} do not load:"
     assert lines[3].startswith(f"{missing}:1: (file): cannot be read: [Errno 2]")
     assert len(lines) == 4
+
+
+async def test_no_log_line_carries_a_cookie_or_authorization_value_even_of_malformed_requests(
+    served: tuple[asyncio.subprocess.Process, str, Path],
+) -> None:
+    """aiohttp's parser logs the bytes of the header it chokes on: an opaque session cookie or
+    a Basic credential (neither JWT-shaped) must not reach the log through it, nor through the
+    requests the gateway itself refuses."""
+    process, url, _ = served
+    target = URL(url)
+    secret = b"opaque-session-value-0123"
+    for request in (
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret + b"\x01")]),
+        raw_request("GET", "/v1/shape", [(b"Authorization", b"Basic " + secret + b"\x7f")]),
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret + b"A" * 17_000)]),
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret)]),
+        raw_request("GET", "/v1/shape", [(b"Authorization", b"Bearer " + secret)]),
+    ):
+        assert (await send_raw(target, request)).status in (400, 401)
+    process.send_signal(signal.SIGTERM)
+    _, err = await process.communicate()
+    assert b"malformed_request: Invalid header value char (header Cookie)" in err
+    assert b"malformed_request: Invalid header value char (header Authorization)" in err
+    assert secret not in err
