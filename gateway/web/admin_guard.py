@@ -4,9 +4,9 @@ The admin token is a long random secret (32 bytes at least: guessing it is hopel
 guesses must be loud: each address may fail `FAILURES_PER_MINUTE` times a minute (a token
 bucket, bursts of as many), then its wrong tokens are answered 429 `rate_limited` with
 `Retry-After` and counted as `limited`, until the bucket refills. The right token always
-passes, so an attacker behind the same address cannot lock ops out of the admin API. Per replica, in memory: the admin API is reached directly on the private
-network (the shipped nginx refuses `/admin/`), so the address is the caller's own. The table
-is bounded: the addresses that failed least recently go first.
+passes, so an attacker behind the same address cannot lock ops out of the admin API.
+Per replica, in memory: the admin API is reached directly on the private network (the shipped
+nginx refuses `/admin/`), so the address is the caller's own. The table is bounded: the addresses that failed least recently go first.
 """
 
 from __future__ import annotations
