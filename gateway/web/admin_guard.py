@@ -6,7 +6,8 @@ bucket, bursts of as many), then its wrong tokens are answered 429 `rate_limited
 `Retry-After` and counted as `limited`, until the bucket refills. The right token always
 passes, so an attacker behind the same address cannot lock ops out of the admin API.
 Per replica, in memory: the admin API is reached directly on the private network (the shipped
-nginx refuses `/admin/`), so the address is the caller's own. The table is bounded: the addresses that failed least recently go first.
+nginx refuses `/admin/`), so the address is the caller's own. The table is bounded: the addresses
+that failed least recently go first.
 """
 
 from __future__ import annotations
