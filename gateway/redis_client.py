@@ -32,6 +32,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
+from gateway.outages import Outages
 from gateway.redis_sentinel import SENTINEL_TIMEOUT, SentinelQuorum
 from gateway.redis_url import RedisAddress, Topology, parse_redis_url
 
@@ -44,11 +45,29 @@ Commands: TypeAlias = aioredis.Redis | RedisCluster
 # answers raises RedisClusterException, which is not a RedisError) and socket errors.
 REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 _apps = itertools.count()
+REDIS_JOBS: Final = ("revocations", "limits", "audit")  # a serving replica's clients
+HINT: Final = (
+    "that Redis answers there, and that REDIS_URL's user, password and TLS options are the "
+    "server's (docs/redis.md)"
+)
 
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (connect to whichever server is master now) with the blocking pool's
     wait for a free connection instead of "Too many connections"."""
+
+
+def report(
+    outages: Outages | None, job: str, address: RedisAddress, error: BaseException | None
+) -> None:
+    """The outcome of one attempt at `job`'s work (None: it worked), to `outages`."""
+    if outages is None:
+        return
+    if error is None:
+        outages.succeeded("redis", job)
+        return
+    reason = str(error) or type(error).__name__
+    outages.failed("redis", job, reason, target=address.target, hint=HINT)
 
 
 def client_name(replica: str, job: str) -> str:
@@ -71,6 +90,12 @@ class RedisClient:
     address: RedisAddress
     connections: int  # at most this many at once (per node on a Cluster)
     sentinels: SentinelQuorum | None = None
+    job: str = ""  # revocations, limits, audit, cli
+    outages: Outages | None = None  # where this job's failures and recoveries are reported
+
+    def report(self, error: BaseException | None) -> None:
+        """The outcome of one attempt at this job's work (None: it worked)."""
+        report(self.outages, self.job, self.address, error)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -108,8 +133,10 @@ def connect_redis(
     connections: int = DEFAULT_CONNECTIONS,
     socket_timeout: float = 2.0,
     decode_responses: bool = False,
+    outages: Outages | None = None,
 ) -> RedisClient:
-    """A client for `job` on the Redis `url` names; no connection is opened until used."""
+    """A client for `job` on the Redis `url` names; no connection is opened until used. Its
+    failures and recoveries go to `outages` (the log, /admin/status)."""
     address = parse_redis_url(url)
     name = client_name(replica, job)
     common: dict[str, Any] = {
@@ -131,7 +158,7 @@ def connect_redis(
         # pool of its own: the slot-map reads went through the first, so a node held one
         # connection more than `connections`. One set of nodes keeps the bound per node.
         cluster.nodes_manager.nodes_cache = cluster.nodes_manager.startup_nodes
-        return RedisClient(cluster, name, address, connections)
+        return RedisClient(cluster, name, address, connections, None, job, outages)
     if address.topology is Topology.SENTINEL:
         assert address.master is not None
         sentinels = sentinel_quorum(address, name)
@@ -148,9 +175,11 @@ def connect_redis(
             **common,
         )
         master = aioredis.Redis.from_pool(sentinel_pool)
-        return RedisClient(master, name, address, connections, sentinels)
+        return RedisClient(master, name, address, connections, sentinels, job, outages)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=connections, timeout=POOL_WAIT, **common
     )
     # from_pool: the client owns the pool, so aclose() disconnects its connections too.
-    return RedisClient(aioredis.Redis.from_pool(pool), name, address, connections)
+    return RedisClient(
+        aioredis.Redis.from_pool(pool), name, address, connections, None, job, outages
+    )

@@ -27,10 +27,12 @@ from redis.crc import key_slot
 from redis.exceptions import AskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.outages import Outages
 from gateway.redis_client import (
     CONNECT_TIMEOUT,
     NO_RETRY,
     REDIS_ERRORS,
+    report,
     sentinel_quorum,
     tls_kwargs,
 )
@@ -60,15 +62,23 @@ class NodeChangedError(RedisConnectionError):
 class KeyNode:
     """Where `key` lives, for one job of one replica (connections named `name`)."""
 
-    def __init__(self, url: str, key: str, name: str) -> None:
+    def __init__(
+        self, url: str, key: str, name: str, job: str = "", outages: Outages | None = None
+    ) -> None:
         self.address = parse_redis_url(url)
         self.key = key
         self.name = name
+        self.job = job  # revocations, cli
+        self.outages = outages  # where this job's failures and recoveries are reported
         self.sentinels: SentinelQuorum | None = None
         if self.address.topology is Topology.SENTINEL:
             self.sentinels = sentinel_quorum(self.address, name)
         self._owner: Node | None = None  # Cluster: the slot's master, as last learned
         self._known = [Node(host, port) for host, port in self.address.hosts]
+
+    def report(self, error: BaseException | None) -> None:
+        """The outcome of one attempt at this job's work (None: it worked)."""
+        report(self.outages, self.job, self.address, error)
 
     @property
     def topology(self) -> Topology:

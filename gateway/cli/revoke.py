@@ -40,10 +40,17 @@ GATEWAY_TIMEOUT: Final = aiohttp.ClientTimeout(total=15, sock_connect=3)
 
 
 def register(commands: Commands) -> None:
-    revoke = commands.add_parser("revoke", help="publish a revocation event")
-    revoke.add_argument("type", choices=[t.value for t in EventType])
-    revoke.add_argument("--user")
-    revoke.add_argument("--tenant")
+    revoke = commands.add_parser(
+        "revoke",
+        help="publish a revocation event",
+        description="Publish a revocation event through Redis (REDIS_URL) or a gateway's admin "
+        "API (--gateway); every replica enforces it within a second. Prints the event id (exit "
+        "0). Exit 1: nothing was published, or no Redis replica confirmed it; exit 3: it may "
+        "have been published, and publishing it again with the same --event-id is safe.",
+    )
+    revoke.add_argument("type", choices=[t.value for t in EventType], help="the event type")
+    revoke.add_argument("--user", help="the user the event concerns")
+    revoke.add_argument("--tenant", help="the tenant the event concerns")
     revoke.add_argument("--role", help="the new role (role.changed)")
     revoke.add_argument("--session", help="one session's sid/jti (session.revoked)")
     revoke.add_argument("--event-id", help="the event's id of your choice (default: a new UUID); "

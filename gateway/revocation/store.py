@@ -237,6 +237,7 @@ class RedisStore:
                     self.nodes.forget()
                 if self.connected:
                     log.warning("revocation_stream_unreachable", reason=str(error))
+                self.nodes.report(error)  # logged when it starts, then every 30 s
                 self.connected = False
                 await asyncio.sleep(self._retry)
                 self._retry = min(self._retry * 2, RETRY_MAX)
@@ -257,6 +258,7 @@ class RedisStore:
         await self._check(redis, retained)  # at start, and after a lost connection
         await self._catch_up(redis, on_event)
         self._last_ok = time.monotonic()
+        self.nodes.report(None)
         if not self.connected:
             log.info("revocation_stream_following", key=self.key, last_id=self._last_id)
         self.connected, self._retry = True, RETRY_FIRST
