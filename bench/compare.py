@@ -1,4 +1,4 @@
-"""shape-gateway next to nginx and going direct, in one run, with ratios: the issue's table.
+"""shape-gateway next to nginx and going direct, in one run, with ratios (docs/performance.md).
 
     python -m bench.compare                     # 3 rounds of 5 s, 8,000 held long-polls
     python -m bench.compare --rounds 1 --seconds 3 --held 2000 --json out.json
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument(
         "--upstream-work-us", type=float, default=40.0,
-        help="CPU the upstream spends per shape request (40: the issue's reference upstream)",
+        help="CPU the upstream spends per shape request (40: docs/performance.md's)",
     )  # fmt: skip
     args = parser.parse_args()
     rows = run(args.rounds, args.seconds, args.held, args.upstream_work_us)

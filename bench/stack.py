@@ -1,9 +1,9 @@
 """The processes a benchmark runs: the in-memory upstream, nginx, the bare aiohttp proxy and the
 gateway, each on a free port, pinned to a CPU when there are several, stopped on exit.
 
-Layout on a 2-core machine (the issue's): the load generator on core 0, the upstream and the
-proxy under test sharing core 1, so a proxy's cost shows as throughput it takes from the
-upstream on the same core.
+Layout on a 2-core machine (docs/performance.md's): the load generator on core 0, the upstream
+and the proxy under test sharing core 1, so a proxy's cost shows as throughput it takes from
+the upstream on the same core.
 """
 
 from __future__ import annotations

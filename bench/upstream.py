@@ -10,8 +10,8 @@ HTTP/1.1 keep-alive on a bare asyncio protocol. `GET /v1/shape`:
 - otherwise a catch-up: one row and up-to-date.
 `GET /_stats` answers how many polls and streams are held. `--work-us` spends that much CPU on
 each shape request before answering, like a real server's per-request work: bench.compare's
-default (40) makes going direct about as fast as the issue's reference upstream (~18,500
-catch-ups/s), so the ratios compare with the issue's table; 0 measures against the fastest
+default (40) makes going direct about as fast as the reference upstream of docs/performance.md
+(~18,500 catch-ups/s), so the ratios compare with its table; 0 measures against the fastest
 possible upstream.
 
     python -m bench.upstream --port 3000

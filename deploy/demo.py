@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from deploy.webdemo.app import INSTALL_HINT, Backend, Mode, installed, make_app
 from deploy.webdemo.directory import PEOPLE, Directory
 from deploy.webdemo.proxy import upstream_session
 from deploy.webdemo.sessions import COOKIE, Sessions
-from tests.services import ServiceUnavailableError, postgres_url, redis_url
+from tests.services import ServiceUnavailableError, postgres_url, redis_url, without_password
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DB = "shape_gateway_demo"
@@ -109,7 +110,17 @@ async def drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
+SEEN_HEADING = "What each demo user sees through the gateway:"  # the README shows what follows
+
+
+def rows_line(shape: str, rows: list[dict[str, Any]]) -> str:
+    titles = ", ".join(str(r.get("title") or r.get("name") or r.get("body")) for r in rows)
+    count = f"{len(rows)} row" if len(rows) == 1 else f"{len(rows)} rows"
+    return f"  {shape:<10} {count}" + (f": {titles}" if titles else "")
+
+
 async def show(gateway: str, tokens: dict[str, str]) -> None:
+    print(f"\n{SEEN_HEADING}")
     async with aiohttp.ClientSession() as session:
         for who, token in tokens.items():
             print(f"\n{who}:")
@@ -121,11 +132,7 @@ async def show(gateway: str, tokens: dict[str, str]) -> None:
                 if response.status != 200:
                     print(f"  {shape:<10} {response.status} {body['error']}")
                     continue
-                rows = [m["value"] for m in body if "key" in m]
-                summary = ", ".join(
-                    str(r.get("title") or r.get("name") or r.get("body")) for r in rows
-                )
-                print(f"  {shape:<10} {len(rows)} rows: {summary}")
+                print(rows_line(shape, [m["value"] for m in body if "key" in m]))
 
 
 async def serve_site(app: web.Application, port: int) -> web.AppRunner:
@@ -162,10 +169,24 @@ async def web_app(
             await bearer.cleanup()
 
 
-def origins(*urls: str) -> str:
-    """Each origin, also as `localhost` (a person may type either)."""
-    listed = [u for url in urls for u in (url, url.replace(HOST, "localhost"))]
-    return ",".join(listed)
+def origins(*urls: str, kept: str = "") -> str:
+    """The origins already in GATEWAY_CORS_ORIGINS (`kept`: the demo adds to them, never
+    replaces them), then each of the demo's, also as `localhost` (a person may type either)."""
+    listed = [o.strip() for o in kept.split(",") if o.strip()]
+    listed += [u for url in urls for u in (url, url.replace(HOST, "localhost"))]
+    return ",".join(dict.fromkeys(listed))
+
+
+def command() -> str:
+    """How to run `shape-gateway` from here: the virtualenv's script (make install puts it in
+    .venv/bin, not on PATH), relative to the working directory when it is below it."""
+    script = Path(sys.executable).parent / "shape-gateway"
+    if not script.exists():
+        return f"{sys.executable} -m gateway"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def audit_line(line: bytes) -> str | None:
@@ -178,8 +199,13 @@ def audit_line(line: bytes) -> str | None:
     return None
 
 
-async def main(args: argparse.Namespace) -> None:
-    database = prepare_database(args.database)
+async def main(args: argparse.Namespace) -> int:
+    try:
+        database = prepare_database(args.database)
+    except (ServiceUnavailableError, psycopg.Error) as error:
+        reason = " ".join(str(error).split())
+        print(f"demo: cannot use PostgreSQL: {reason}", file=sys.stderr)
+        return 1
     try:
         redis_server: str | None = redis_url()
     except ServiceUnavailableError as error:
@@ -199,6 +225,7 @@ async def main(args: argparse.Namespace) -> None:
             pages = await stack.enter_async_context(
                 web_app(args, gateway_url, database, jwt_secret, admin_token)
             )
+        cors = origins(*(pages or ()), kept=os.environ.get("GATEWAY_CORS_ORIGINS", ""))
         electric = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.electric", "--port", str(electric_port),
             "--dsn", database, "--secret", electric_secret,
@@ -214,7 +241,7 @@ async def main(args: argparse.Namespace) -> None:
             "GATEWAY_PORT": str(gateway_port),
             "GATEWAY_ADMIN_TOKEN": admin_token,  # held by the demo server, never the page
             "GATEWAY_AUTH_COOKIE": COOKIE,
-            "GATEWAY_CORS_ORIGINS": origins(*pages) if pages else "",
+            "GATEWAY_CORS_ORIGINS": cors,
             "GATEWAY_REDIS_PREFIX": args.redis_prefix,
             "REDIS_URL": redis_server or "",
             "LOG_FORMAT": "json",
@@ -229,7 +256,8 @@ async def main(args: argparse.Namespace) -> None:
             await wait_for_line(electric.stdout, "listening")
             await wait_for_line(gateway.stderr, "gateway_listening")
             await wait_ready(gateway_url)
-            await run(args, gateway_url, database, jwt_secret, pages)
+            setup = Setup(gateway_url, database, jwt_secret, args.redis_prefix, redis_server, cors)
+            await run(args, setup, pages)
             if not args.once and pages is not None:
                 await follow(electric.stdout, gateway.stderr)
         finally:
@@ -239,6 +267,7 @@ async def main(args: argparse.Namespace) -> None:
                     await process.wait()
             if redis_server:
                 clear_redis(redis_server, args.redis_prefix)
+    return 0
 
 
 async def follow(electric: asyncio.StreamReader, gateway: asyncio.StreamReader) -> None:
@@ -261,29 +290,48 @@ async def follow(electric: asyncio.StreamReader, gateway: asyncio.StreamReader) 
             task.cancel()
 
 
-async def run(
-    args: argparse.Namespace,
-    gateway_url: str,
-    database: str,
-    jwt_secret: str,
-    pages: tuple[str, str] | None,
-) -> None:
+@dataclass(frozen=True)
+class Setup:
+    """What the demo started, as it prints it for a person to use."""
+
+    gateway: str
+    database: str
+    jwt_secret: str
+    redis_prefix: str
+    redis: str | None
+    cors: str
+
+
+def print_setup(setup: Setup, tokens: dict[str, str]) -> None:
+    where = without_password(setup.database)
+    print(f"gateway:  {setup.gateway}   (upstream: our Electric-protocol server on {where})")
+    if setup.redis:
+        print(f"Redis:    {without_password(setup.redis)}, keys under {setup.redis_prefix}:")
+    else:
+        print("Redis:    none; revocations, limits and audit de-duplication in memory")
+    print(f"CORS:     {setup.cors or '(none)'}")
+    for who, token in tokens.items():
+        print(f"\n# {who}\ncurl -s -H 'Authorization: Bearer {token}' \\\n"
+              f"  '{setup.gateway}/v1/shape?table=tasks&offset=-1'")  # fmt: skip
+    run = command()
+    print("\n# a token of your own, signed with the demo's JWT_SECRET:")
+    print(f"JWT_SECRET='{setup.jwt_secret}' {run} token --user alice --tenant acme --role member")
+    print("\n# explain what a request becomes upstream:")
+    print(f"{run} explain tasks --user alice --tenant acme --role member")
+
+
+async def run(args: argparse.Namespace, setup: Setup, pages: tuple[str, str] | None) -> None:
     now = int(time.time())
     tokens = {
         p.label: jwt.encode(
             {"sub": p.user, "tid": p.tenant, "role": p.role, "iat": now, "exp": now + 3600},
-            jwt_secret,
+            setup.jwt_secret,
             "HS256",
         )
         for p in PEOPLE
     }
-    print(f"gateway:  {gateway_url}   (upstream: our Electric-protocol server on {database})")
-    for who, token in tokens.items():
-        print(f"\n# {who}\ncurl -s -H 'Authorization: Bearer {token}' \\\n"
-              f"  '{gateway_url}/v1/shape?table=tasks&offset=-1'")  # fmt: skip
-    print("\n# explain what a request becomes upstream:")
-    print("shape-gateway explain tasks --user alice --tenant acme --role member")
-    await show(gateway_url, tokens)
+    print_setup(setup, tokens)
+    await show(setup.gateway, tokens)
     if args.once or pages is None:
         return
     bearer, cookie = pages
@@ -303,4 +351,4 @@ if __name__ == "__main__":
         ("electric", 3000), ("gateway", 8080), ("web", 8000), ("same-origin", 8001),
     ):  # fmt: skip
         parser.add_argument(f"--{name}-port", type=int, default=port, help="0: any free port")
-    asyncio.run(main(parser.parse_args()))
+    raise SystemExit(asyncio.run(main(parser.parse_args())))

@@ -1,4 +1,5 @@
-"""The spec's error codes, the one table mapping them to HTTP statuses, and `Refusal`.
+"""The gateway's error codes (docs/http-api.md#errors), the one table mapping them to HTTP
+statuses, and `Refusal`.
 
 Core code raises `Refusal(code, message)`; exactly one place (the web middleware, or the CLI)
 renders it. No other module writes an error code or a status number as a literal.
@@ -11,7 +12,7 @@ from typing import Final
 
 
 class Code(StrEnum):
-    """Error codes from SPEC.md, exactly as clients see them in `{"error": CODE}`."""
+    """Error codes as clients see them in `{"error": CODE}`, listed in docs/http-api.md."""
 
     UNKNOWN_PARAMETER = "unknown_parameter"
     DUPLICATE_PARAMETER = "duplicate_parameter"
@@ -42,9 +43,9 @@ class Code(StrEnum):
     UPSTREAM_MISCONFIGURED = "upstream_misconfigured"
     REVOCATION_STATE_STALE = "revocation_state_stale"
     UPSTREAM_TIMEOUT = "upstream_timeout"
-    REQUEST_TIMEOUT = "request_timeout"  # not in SPEC: a body sent too slowly
-    AUDIT_UNAVAILABLE = "audit_log_unavailable"  # not in SPEC: the audit line cannot be written
-    INTERNAL_ERROR = "internal_error"  # not in SPEC: a bug of ours, never a client's mistake
+    REQUEST_TIMEOUT = "request_timeout"  # a body sent too slowly
+    AUDIT_UNAVAILABLE = "audit_log_unavailable"  # the audit line cannot be written
+    INTERNAL_ERROR = "internal_error"  # a bug of ours, never a client's mistake
 
 
 STATUS: Final[dict[Code, int]] = {
@@ -88,7 +89,7 @@ CHALLENGED: Final = frozenset({Code.MISSING_TOKEN, Code.INVALID_TOKEN, Code.TOKE
 
 
 class Refusal(Exception):  # noqa: N818 - a refusal is a decision, not an error of ours
-    """A request the gateway will not serve: a spec code and one sentence saying what to do."""
+    """A request the gateway will not serve: an error code and one sentence saying what to do."""
 
     __slots__ = ("code", "message", "retry_after")
 

@@ -3,7 +3,10 @@
 Redaction is structural, not a matter of care at each call site: keys that may hold secrets are
 dropped, registered secrets are masked wherever they appear (exception text included: aiohttp
 errors carry the upstream URL, whose query holds Electric's secret and bound values), and
-anything shaped like a JWT, a `secret=` or a `params[n]=` query value is masked.
+anything shaped like a JWT, a `secret=` or a `params[n]=` query value, or the value of a
+`Cookie`/`Authorization` header written out in any form (`Cookie: v`, `'Authorization': 'v'`,
+`cookie=v`), is masked. aiohttp's own error lines about malformed requests quote the raw bytes
+of the offending header; they keep what was wrong and the header's name, never its bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ _QUERY_VALUE: Final = re.compile(
     r"|params(?:%5B|\[)\d{1,4}(?:%5D|\]))=)[^&\s'\"]*",
     re.IGNORECASE,
 )
+# A credential header's value in any text: an exception message, a header mapping's repr, the
+# bytes a malformed request sent. Quoted values end at their quote, others at the line's end.
+_CREDENTIAL_HEADER: Final = re.compile(
+    r"""\b((?:proxy-)?authorization|(?:set-)?cookie)(['"]?\s*[:=]\s*)"""
+    r"""(?:'[^'\r\n]*'|"[^"\r\n]*"|[^'"\r\n]+)""",
+    re.IGNORECASE,
+)
+# The bytes aiohttp's parser quotes (`b'Cookie: sg=...'`), and the header name they start with.
+_RAW_BYTES: Final = re.compile(r"""\sb['"]""")
+_HEADER_NAME: Final = re.compile(r"""\sb['"]([A-Za-z0-9-]{1,64}):""")
 
 
 class Redactor:
@@ -58,6 +71,8 @@ class Redactor:
             text = _JWT.sub(MASK, text)
         if "=" in text:
             text = _QUERY_VALUE.sub(rf"\1{MASK}", text)
+        if ":" in text or "=" in text:
+            text = _CREDENTIAL_HEADER.sub(rf"\1\2{MASK}", text)
         return text
 
     def __call__(
@@ -78,12 +93,22 @@ class Redactor:
 REDACTOR: Final = Redactor()
 
 
+def describe_malformed(message: str) -> str:
+    """What aiohttp's parser found wrong, without the bytes it quotes (`Invalid header value
+    char:\\n\\n  b'Cookie: sg=...'`): those are whatever the client sent, credentials included.
+    The header's name is kept when the bytes start with one."""
+    what = _RAW_BYTES.split(message.split("\n", 1)[0], 1)[0].rstrip(":. ")
+    name = _HEADER_NAME.search(message)
+    return f"{what} (header {name.group(1)})" if name else what
+
+
 def _quiet_malformed(record: logging.LogRecord) -> bool:
     """aiohttp logs a client's malformed HTTP with a traceback at ERROR; it is the client's
-    mistake, already answered with a 400: keep one warning line, no traceback."""
+    mistake, already answered with a 400: keep one warning line, no traceback, no raw bytes."""
     error = record.exc_info[1] if record.exc_info else None
     if isinstance(error, HttpProcessingError):
-        record.msg, record.args, record.exc_info = f"malformed_request: {error.message}", (), None
+        described = describe_malformed(str(error.message))
+        record.msg, record.args, record.exc_info = f"malformed_request: {described}", (), None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
     return True
 
@@ -149,6 +174,7 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,  # a traceback as text, for the redactor
                 REDACTOR,
                 text_renderer,
             ],

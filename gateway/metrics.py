@@ -1,17 +1,23 @@
 """Prometheus metrics: one registry per app, so tests and replicas never share counters.
 
 No user or tenant labels by default (unbounded cardinality); shape names (bounded by the
-rules; anything else is `unknown`) and reason codes (bounded by the spec) are labels.
+rules; a name they lack is `unknown`, a route that names no shape `-`) and reasons (error
+codes and a few fixed words, all in docs/operations.md) are labels.
 `GATEWAY_METRICS_TENANT_LABELS=true` adds a tenant label to the request counter for small
 fleets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.cache import cache_sizes
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -40,6 +46,12 @@ class Metrics:
             "Request duration, by decision and whether it was live.",
             ["decision", "live"],
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.health_requests = Counter(
+            "shape_gateway_health_requests_total",
+            "Requests to /healthz, /readyz and /metrics (not audited), by path and status.",
+            ["path", "status"],
             registry=r,
         )
         self.response_bytes = Histogram(
@@ -117,9 +129,29 @@ class Metrics:
             "by a revocation.",
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "shape_gateway_dependency_up",
+            "0 while a Redis job (kind redis) or an upstream (kind upstream) is failing, else 1.",
+            ["kind", "name"],
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "shape_gateway_upstream_responses_total",
+            "Electric's answers passed through to clients, by status (its own 4xx and 5xx too).",
+            ["status"],
+            registry=r,
+        )
         self.revocation_fresh = Gauge(
             "shape_gateway_revocation_state_fresh",
             "1 when this replica's revocation view is confirmed fresh, else 0.",
+            registry=r,
+        )
+        r.register(_CacheBytes())
+        self.admin_auth_failures = Counter(
+            "shape_gateway_admin_auth_failures_total",
+            "Admin API requests without the admin token: refused (401), or limited (429: the "
+            "address failed too often).",
+            ["outcome"],
             registry=r,
         )
 
@@ -137,6 +169,35 @@ class Metrics:
             histogram = children[key] = self.duration.labels(labels[1], live)
         histogram.observe(seconds)
 
+    def count_upstream(self, status: int) -> None:
+        key = ("upstream", str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.upstream_responses.labels(str(status))
+        counter.inc()
+
+    def count_health(self, path: str, status: int) -> None:
+        key = ("health", path, str(status))
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.health_requests.labels(path, str(status))
+        counter.inc()
+
     def set_rules(self, digest: str) -> None:
         self.rules_info.clear()
         self.rules_info.labels(digest).set(1)
+
+
+class _CacheBytes(Collector):
+    """`shape_gateway_cache_bytes{cache}`: each hot-path cache's estimated size, read when
+    scraped (their sum is what the caches hold; each is bounded, see gateway/cache.py)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shape_gateway_cache_bytes",
+            "Estimated bytes held by each hot-path cache (tokens, identities, plans, ...).",
+            labels=["cache"],
+        )
+        for name, size in sorted(cache_sizes().items()):
+            family.add_metric([name], size)
+        yield family

@@ -123,6 +123,9 @@ class Batches:
         except Exception as error:  # noqa: BLE001 - a failed batch fails its callers, never the worker
             failure = error if isinstance(error, RedisError | OSError) else RedisError(repr(error))
             results = [failure] * len(batch)
+            self.client.report(failure)
+        else:
+            self.client.report(None)
         for call, result in zip(batch, results, strict=True):
             if call.future.done():
                 continue

@@ -23,6 +23,7 @@ from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisClusterException, RedisError
 
+from gateway.outages import Outages
 from gateway.redis_url import RedisAddress, Topology, parse_redis_url
 
 DEFAULT_CONNECTIONS: Final = 4
@@ -33,6 +34,11 @@ Commands: TypeAlias = aioredis.Redis | RedisCluster
 # answers raises RedisClusterException, which is not a RedisError) and socket errors.
 REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError)
 _apps = itertools.count()
+REDIS_JOBS: Final = ("revocations", "limits", "audit")  # a serving replica's clients
+HINT: Final = (
+    "that Redis answers there, and that REDIS_URL's user, password and TLS options are the "
+    "server's (docs/redis.md)"
+)
 
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -55,6 +61,18 @@ class RedisClient:
     address: RedisAddress
     connections: int  # at most this many at once (per node on a Cluster)
     sentinel: Sentinel | None = None
+    job: str = ""  # revocations, limits, audit, cli
+    outages: Outages | None = None  # where this job's failures and recoveries are reported
+
+    def report(self, error: BaseException | None) -> None:
+        """The outcome of one attempt at this job's work (None: it worked)."""
+        if self.outages is None:
+            return
+        if error is None:
+            self.outages.succeeded("redis", self.job)
+            return
+        reason = str(error) or type(error).__name__
+        self.outages.failed("redis", self.job, reason, target=self.address.target, hint=HINT)
 
     async def node_of(self, key: str) -> ClusterNode | None:
         """On a Cluster, the primary holding `key` (for commands that must go where it is)."""
@@ -83,8 +101,10 @@ def connect_redis(
     connections: int = DEFAULT_CONNECTIONS,
     socket_timeout: float = 2.0,
     decode_responses: bool = False,
+    outages: Outages | None = None,
 ) -> RedisClient:
-    """A client for `job` on the Redis `url` names; no connection is opened until used."""
+    """A client for `job` on the Redis `url` names; no connection is opened until used. Its
+    failures and recoveries go to `outages` (the log, /admin/status)."""
     address = parse_redis_url(url)
     name = f"shape-gateway:{replica}:{job}"
     common: dict[str, Any] = {
@@ -102,7 +122,7 @@ def connect_redis(
             **_tls_kwargs(address),
             **common,
         )
-        return RedisClient(cluster, name, address, connections)
+        return RedisClient(cluster, name, address, connections, None, job, outages)
     if address.topology is Topology.SENTINEL:
         assert address.master is not None
         sentinel_kwargs: dict[str, Any] = {
@@ -113,7 +133,7 @@ def connect_redis(
             "password": address.sentinel_password,
             **_tls_kwargs(address),
         }
-        # redis-py leaves Sentinel's constructor untyped
+        # redis-py before 8 leaves Sentinel's constructor untyped (8.x types it)
         sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
         master = sentinel.master_for(
             address.master,
@@ -126,9 +146,11 @@ def connect_redis(
             **_tls_kwargs(address),
             **common,
         )
-        return RedisClient(master, name, address, connections, sentinel)
+        return RedisClient(master, name, address, connections, sentinel, job, outages)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=connections, timeout=POOL_WAIT, **common
     )
     # from_pool: the client owns the pool, so aclose() disconnects its connections too.
-    return RedisClient(aioredis.Redis.from_pool(pool), name, address, connections)
+    return RedisClient(
+        aioredis.Redis.from_pool(pool), name, address, connections, None, job, outages
+    )

@@ -10,15 +10,17 @@ claims) survive through `surrogatepass`.
 Redis Cluster runs a script or a multi-key command only when all its keys hash to one slot, and
 hashes only the part of a key between the first `{` and `}` when there is one (the hash tag).
 So the keys used together carry the same tag: the revocation stream with its epoch and origins
-keys (`{revocations}`), the audit stream with its de-duplication keys (`{audit}`), and a
-tenant's rate-limit buckets with its users' (`{<tenant>}`). A user's live-slot set is used alone
-and counts the user's streams in every tenant, so it is tagged by the user. Every key still
-starts with `<prefix>:`, so ACL key patterns (`~shape-gateway:*`) and `SCAN` keep working.
+keys (`{revocations}`), the audit stream with its de-duplication index and the users'
+ingestion budgets (`{audit}`), and a tenant's rate-limit buckets with its users' (`{<tenant>}`).
+A user's live-slot set is used alone and counts the user's streams in every tenant, so it is
+tagged by the user. Every key still starts with `<prefix>:`, so ACL key patterns
+(`~shape-gateway:*`) and `SCAN` keep working.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 
 
 def key_part(value: str) -> str:
@@ -56,9 +58,21 @@ def audit_stream(prefix: str) -> str:
     return f"{prefix}:{{audit}}"
 
 
-def audit_seen(prefix: str, tenant: str, user: str, event_id: str) -> str:
-    """The de-duplication key of one client event; in the audit stream's slot."""
-    return ":".join((prefix, "{audit}", "seen", *(key_part(v) for v in (tenant, user, event_id))))
+def audit_seen(prefix: str) -> str:
+    """The client events' de-duplication index (a sorted set); in the audit stream's slot."""
+    return f"{prefix}:{{audit}}:seen"
+
+
+def audit_seen_member(tenant: str, user: str, event_id: str) -> str:
+    """One client event's member of the index: a digest of its tenant, user and id, so every
+    member has the same small size whatever the id (up to 128 characters) and the claims."""
+    parts = ":".join(key_part(v) for v in (tenant, user, event_id))
+    return hashlib.blake2b(parts.encode("ascii"), digest_size=16).hexdigest()
+
+
+def audit_budget(prefix: str, user: str) -> str:
+    """A user's audit-ingestion budget (bytes); in the audit stream's slot."""
+    return ":".join((prefix, "{audit}", "budget", key_part(user)))
 
 
 def security_stream(prefix: str) -> str:

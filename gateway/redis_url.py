@@ -50,7 +50,7 @@ class RedisUrlError(ValueError):
 class RedisAddress:
     topology: Topology
     url: str = field(repr=False)  # as given: a single server's URL goes to redis-py as is
-    hosts: tuple[tuple[str, int], ...] = ()  # sentinels or cluster nodes
+    hosts: tuple[tuple[str, int], ...] = ()  # the server, the sentinels or cluster nodes
     tls: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -59,6 +59,19 @@ class RedisAddress:
     tls_options: Mapping[str, str] = field(default_factory=dict)
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
+
+    @property
+    def target(self) -> str:
+        """Where this Redis is, for people: `host:port`s or the socket, never credentials."""
+        if self.topology is Topology.SINGLE and not self.hosts:
+            return "unix://" + self.url.partition("://")[2].partition("?")[0]
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
+        tls = " (TLS)" if self.tls else ""
+        if self.topology is Topology.SENTINEL:
+            return f"sentinels {hosts}, master {self.master}{tls}"
+        if self.topology is Topology.CLUSTER:
+            return f"cluster nodes {hosts}{tls}"
+        return hosts + tls
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -147,12 +160,12 @@ def parse_redis_url(url: str) -> RedisAddress:
                 "several hosts need redis+sentinel:// (a master watched by Sentinel) or "
                 "redis+cluster:// (a Redis Cluster)"
             )
-        _host_port(hostlist, REDIS_PORT)
+        host = _host_port(hostlist, REDIS_PORT)
         if len(parts) > 1:
             raise RedisUrlError("the path is the database number only: redis://host:6379/0")
         db = _db(parts[0]) if parts else _db(options.get("db", "0"))
         return RedisAddress(
-            topology, url, tls=tls, username=username, password=password, db=db,
+            topology, url, (host,), tls=tls, username=username, password=password, db=db,
             tls_options=tls_options,
         )  # fmt: skip
     default_port = SENTINEL_PORT if topology is Topology.SENTINEL else REDIS_PORT

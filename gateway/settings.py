@@ -21,8 +21,12 @@ _PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class SettingsError(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    """`problems`, one line each; `partial`: the settings with every value that was read, so a
+    command can go on to find the rules' and keys' problems in the same run."""
+
+    def __init__(self, problems: list[str], partial: Settings | None = None) -> None:
         self.problems = tuple(problems)
+        self.partial = partial
         super().__init__("\n".join(problems))
 
 
@@ -57,6 +61,9 @@ class Settings:
     revocation_wait_ms: int = 1000  # how long a publish waits for a Redis replica to confirm
     gc_seconds: int = 300  # full garbage collections this often (0: CPython's own rule)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each a full replica
+    upstream_probe_seconds: int = 10  # GET /v1/health of each upstream this often (0: never)
+    check_database: str | None = field(default=None, repr=False)  # rules vs schema at start
+    audit_bytes_per_minute: int = 1024 * 1024  # client audit events a user may store, a minute
     local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
     local_key_epoch: int = 1  # part of every local key: raising it replaces them all
     local_key_lease: int = 86400  # seconds a client may keep its local key offline
@@ -83,6 +90,7 @@ _TEXT: Final = {
     "admin_token": "GATEWAY_ADMIN_TOKEN",
     "fail_mode": "GATEWAY_FAIL_MODE",
     "log_format": "LOG_FORMAT",
+    "check_database": "GATEWAY_CHECK_DATABASE",
     "local_key_secret": "GATEWAY_LOCAL_KEY_SECRET",
 }
 _INTEGERS: Final = {  # field: (variable, lowest, highest)
@@ -97,6 +105,9 @@ _INTEGERS: Final = {  # field: (variable, lowest, highest)
     "revocation_wait_ms": ("GATEWAY_REVOCATION_WAIT_MS", 0, 10_000),
     "gc_seconds": ("GATEWAY_GC_SECONDS", 0, 86_400),
     "workers": ("GATEWAY_WORKERS", 1, 64),
+    "upstream_probe_seconds": ("GATEWAY_UPSTREAM_PROBE_SECONDS", 0, 3600),
+    # At least one full batch (client_events.MAX_BATCH_BYTES), or some would never be stored.
+    "audit_bytes_per_minute": ("GATEWAY_AUDIT_BYTES_PER_MINUTE", 512 * 1024, 1024**3),
     "local_key_epoch": ("GATEWAY_LOCAL_KEY_EPOCH", 1, 1_000_000),
     "local_key_lease": ("GATEWAY_LOCAL_KEY_LEASE", 60, 30 * 86400),
 }
@@ -123,6 +134,24 @@ def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
             "https://app.example.com (or *)"
         )
     return listed
+
+
+def _credential_problems(values: Mapping[str, object]) -> list[str]:
+    """A cookie credential offered to any origin; an admin token short enough to guess."""
+    problems = []
+    origins = values.get("cors_origins", ())
+    if isinstance(origins, tuple) and "*" in origins and values.get("auth_cookie"):
+        problems.append(
+            "GATEWAY_CORS_ORIGINS=* with GATEWAY_AUTH_COOKIE: any site could read shapes and post "
+            "audit events with the user's cookie; list the origins that may, or drop the cookie"
+        )
+    admin_token = values.get("admin_token")
+    if isinstance(admin_token, str) and len(admin_token.encode()) < MIN_SECRET_BYTES:
+        problems.append(  # the token itself is not repeated
+            f"GATEWAY_ADMIN_TOKEN must be at least {MIN_SECRET_BYTES} bytes (it is "
+            f"{len(admin_token.encode())}); generate one with: openssl rand -base64 48"
+        )
+    return problems
 
 
 def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
@@ -166,6 +195,7 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
             f"GATEWAY_REDIS_PREFIX={prefix!r}: use letters, digits and - _ . : (no braces, which "
             "Redis Cluster reads as a hash tag, and no spaces)"
         )
+    problems += _credential_problems(values)
     local_key_secret = values.get("local_key_secret")
     if isinstance(local_key_secret, str) and len(local_key_secret.encode()) < MIN_SECRET_BYTES:
         problems.append(
@@ -185,8 +215,9 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
                 f"GATEWAY_WORKERS={workers}: workers share one port (SO_REUSEPORT); "
                 "give a fixed GATEWAY_PORT instead of 0"
             )
-    if problems:
-        raise SettingsError(problems)
     if isinstance(values.get("electric_url"), str):
         values["electric_url"] = str(values["electric_url"]).rstrip("/")
-    return replace(_DEFAULTS, **values)  # type: ignore[arg-type]
+    settings = replace(_DEFAULTS, **values)  # type: ignore[arg-type]
+    if problems:
+        raise SettingsError(problems, settings)
+    return settings

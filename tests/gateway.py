@@ -20,6 +20,7 @@ from gateway.web.server import start
 from tests.factories import RULES_YAML, SECRET, make_token
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+NO_UPSTREAM = "http://127.0.0.1:9"  # nothing listens: tests that need no Electric
 
 
 @dataclass
@@ -60,7 +61,7 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
 
     async def make(
-        upstream: str = "http://127.0.0.1:9",
+        upstream: str = NO_UPSTREAM,
         rules: str = RULES_YAML,
         env: dict[str, str] | None = None,
         grace: float = 5.0,
@@ -77,6 +78,9 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
             electric_url=upstream,
             jwt_secret=SECRET,
             admin_token=ADMIN_TOKEN,
+            # Without an Electric, probing would only hold readiness down: a test of readiness
+            # (Redis, the audit log) needs none. Every test that names an upstream probes it.
+            upstream_probe_seconds=0 if upstream == NO_UPSTREAM else 10,
         )
         settings = dataclasses.replace(settings, **overrides)
         runner, _ = await start(settings, env or {}, grace=grace, timeouts=timeouts)

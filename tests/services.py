@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -32,23 +33,47 @@ class ServiceUnavailableError(RuntimeError):
     """No way to reach or start the service; the message says what to install or set."""
 
 
-def _postgres_answers(url: str) -> bool:
+def without_password(url: str) -> str:
+    """`url` with its password (if any) shown as `***`: safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _postgres_problem(url: str) -> str | None:
+    """None when PostgreSQL at `url` answers, else why not, in one line."""
     try:
         with psycopg.connect(url, connect_timeout=3) as connection:
             connection.execute("SELECT 1")
-    except psycopg.Error:
-        return False
-    return True
+    except psycopg.Error as error:
+        return _one_line(error)
+    return None
+
+
+def _redis_problem(url: str) -> str | None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return _one_line(error)
+    finally:
+        client.close()
+    return None
+
+
+def _postgres_answers(url: str) -> bool:
+    return _postgres_problem(url) is None
 
 
 def _redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    return _redis_problem(url) is None
 
 
 def free_port() -> int:
@@ -157,7 +182,7 @@ def _provide(
     kind: str,
     variable: str,
     default: str,
-    answers: Callable[[str], bool],
+    problem: Callable[[str], str | None],
     start: Callable[[], str | None],
     advice: str,
 ) -> str:
@@ -165,10 +190,14 @@ def _provide(
     if kind not in _found:
         explicit = os.environ.get(variable)
         if explicit:
-            if not answers(explicit):
-                raise ServiceUnavailableError(f"{variable}={explicit} does not answer")
+            found = problem(explicit)
+            if found is not None:
+                raise ServiceUnavailableError(
+                    f"{variable}={without_password(explicit)} does not answer ({found}); "
+                    f"correct it, or unset it to use {default}"
+                )
             _found[kind] = explicit
-        elif answers(default):
+        elif problem(default) is None:
             _found[kind] = default
         else:
             url = _container(kind) or start()
@@ -180,7 +209,7 @@ def _provide(
 
 def postgres_url() -> str:
     return _provide(
-        "postgres", "DATABASE_URL", DEFAULT_DATABASE_URL, _postgres_answers, _throwaway_postgres,
+        "postgres", "DATABASE_URL", DEFAULT_DATABASE_URL, _postgres_problem, _throwaway_postgres,
         "PostgreSQL is not reachable: set DATABASE_URL, run a server on 127.0.0.1:5432 with "
         "database `test`, or install PostgreSQL (apt-get install postgresql) so tests can "
         "start a throwaway one",
@@ -189,7 +218,7 @@ def postgres_url() -> str:
 
 def redis_url() -> str:
     return _provide(
-        "redis", "REDIS_URL", DEFAULT_REDIS_URL, _redis_answers, _throwaway_redis,
+        "redis", "REDIS_URL", DEFAULT_REDIS_URL, _redis_problem, _throwaway_redis,
         "Redis is not reachable: set REDIS_URL, run redis-server on 127.0.0.1:6379, or "
         "install it (apt-get install redis-server)",
     )  # fmt: skip

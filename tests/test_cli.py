@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway.cli import main
+from gateway import __version__
+from gateway.cli import build_parser, main
 from tests.factories import SECRET, SHIPPED_RULES
 
 
@@ -28,6 +30,31 @@ def test_check_prints_path_line_key_per_problem_and_exits_one(
     assert out
     assert all(line.startswith(f"{rules}:") for line in out)
     assert "shapes.tasks.allow.member.where: unknown placeholder :tenat" in out[0]
+
+
+def test_check_explains_that_a_user_only_where_follows_the_user_across_tenants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "user-only.yaml"
+    shipped = SHIPPED_RULES.read_text()
+    rules.write_text(
+        shipped.replace('"tenant_id = :tenant AND user_id = :user"', '"user_id = :user"')
+    )
+    assert main(["check", str(rules)], env={}) == 1
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    where_line = rules.read_text().splitlines().index('    where: "user_id = :user"') + 1
+    assert line.startswith(
+        f"{rules}:{where_line}: shapes.drafts.where: role 'admin', 'manager', 'member': "
+    )
+    assert "pins :user but not :tenant" in line
+    assert "`scope: user` if these rows belong to the person rather than to a tenant" in line
+    rules.write_text(
+        rules.read_text().replace('    allow: "*"\n', '    allow: "*"\n    scope: user\n')
+    )
+    assert main(["check", str(rules)], env={}) == 0
+    args = ["explain", "drafts", "--user", "alice", "--tenant", "acme", "--role", "member"]
+    assert main([*args, "--rules", str(rules)], env={}) == 0
+    assert "scope    user: these rows follow the user across tenants" in capsys.readouterr().out
 
 
 def test_explain_shows_the_upstream_request_with_secret_redacted(
@@ -97,3 +124,29 @@ def test_python_dash_m_gateway_runs_the_same_cli() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ok:" in result.stdout
+
+
+def test_every_command_and_every_flag_says_what_it_does() -> None:
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"serve", "check", "explain", "test", "diff", "token", "revoke"}
+    summaries = {action.dest: action.help for action in commands._choices_actions}
+    silent = []
+    for name, command in commands.choices.items():
+        if not summaries.get(name):
+            silent.append(f"{name}: no line in `shape-gateway --help`")
+        if not command.description:
+            silent.append(f"{name}: no description in `shape-gateway {name} --help`")
+        silent += [
+            f"{name} {'/'.join(action.option_strings) or action.dest}: no help"
+            for action in command._actions
+            if not action.help
+        ]
+    assert silent == []
+
+
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"], env={})
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"shape-gateway {__version__}\n"

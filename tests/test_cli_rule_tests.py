@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from deploy.demo import SEED_SQL
@@ -81,8 +82,9 @@ def test_a_yaml_error_in_a_test_file_is_reported_like_a_rules_error_and_exits_tw
     cases = tmp_path / "broken.test.yaml"
     cases.write_text("cases:\n  - name: x\n   identity: y\n")
     assert main(["test", str(SHIPPED_RULES), str(cases)], env={}) == 2
-    (line,) = capsys.readouterr().out.splitlines()
+    line, source, caret = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{cases}:3: (yaml): ")
+    assert (source.strip(), caret.strip()) == ("identity: y", "^")
 
 
 def test_rules_that_do_not_load_are_reported_with_the_test_files_problems(
@@ -178,3 +180,11 @@ def test_python_dash_m_gateway_test_runs_the_shipped_cases() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed, 0 failed" in result.stdout
+
+
+def test_the_shipped_unknown_role_cases_use_a_role_no_one_would_add() -> None:
+    """Adding a real role (an `auditor`, say) to the rules must not break the shipped tests."""
+    cases = yaml.safe_load(SHIPPED_TESTS.read_text())["cases"]
+    roles = {c["identity"]["role"] for c in cases
+             if c.get("refused") == "unknown_role" and isinstance(c["identity"], dict)}  # fmt: skip
+    assert roles == {"no-such-role"}

@@ -93,3 +93,73 @@ def test_the_threat_model_cites_tests_that_exist() -> None:
             assert f"def {test}(" in (tests / path).read_text(), f"{path}::{test} does not exist"
         if bare:
             assert bare in names, f"no test is named {bare}"
+
+
+# Documents that are not in the repository, spelled so this file does not match itself.
+OUTSIDE_CITATIONS = re.compile(
+    r"\b" + "SP" + r"EC\b|" + "protocol" + r" notes|electric-" + "protocol|" + r"\.\./" + "shared"
+)
+SOURCES = ("gateway", "bench", "deploy", "tests")
+SOURCE_SUFFIXES = (".py", ".md", ".js", ".mjs", ".yaml", ".sh", ".sql", ".conf", ".html")
+
+
+def source_files() -> list[Path]:
+    found = []
+    for folder in SOURCES:
+        for path in sorted((ROOT / folder).rglob("*")):
+            parts = path.relative_to(ROOT).parts
+            if "node_modules" in parts or "schemas" in parts or not path.is_file():
+                continue
+            if path.suffix in SOURCE_SUFFIXES and path != Path(__file__):
+                found.append(path)
+    return found
+
+
+def test_source_files_cite_the_projects_docs_or_electrics_source_never_outside_notes() -> None:
+    """A reader has the repository: a comment citing a document it does not hold (a spec, notes
+    kept elsewhere) sends them nowhere. Cite docs/ or Electric's source instead."""
+    assert len(source_files()) > 100
+    citing = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in source_files()
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if OUTSIDE_CITATIONS.search(line)
+    ]
+    assert citing == []
+    assert OUTSIDE_CITATIONS.search("as the " + "SP" + "EC says")  # the check can fail
+
+
+def test_the_benchmarks_stand_alone() -> None:
+    for path in (ROOT / "bench").rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".md"):
+            assert "the issue" not in path.read_text(), path.name
+
+
+def readiness_texts() -> dict[str, str]:
+    """What each document says /readyz reflects."""
+    api = (ROOT / "docs" / "http-api.md").read_text()
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    return {
+        "http-api.md": next(
+            line for line in api.splitlines() if line.startswith("| `GET /readyz`")
+        ),
+        "deployment.md": deployment.split("**Probes.**", 1)[1].split("\n\n", 1)[0],
+        "operations.md": operations.split("### Health", 1)[1].split("###", 1)[0],
+    }
+
+
+@pytest.mark.parametrize("document", ["http-api.md", "deployment.md", "operations.md"])
+def test_the_docs_agree_on_what_readiness_reflects(document: str) -> None:
+    text = " ".join(readiness_texts()[document].split())
+    for condition in ("revocation view", "audit log", "`default` upstream"):
+        assert condition in text, f"{document} does not say /readyz reflects the {condition}"
+    assert "rules are not loaded" not in text
+
+
+def test_operations_names_the_shape_label_of_routes_that_name_no_shape() -> None:
+    """The counter labels them `-` (tests/web/test_pipeline.py proves it); the doc says so."""
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    row = next(line for line in operations.splitlines()
+               if line.startswith("| `shape_gateway_requests_total`"))  # fmt: skip
+    assert "`-` for routes that name no shape" in row

@@ -1,7 +1,8 @@
 """The fake Electric (tests/electric) speaks Electric's shape protocol on real PostgreSQL.
 
 Every test makes its tables in a fresh schema, talks HTTP to a real aiohttp server and changes
-rows with real SQL; the protocol facts asserted are those of the protocol notes (§1-§5, §11).
+rows with real SQL; the protocol facts asserted are Electric's, as its source (sync-service's
+`lib/electric/plug/`, `shapes/api.ex`) and its releases show them.
 """
 
 from __future__ import annotations
@@ -1044,7 +1045,7 @@ async def test_standalone_server_prints_its_address_and_stops_on_sigterm(databas
     assert await asyncio.wait_for(process.wait(), 10) == 0
 
 
-# --- what a real Electric did differently (protocol notes §12) -------------------------------
+# --- what a real Electric did differently (tests/electric/versions.py) -----------------------
 # Each test pins one difference seen on sync-service 1.0.10 (or read in its source), and where
 # 1.7 differs, what 1.7 does; the imitation plays either (`ElectricConfig.version`).
 

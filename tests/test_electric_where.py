@@ -245,7 +245,7 @@ NO_CAST = "At location 0: unknown cast from type"
 
 @pytest.mark.parametrize(
     ("where", "message"),
-    [  # what real 1.0.10 and 1.7.12 answered 400 (protocol notes §13), in Electric's words
+    [  # what real 1.0.10 and 1.7.12 answered 400 (tests/electric/versions.py), in Electric's words
         ("updated_at > '2024-03-01'", f"At location 13: {BAD_TIMESTAMPTZ}: 2024-03-01"),
         (
             "updated_at BETWEEN '2024-03-01' AND '2024-04-01T00:00:00Z'",

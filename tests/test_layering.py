@@ -13,11 +13,12 @@ import pytest
 GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 # Modules of the pure core: request + identity + rules -> upstream request or refusal.
 PURE: tuple[str, ...] = ("sql", "rules/model.py", "rules/load.py", "auth/identity.py", "shape")
-# Rule tests and the access diff are pure too, except the row proof (psycopg, on request).
+# Rule tests and the access diff are pure too, except what reads a database on request
+# (psycopg): the row proof and the schema check.
 PURE += tuple(
     f"rulesops/{path.name}"
     for path in sorted((GATEWAY / "rulesops").glob("*.py"))
-    if path.name != "proof.py"
+    if path.name not in ("proof.py", "schema.py")
 )
 IO_MODULES = ("aiohttp", "redis", "asyncio", "socket", "psycopg")
 

@@ -10,10 +10,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+import pytest
 import structlog
 
 from gateway.log_sink import LineSink
-from gateway.logs import REDACTOR, Redactor, configure_logging
+from gateway.logs import MASK, REDACTOR, Redactor, configure_logging, describe_malformed
 from tests.factories import make_token
 
 
@@ -103,3 +104,44 @@ def test_lines_are_stamped_in_utc_iso_8601_to_the_microsecond() -> None:
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert stamp.endswith("Z")
     assert abs(parsed.timestamp() - time.time()) < 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cookie: sg=opaque-session-value; theme=dark",
+        "cookie=opaque-session-value",
+        "{'Cookie': 'sg=opaque-session-value', 'Host': 'gateway'}",
+        '<CIMultiDictProxy("Authorization": "Basic opaque-session-value")>',
+        "ValueError: boom Authorization: Token opaque-session-value",
+        "Set-Cookie: sg=opaque-session-value; HttpOnly",
+        "b'Proxy-Authorization: opaque-session-value\\x01'",
+    ],
+)
+def test_cookie_and_authorization_values_are_masked_in_any_text_jwt_shaped_or_not(
+    text: str,
+) -> None:
+    cleaned = Redactor().clean(text)
+    assert "opaque-session-value" not in cleaned
+    assert MASK in cleaned
+
+
+def test_text_that_only_mentions_cookies_is_left_alone() -> None:
+    text = "the sg cookie was sent 2 times; GATEWAY_AUTH_COOKIE=sg is set"
+    assert Redactor().clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("message", "described"),
+    [
+        ("Invalid header value char:\n\n  b'Cookie: sg=opaque\\x01'\n      ^",
+         "Invalid header value char (header Cookie)"),
+        ("Got more than 16384 bytes when reading: b'sg=opaqueAAAA...'.",
+         "Got more than 16384 bytes when reading"),
+        ('Invalid header token:\n\n  b"Authorization Bearer opaque"\n  ^', "Invalid header token"),
+    ],
+)  # fmt: skip
+def test_aiohttps_malformed_request_errors_keep_what_was_wrong_but_not_the_bytes(
+    message: str, described: str
+) -> None:
+    assert describe_malformed(message) == described

@@ -18,9 +18,10 @@ def slot(key: str) -> int:
 
 
 def test_a_separator_inside_a_value_cannot_make_two_keys_equal() -> None:
-    assert keys.audit_seen(PREFIX, "acme", "bob", "1:x") != keys.audit_seen(
-        PREFIX, "acme", "bob:1", "x"
+    assert keys.audit_seen_member("acme", "bob", "1:x") != keys.audit_seen_member(
+        "acme", "bob:1", "x"
     )
+    assert keys.audit_budget(PREFIX, "bob:1") != keys.audit_budget(PREFIX, "bob") + ":1"
 
 
 def test_a_part_holds_neither_the_separator_nor_a_cluster_hash_tag() -> None:
@@ -32,7 +33,7 @@ def test_a_part_holds_neither_the_separator_nor_a_cluster_hash_tag() -> None:
 def test_distinct_claims_give_distinct_keys(t1: str, u1: str, t2: str, u2: str) -> None:
     if (t1, u1) != (t2, u2):
         assert keys.tenant_key(PREFIX, "rl:u", t1, u1) != keys.tenant_key(PREFIX, "rl:u", t2, u2)
-        assert keys.audit_seen(PREFIX, t1, u1, "e") != keys.audit_seen(PREFIX, t2, u2, "e")
+        assert keys.audit_seen_member(t1, u1, "e") != keys.audit_seen_member(t2, u2, "e")
     if u1 != u2:
         assert keys.user_key(PREFIX, "live", u1) != keys.user_key(PREFIX, "live", u2)
 
@@ -42,8 +43,10 @@ def test_keys_used_together_share_a_slot(tenant: str, user: str, event_id: str) 
     # TAKE: the user's and the tenant's buckets (ACQUIRE/RENEW use the user's lease set alone).
     bucket = slot(keys.tenant_key(PREFIX, "rl:t", tenant))
     assert slot(keys.tenant_key(PREFIX, "rl:u", tenant, user)) == bucket
-    # APPEND: the audit stream and each event's de-duplication key.
-    assert slot(keys.audit_seen(PREFIX, tenant, user, event_id)) == slot(keys.audit_stream(PREFIX))
+    # APPEND: the audit stream, its de-duplication index and the user's budget.
+    assert slot(keys.audit_seen(PREFIX)) == slot(keys.audit_stream(PREFIX))
+    assert slot(keys.audit_budget(PREFIX, user)) == slot(keys.audit_stream(PREFIX))
+    assert len(keys.audit_seen_member(tenant, user, event_id)) == 32  # one size, whatever the id
 
 
 def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_the_prefix() -> None:
@@ -52,7 +55,7 @@ def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_th
     assert slot(keys.revocation_origins(PREFIX)) == slot(stream)
     every = [stream, keys.revocation_epoch(PREFIX), keys.revocation_origins(PREFIX),
              keys.audit_stream(PREFIX), keys.security_stream(PREFIX),
-             keys.audit_seen(PREFIX, "acme", "alice", "e1"),
+             keys.audit_seen(PREFIX), keys.audit_budget(PREFIX, "alice"),
              keys.tenant_key(PREFIX, "rl:u", "acme", "alice"),
              keys.user_key(PREFIX, "live", "alice")]  # fmt: skip
     assert all(k.startswith(f"{PREFIX}:") for k in every)

@@ -70,6 +70,37 @@ def test_redis_problems_name_the_form_expected_without_repeating_the_password() 
     assert "n1:7000" not in repr(settings)  # a URL may hold a password: never in a repr
 
 
+def test_an_admin_token_shorter_than_32_bytes_does_not_load_and_is_not_repeated() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_ADMIN_TOKEN": "change-me-admin-token"})
+    (problem,) = caught.value.problems
+    assert problem.startswith("GATEWAY_ADMIN_TOKEN must be at least 32 bytes (it is 21)")
+    assert "change-me" not in problem
+    assert load_settings({"GATEWAY_ADMIN_TOKEN": "a" * 32}).admin_token == "a" * 32
+
+
+def test_any_origin_with_a_cookie_does_not_load_naming_both_settings() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_CORS_ORIGINS": "https://app.example.com, *",
+                       "GATEWAY_AUTH_COOKIE": "sg_token"})  # fmt: skip
+    (problem,) = caught.value.problems
+    assert "GATEWAY_CORS_ORIGINS=*" in problem
+    assert "GATEWAY_AUTH_COOKIE" in problem
+    assert load_settings({"GATEWAY_CORS_ORIGINS": "*"}).cors_origins == ("*",)  # bearer only
+    listed = load_settings({"GATEWAY_CORS_ORIGINS": "https://app.example.com",
+                            "GATEWAY_AUTH_COOKIE": "sg_token"})  # fmt: skip
+    assert listed.auth_cookie == "sg_token"
+
+
+def test_the_audit_budget_must_hold_at_least_one_full_request() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_AUDIT_BYTES_PER_MINUTE": "1000"})
+    assert "GATEWAY_AUDIT_BYTES_PER_MINUTE='1000': must be a whole number from 524288" in str(
+        caught.value
+    )
+    assert load_settings({}).audit_bytes_per_minute == 1024 * 1024
+
+
 def test_the_local_key_settings_are_read_and_a_short_secret_is_refused() -> None:
     env = {
         "GATEWAY_LOCAL_KEY_SECRET": "k" * 32,

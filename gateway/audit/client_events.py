@@ -7,11 +7,23 @@ answer creates no duplicate), then appended to a Redis stream with bounded reten
 without Redis, written to the audit log. The gateway's own security events (refusals of
 authenticated callers) go to a separate bounded stream, `<prefix>:security`, so a flood of
 refusals can never push client events out of theirs.
+
+What a request stores is bounded on what is stored, not on what was received: each event as
+stored (the server's stamp included) is at most `MAX_EVENT_BYTES` of JSON, and a batch at most
+`MAX_BATCH_BYTES` as Redis holds it (`stored_cost`: the JSON plus a quarter, what the
+allocator's rounding of stream nodes measured at most, plus `EVENT_OVERHEAD` for the entry's
+framing and its member of the de-duplication index). Each user has a budget of such bytes a
+minute (refilled continuously; shared through Redis, in memory without it): a batch it cannot
+pay for is 429 `rate_limited` with `Retry-After`, and nothing of it is stored. Both streams
+are capped by a byte budget: their MAXLEN is the budget over the cost of the largest entry,
+and the de-duplication index holds as many members as the stream (none older than
+`DEDUPE_SECONDS`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,36 +36,87 @@ from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
 from gateway.redis_batch import Batches, Script
 from gateway.redis_client import RedisClient
-from gateway.redis_keys import audit_seen, audit_stream, security_stream
+from gateway.redis_keys import (
+    audit_budget,
+    audit_seen,
+    audit_seen_member,
+    audit_stream,
+    security_stream,
+)
 
 log = structlog.get_logger("gateway.audit")
 
 MAX_EVENTS: Final = 500
 MAX_ID: Final = 128
-MAX_EVENT_BYTES: Final = 16 * 1024
+MAX_EVENT_BYTES: Final = 8 * 1024  # one event's JSON as stored, the server's stamp included
+EVENT_OVERHEAD: Final = 256  # its stream entry's framing and de-duplication member
+MAX_BATCH_BYTES: Final = 512 * 1024  # one request, as Redis holds it (stored_cost)
 DEDUPE_SECONDS: Final = 7 * 86400
-STREAM_MAXLEN: Final = 1_000_000
-SECURITY_MAXLEN: Final = 100_000
+STREAM_BYTES: Final = 1024 * 1024 * 1024
+SECURITY_EVENT_BYTES: Final = 2048  # what security.bounded keeps an event to, about
+SECURITY_STREAM_BYTES: Final = 256 * 1024 * 1024
+
+
+def stored_cost(entry_bytes: int) -> int:
+    """Bytes Redis holds for a stream entry of this size (measured with MEMORY USAGE: up to a
+    quarter more for the allocator's rounding of stream nodes), with its fixed overhead."""
+    return entry_bytes * 5 // 4 + EVENT_OVERHEAD
+
+
+STREAM_MAXLEN: Final = STREAM_BYTES // stored_cost(MAX_EVENT_BYTES)  # 102,300
+SECURITY_MAXLEN: Final = SECURITY_STREAM_BYTES // stored_cost(SECURITY_EVENT_BYTES)  # 95,325
 CLIENT_FIELDS: Final = frozenset(
     {"id", "action", "table", "recordId", "changes", "timestamp", "userId", "user", "tenantId",
      "tenant"}
 )  # fmt: skip
 
-# KEYS[1] stream, then one dedupe key per event (all in the stream's slot); ARGV[1] ttl s,
-# ARGV[2] maxlen, then one JSON entry per event. Returns 1 (appended) or 0 (duplicate) per
-# event, atomically.
+# KEYS[1] the stream, KEYS[2] the de-duplication index, KEYS[3] the user's budget (one slot).
+# ARGV[1] dedupe ms, ARGV[2] maxlen, ARGV[3] budget bytes a minute, ARGV[4] per-event overhead,
+# then (member, JSON entry) per event. The events not seen before are charged to the budget
+# (their bytes plus the overhead each): when it cannot pay, nothing is stored and the answer is
+# {seconds until it can}; else {0, then 1 (appended) or 0 (duplicate) per event}. Atomic.
 APPEND: Final = Script("""
-local out = {}
-for i = 2, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', 'client', 'event', ARGV[i + 1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local maxlen, rate, overhead = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
+local fresh, cost = {}, 0
+for i = 5, #ARGV, 2 do
+  local new = not redis.call('ZSCORE', KEYS[2], ARGV[i])
+  fresh[#fresh + 1] = new
+  if new then cost = cost + math.floor(#ARGV[i + 1] * 5 / 4) + overhead end
+end
+local b = redis.call('HMGET', KEYS[3], 'bytes', 'ts')
+local elapsed = now - (tonumber(b[2]) or now)
+local level = math.min(rate, (tonumber(b[1]) or rate) + elapsed * rate / 60000)
+if cost > level then
+  return {math.max(1, math.ceil((cost - level) * 60 / rate))}
+end
+redis.call('HSET', KEYS[3], 'bytes', tostring(level - cost), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[3], 120000) -- untouched for two minutes, it is full again anyway
+local out = {0}
+for n = 1, #fresh do
+  if fresh[n] then
+    redis.call('ZADD', KEYS[2], now, ARGV[3 + 2 * n])
+    local entry = ARGV[4 + 2 * n]
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'kind', 'client', 'event', entry)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(maxlen + 1))
 return out
 """)
+
+
+def budget_spent(retry_after: int, per_minute: int) -> Refusal:
+    return Refusal(
+        Code.RATE_LIMITED,
+        f"your audit-event budget ({per_minute // 1024} KiB stored a minute) is spent; nothing "
+        f"of this batch was stored; retry after {retry_after} s",
+        retry_after,
+    )
 
 
 @dataclass
@@ -74,6 +137,11 @@ def parse_batch(document: object) -> list[Mapping[str, Any]]:
     return document
 
 
+def stored_bytes(entries: list[tuple[str, str]]) -> int:
+    """What a batch costs in storage (JSON entries are ASCII: their length is their size)."""
+    return sum(stored_cost(len(entry)) for _, entry in entries)
+
+
 def _problem(event: Mapping[str, Any], identity: Identity) -> tuple[Code, str] | None:
     for claimed, actual, names in (
         (identity.user, "user", ("userId", "user")),
@@ -91,8 +159,6 @@ def _problem(event: Mapping[str, Any], identity: Identity) -> tuple[Code, str] |
         return Code.INVALID_PARAMETER, "`table` must be a string"
     if "changes" in event and not isinstance(event["changes"], dict | type(None)):
         return Code.INVALID_PARAMETER, "`changes` must be an object"
-    if len(json.dumps(event)) > MAX_EVENT_BYTES:
-        return Code.INVALID_PARAMETER, f"an event must be at most {MAX_EVENT_BYTES} bytes"
     return None
 
 
@@ -110,7 +176,8 @@ def stamp(event: Mapping[str, Any], identity: Identity, request_id: str) -> dict
 
 class AuditSink(Protocol):
     async def append_client(self, identity: Identity, entries: list[tuple[str, str]]) -> list[bool]:
-        """Append each (id, JSON) not seen before for this user; True where appended."""
+        """Append each (id, JSON) not seen before for this user; True where appended. Raises
+        Refusal rate_limited, storing nothing, when the user's budget cannot pay for them."""
 
     async def append_security(self, fields: Mapping[str, str]) -> None: ...
 
@@ -118,20 +185,39 @@ class AuditSink(Protocol):
 
 
 class LogSink:
-    """No Redis: the audit log is the trail; duplicates are remembered in a bounded LRU."""
+    """No Redis: the audit log is the trail; duplicates are remembered in a bounded LRU, and
+    each user's budget in a bounded table of buckets."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, bytes_per_minute: int, size: int = 100_000) -> None:
         self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._size = size
+        self.bytes_per_minute = bytes_per_minute
+        self._budgets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # bytes left, at
+
+    def _charge(self, user: str, cost: int) -> None:
+        now, rate = time.monotonic(), self.bytes_per_minute
+        left, at = self._budgets.get(user, (float(rate), now))
+        level = min(float(rate), left + (now - at) * rate / 60)
+        if cost > level:
+            raise budget_spent(max(1, math.ceil((cost - level) * 60 / rate)), rate)
+        self._budgets[user] = (level - cost, now)
+        self._budgets.move_to_end(user)
+        if len(self._budgets) > self._size:
+            self._budgets.popitem(last=False)
 
     async def append_client(self, identity: Identity, entries: list[tuple[str, str]]) -> list[bool]:
+        def key(event_id: str) -> tuple[str, str, str]:
+            return identity.tenant, identity.user, event_id
+
+        self._charge(
+            identity.user, stored_bytes([e for e in entries if key(e[0]) not in self._seen])
+        )
         out = []
         for event_id, entry in entries:
-            key = (identity.tenant, identity.user, event_id)
-            if key in self._seen:
+            if key(event_id) in self._seen:
                 out.append(False)
                 continue
-            self._seen[key] = None
+            self._seen[key(event_id)] = None
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
             log.info("client_audit_event", audit_event=json.loads(entry))
@@ -149,22 +235,29 @@ class RedisSink:
     """Both streams in Redis, through batches (see redis_batch): a burst of audit posts and
     security events shares the client's few connections."""
 
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(
+        self, client: RedisClient, prefix: str, bytes_per_minute: int, maxlen: int = STREAM_MAXLEN
+    ) -> None:
         self.client = client
+        self.maxlen = maxlen
         self.batches = Batches(client, workers=client.connections)
         self.stream = audit_stream(prefix)
+        self.seen = audit_seen(prefix)
         self.security_stream = security_stream(prefix)
         self.prefix = prefix
+        self.bytes_per_minute = bytes_per_minute
 
     async def append_client(self, identity: Identity, entries: list[tuple[str, str]]) -> list[bool]:
-        keys = [self.stream] + [
-            audit_seen(self.prefix, identity.tenant, identity.user, event_id)
-            for event_id, _ in entries
-        ]
-        result = await self.batches.script(
-            APPEND, keys, [DEDUPE_SECONDS, STREAM_MAXLEN, *(e for _, e in entries)]
-        )
-        return [bool(flag) for flag in result]
+        keys = [self.stream, self.seen, audit_budget(self.prefix, identity.user)]
+        args: list[str | int] = [
+            DEDUPE_SECONDS * 1000, self.maxlen, self.bytes_per_minute, EVENT_OVERHEAD
+        ]  # fmt: skip
+        for event_id, entry in entries:
+            args += [audit_seen_member(identity.tenant, identity.user, event_id), entry]
+        retry, *flags = await self.batches.script(APPEND, keys, args)
+        if int(retry):
+            raise budget_spent(int(retry), self.bytes_per_minute)
+        return [bool(int(flag)) for flag in flags]
 
     async def append_security(self, fields: Mapping[str, str]) -> None:
         pairs = [part for item in {"kind": "security", **fields}.items() for part in item]
@@ -201,8 +294,24 @@ async def record_batch(
         if event_id in seen_in_batch:
             outcome.duplicates.append(event_id)
             continue
+        entry = json.dumps(stamp(event, identity, request_id))  # ASCII: its length is its size
+        if len(entry) > MAX_EVENT_BYTES:
+            message = (
+                f"an event must be at most {MAX_EVENT_BYTES} bytes as stored; this is {len(entry)}"
+            )
+            outcome.rejected.append(
+                {"id": event_id, "error": Code.INVALID_PARAMETER.value, "message": message}
+            )
+            continue
         seen_in_batch.add(event_id)
-        entries.append((event_id, json.dumps(stamp(event, identity, request_id))))
+        entries.append((event_id, entry))
+    if stored_bytes(entries) > MAX_BATCH_BYTES:
+        raise Refusal(
+            Code.INVALID_PARAMETER,
+            f"this batch would store {stored_bytes(entries)} bytes, more than the "
+            f"{MAX_BATCH_BYTES} a request may (each event counts its JSON and a quarter, plus "
+            f"{EVENT_OVERHEAD}); send it in smaller batches",
+        )
     if entries:
         appended = await sink.append_client(identity, entries)
         for (event_id, _), new in zip(entries, appended, strict=True):

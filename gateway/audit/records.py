@@ -5,7 +5,8 @@ never is (the redaction processor in logs.py backs this up).
 
 Decisions: `allowed` (admitted and served, whatever happened after: a stream cut by a
 revocation or its token's expiry keeps `allowed` with reason `stopped:<code>`, a client that
-hung up `client_closed`, one that stopped reading `write_timeout`),
+hung up `client_closed`, one that stopped reading `write_timeout`, an error of Electric's passed
+through `upstream_rejected`, `upstream_overloaded`, ...),
 `refused` (answered with one of our error codes), `abandoned` (the client went away before a
 decision was made).
 """
@@ -23,6 +24,22 @@ from gateway.shape.plan import UpstreamRequest
 
 log = structlog.get_logger("gateway.audit")
 CLIENT_CLOSED: Final = 499  # nginx's convention: the client closed the connection
+MUST_REFETCH: Final = 409
+OVERLOADED: Final = 503
+
+
+def upstream_reason(status: int) -> str:
+    """What an Electric answer passed through to the client was: `ok` below 400; its 409
+    must-refetch (protocol, not failure); its 503 (starting, or shedding load); any other 4xx,
+    a request Electric rejected (the rules and the database disagree: a column or table the
+    schema lacks); any other 5xx, an error of Electric's."""
+    if status < 400:
+        return "ok"
+    if status == MUST_REFETCH:
+        return "upstream_must_refetch"
+    if status == OVERLOADED:
+        return "upstream_overloaded"
+    return "upstream_rejected" if status < 500 else "upstream_error"
 
 
 @dataclass(slots=True)
@@ -37,8 +54,10 @@ class AuditRecord:
     decision: str = ""  # "" until decided
     reason: str = ""
     status: int = 0
-    bytes: int = 0
+    bytes: int = 0  # body bytes sent to the client
+    upstream_status: int = 0  # Electric's status, when its answer was passed through
     rules: str = ""
+    live: bool = False  # held open (a long-poll, an SSE stream, the event feed)
 
     def admit(self) -> None:
         """The request passed authentication and admission; a refusal may still follow."""
@@ -48,6 +67,13 @@ class AuditRecord:
     def allow(self, request: UpstreamRequest) -> None:
         self.upstream, self.shape = request, request.shape
         self.decision, self.reason = "allowed", "ok"
+        self.live = self.live or request.live
+
+    def upstream_answered(self, status: int) -> None:
+        """Electric's answer is passed through: still `allowed`, but an error of Electric's is
+        audited as what it is, never as `ok`."""
+        self.upstream_status = status
+        self.reason = upstream_reason(status)
 
     def refuse(self, code: str) -> None:
         if self.reason.startswith("stopped:"):
@@ -95,7 +121,7 @@ class AuditRecord:
             shape=self.shape,
             table=upstream.table if upstream else None,
             upstream=upstream.upstream.name if upstream else None,
-            live=upstream.live if upstream else False,
+            live=self.live,
             decision=self.decision,
             reason=self.reason,
             status=self.status,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 from gateway.rules.model import IdentityMap
 
 MAX_CLAIM_LENGTH: Final = 256
+# C0 and C1 controls and DEL: NUL, newlines, escapes. No identity holds them; bound as a value
+# they reach PostgreSQL (which refuses NUL in text) and logs (where they forge lines).
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +40,14 @@ class Identity:
 
 
 def _is_text(value: str) -> bool:
-    """Valid Unicode: JSON lets a claim carry a lone surrogate (`"\\udcff"`), which the URL
-    library drops when it encodes the upstream query: `e\\udcffve` would be bound as `eve`."""
+    """Valid Unicode without control characters. JSON lets a claim carry a lone surrogate
+    (`"\\udcff"`), which the URL library drops when it encodes the upstream query:
+    `e\\udcffve` would be bound as `eve`; and `"\\u0000"`, which PostgreSQL refuses."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return _CONTROL.search(value) is None
 
 
 def _identity_string(value: object, claim: str) -> str:
@@ -54,7 +60,7 @@ def _identity_string(value: object, claim: str) -> str:
         raise Refusal(
             Code.INVALID_TOKEN,
             f"claim {claim!r} must be a non-empty string of at most {MAX_CLAIM_LENGTH} "
-            "characters of valid Unicode",
+            "characters of valid Unicode, without control characters",
         )
     return value
 
@@ -115,12 +121,14 @@ def resolve_identity(
 
 class IdentityCache:
     """Identities by (token, X-Tenant-Id, identity mapping): a client sends the same token on
-    every poll, and its identity is a pure function of these. Bounded; the oldest entries go
-    first. Verifying the token (expiry included) still happens on every request."""
+    every poll, and its identity is a pure function of these. Bounded in entries and bytes;
+    the least recently used go first. Verifying the token (expiry included) still happens on
+    every request."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._size = size
-        self._entries: dict[tuple[str, str | None, IdentityMap], Identity] = {}
+    def __init__(self, size: int = 10_000, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._entries: BoundedCache[tuple[str, str | None, IdentityMap], Identity] = BoundedCache(
+            "identities", size, max_bytes
+        )
 
     def resolve(
         self, token: str, claims: Mapping[str, Any], mapping: IdentityMap, header: str | None
@@ -129,7 +137,6 @@ class IdentityCache:
         identity = self._entries.get(key)
         if identity is None:
             identity = resolve_identity(claims, mapping, header)  # raises; refusals not kept
-            if len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = identity
+            # The key holds the token; the identity its claims (about the token's size again).
+            self._entries.put(key, identity, 2 * len(token) + len(header or ""))
         return identity

@@ -8,6 +8,7 @@ of the matching family, so `none` and HS/RS confusion cannot happen by construct
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -19,7 +20,11 @@ import aiohttp
 import jwt
 import structlog
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 from cryptography.x509 import load_pem_x509_certificate
 
 log = structlog.get_logger(__name__)
@@ -44,6 +49,24 @@ class VerificationKey:
     key: Any = field(repr=False)
     algorithms: frozenset[str]
     kid: str | None = None
+    # A digest of the key material itself: what a cached verification was made with. A key
+    # replaced under the same kid and algorithm has another fingerprint.
+    fingerprint: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", fingerprint(self.key))
+
+
+def fingerprint(key: object) -> bytes:
+    """SHA-256 of a secret's bytes, or of a public key's DER SubjectPublicKeyInfo."""
+    if isinstance(key, bytes):
+        material = key
+    elif hasattr(key, "public_bytes"):
+        material = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    else:  # not a key type we build; never equal to another key's
+        material = repr(id(key)).encode()
+    return hashlib.sha256(material).digest()
 
 
 class KeySource(Protocol):
@@ -105,6 +128,10 @@ class StaticKeys:
     """Keys fixed at start-up (HS secret, PEM)."""
 
     keys: tuple[VerificationKey, ...]
+    fingerprints: frozenset[bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprints", frozenset(k.fingerprint for k in self.keys))
 
     def candidates(self, alg: str, kid: str | None) -> list[VerificationKey]:
         return [k for k in self.keys if alg in k.algorithms and (k.kid is None or k.kid == kid)]
@@ -172,6 +199,7 @@ class JwksKeys:
         self._max_age = 300.0
         self._lock = asyncio.Lock()
         self.generation = 0
+        self.fingerprints: frozenset[bytes] = frozenset()
 
     def candidates(self, alg: str, kid: str | None) -> list[VerificationKey]:
         return [k for k in self._keys if alg in k.algorithms and (kid is None or k.kid == kid)]
@@ -207,10 +235,13 @@ class JwksKeys:
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyConfigError) as error:
                 log.warning("jwks_refresh_failed", url=self.url, reason=str(error))
                 return False
-            changed = {(k.kid, k.algorithms) for k in keys} != {
-                (k.kid, k.algorithms) for k in self._keys
+            # Compared by key material too: a key replaced under its kid and algorithm is a
+            # change, and verifications made with the old one must not outlive it.
+            changed = {(k.kid, k.algorithms, k.fingerprint) for k in keys} != {
+                (k.kid, k.algorithms, k.fingerprint) for k in self._keys
             }
             self._keys, self._fetched_at, self._max_age = keys, now, max_age
+            self.fingerprints = frozenset(k.fingerprint for k in keys)
             if changed:
                 self.generation += 1
                 log.info("jwks_refreshed", url=self.url, keys=len(keys))
@@ -229,3 +260,9 @@ class KeyRing:
         if self.jwks is not None:
             found += self.jwks.candidates(alg, kid)
         return found
+
+    def trusts(self, key_fingerprint: bytes) -> bool:
+        """Whether the key with this fingerprint is still configured (JWKS: still published)."""
+        return key_fingerprint in self.static.fingerprints or (
+            self.jwks is not None and key_fingerprint in self.jwks.fingerprints
+        )

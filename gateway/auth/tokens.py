@@ -7,19 +7,21 @@ verified tokens and the one JWKS refresh an unknown `kid` may trigger.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jwt
 
-from gateway.auth.keys import SUPPORTED_ALGORITHMS, KeyRing, KeySource
+from gateway.auth.keys import SUPPORTED_ALGORITHMS, KeyRing, KeySource, VerificationKey
+from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 
 MAX_TOKEN_BYTES: Final = 8192
 CACHE_SIZE: Final = 10_000
+CACHE_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +46,13 @@ def _invalid(message: str) -> Refusal:
 
 def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f"token must carry {name!r} as a number of seconds since the epoch")
-    return float(value)
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        # JSON as Python reads it admits NaN and Infinity (no comparison with NaN is true) and
+        # integers too large for a float.
+        number = float(value) if isinstance(value, float) or abs(value) < 2**53 else math.inf
+        if math.isfinite(number):
+            return number
+    raise _invalid(f"token must carry {name!r} as a number of seconds since the epoch")
 
 
 def check_times(claims: Mapping[str, Any], policy: TokenPolicy, now: float) -> None:
@@ -65,8 +71,22 @@ def check_times(claims: Mapping[str, Any], policy: TokenPolicy, now: float) -> N
         raise _invalid("token is not valid yet (nbf)")
 
 
+class BadSignature(Refusal):
+    """No candidate key verifies the signature (a JWKS may have replaced a key under its kid)."""
+
+    def __init__(self) -> None:
+        super().__init__(Code.INVALID_TOKEN, "token signature does not verify")
+
+
 def verify_token(token: str, keys: KeySource, policy: TokenPolicy, now: float) -> dict[str, Any]:
     """The verified claims of `token`, or Refusal; UnknownKey when no key fits its alg/kid."""
+    return verify_token_key(token, keys, policy, now)[0]
+
+
+def verify_token_key(
+    token: str, keys: KeySource, policy: TokenPolicy, now: float
+) -> tuple[dict[str, Any], VerificationKey]:
+    """`verify_token`, with the key that verified the signature."""
     if len(token) > MAX_TOKEN_BYTES:
         raise _invalid(f"token is longer than {MAX_TOKEN_BYTES} bytes")
     try:
@@ -111,22 +131,33 @@ def verify_token(token: str, keys: KeySource, policy: TokenPolicy, now: float) -
         except jwt.PyJWTError as error:
             raise _invalid(f"token is not valid: {error}") from None
         check_times(claims, policy, now)
-        return claims
-    raise _invalid("token signature does not verify")
+        return claims, candidate
+    raise BadSignature
 
 
 class TokenVerifier:
-    """`verify_token` with a bounded LRU of verified tokens, each kept no longer than its exp.
+    """`verify_token` with an LRU of verified tokens bounded in entries and bytes, each kept no
+    longer than its exp.
 
     A live client re-sends the same token on every long-poll; the cache makes that a dict
     lookup. Revocation is checked separately on every request, so caching never outlives it.
+    Each entry remembers the fingerprint of the key material that verified it, and is used only
+    while that key is still trusted: a JWKS key replaced under the same `kid` and algorithm
+    ends the verifications made with the old one.
     """
 
-    def __init__(self, keys: KeyRing, policy: TokenPolicy, size: int = CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        policy: TokenPolicy,
+        size: int = CACHE_SIZE,
+        max_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.keys = keys
         self.policy = policy
-        self._size = size
-        self._cache: OrderedDict[bytes, tuple[dict[str, Any], float]] = OrderedDict()
+        self._cache: BoundedCache[bytes, tuple[dict[str, Any], float, bytes]] = BoundedCache(
+            "tokens", size, max_bytes
+        )
         self._generation = 0
 
     def _lookup(self, digest: bytes, now: float) -> dict[str, Any] | None:
@@ -137,12 +168,32 @@ class TokenVerifier:
         entry = self._cache.get(digest)
         if entry is None:
             return None
-        claims, expires = entry
+        claims, expires, key = entry
+        if not self.keys.trusts(key):
+            self._cache.delete(digest)
+            return None
         if now > expires + self.policy.leeway:
-            del self._cache[digest]
+            self._cache.delete(digest)
             raise Refusal(Code.TOKEN_EXPIRED, "token has expired; refresh it and retry")
-        self._cache.move_to_end(digest)
         return claims
+
+    async def _verify_refreshing(
+        self, token: str, now: float
+    ) -> tuple[dict[str, Any], VerificationKey]:
+        """Verify; a kid the JWKS lacks, or a signature its key under that kid does not
+        verify (the key was replaced), triggers one rate-limited refresh and a second try."""
+        try:
+            return verify_token_key(token, self.keys, self.policy, now)
+        except (UnknownKey, BadSignature) as first:
+            jwks = self.keys.jwks
+            if jwks is None or not await jwks.refresh():
+                if isinstance(first, BadSignature):
+                    raise
+                raise _invalid(f"no trusted key matches this token (kid {first.kid!r})") from None
+            try:
+                return verify_token_key(token, self.keys, self.policy, now)
+            except UnknownKey as second:
+                raise _invalid(f"no trusted key matches this token (kid {second.kid!r})") from None
 
     async def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -152,17 +203,7 @@ class TokenVerifier:
         cached = self._lookup(digest, now)
         if cached is not None:
             return cached
-        try:
-            claims = verify_token(token, self.keys, self.policy, now)
-        except UnknownKey as unknown:
-            jwks = self.keys.jwks
-            if jwks is None or not await jwks.refresh():
-                raise _invalid(f"no trusted key matches this token (kid {unknown.kid!r})") from None
-            try:
-                claims = verify_token(token, self.keys, self.policy, now)
-            except UnknownKey:
-                raise _invalid(f"no trusted key matches this token (kid {unknown.kid!r})") from None
-        self._cache[digest] = (claims, float(claims["exp"]))
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        claims, key = await self._verify_refreshing(token, now)
+        # The claims are the token's payload decoded: about its size again, as objects.
+        self._cache.put(digest, (claims, float(claims["exp"]), key.fingerprint), 2 * len(token))
         return claims

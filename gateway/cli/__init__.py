@@ -7,6 +7,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 
+from gateway import __version__
 from gateway.cli import check, dev_token, diff, revoke, rule_tests, serve
 from gateway.cli.inputs import CommandParser
 
@@ -18,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="shape-gateway",
         description="Authenticating, tenant-scoping proxy for Electric's shape API.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for command in COMMANDS:

@@ -18,6 +18,7 @@ from gateway.cli.inputs import (
     rules_or_report,
     settings_or_report,
 )
+from gateway.cli.preflight import report, run_preflight
 from gateway.errors import Refusal
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan
@@ -25,34 +26,57 @@ from gateway.upstream.headers import LOCAL_TTL
 
 
 def register(commands: Commands) -> None:
-    check = commands.add_parser("check", help="validate a rules file")
+    check = commands.add_parser(
+        "check",
+        help="validate a rules file (and, with --database, against the schema)",
+        description="Load a rules file as `serve` would and print every problem as "
+        "PATH:LINE: key: message (exit 1), or a summary (exit 0). Settings problems exit 2.",
+    )
     check.add_argument("path", nargs="?", help="rules file (default: GATEWAY_RULES)")
+    check.add_argument(
+        "--database",
+        metavar="URL",
+        help="also check every shape's table, columns and where against this PostgreSQL "
+        "(read only; default: GATEWAY_CHECK_DATABASE; needs the `proof` extra)",
+    )
     check.set_defaults(run=run_check)
 
-    explain = commands.add_parser("explain", help="show what a request would become upstream")
-    explain.add_argument("shape")
-    explain.add_argument("--user", required=True)
-    explain.add_argument("--tenant", required=True)
-    explain.add_argument("--role", required=True)
-    explain.add_argument("--claim", action="append", metavar="K=V")
-    explain.add_argument("--where")
-    explain.add_argument("--param", action="append", metavar="N=V")
-    explain.add_argument("--columns")
+    explain = commands.add_parser(
+        "explain",
+        help="show what a request would become upstream",
+        description="Plan one shape request with the planner that serves traffic and print "
+        "the exact upstream request (the secret shown as REDACTED), or the refusal (exit 1).",
+    )
+    explain.add_argument("shape", help="the shape name a client sends as `table`")
+    explain.add_argument("--user", required=True, help="the caller's user id")
+    explain.add_argument("--tenant", required=True, help="the caller's active tenant")
+    explain.add_argument("--role", required=True, help="the caller's role")
+    explain.add_argument(
+        "--claim", action="append", metavar="K=V", help="another token claim (repeatable)"
+    )
+    explain.add_argument("--where", help="the client's own where (within client_where)")
+    explain.add_argument(
+        "--param", action="append", metavar="N=V", help="a value for $N in --where (repeatable)"
+    )
+    explain.add_argument("--columns", help="the client's columns list, comma-separated")
     explain.add_argument("--rules", help="rules file (default: GATEWAY_RULES)")
     explain.set_defaults(run=run_explain)
 
 
 def run_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings = settings_or_report(env, sys.stderr)
-    if settings is None:
-        return EXIT_USAGE
-    path = args.path or settings.rules_path
-    rules = rules_or_report(path, settings, env, sys.stdout)
-    if rules is None:
-        return EXIT_PROBLEM
+    found = run_preflight(env, keys=False, rules_path=args.path, database=args.database)
+    report(found, "check", errors=sys.stderr, rules_out=sys.stdout)
+    rules = found.rules
+    if found.exit_code != EXIT_OK or rules is None:
+        return found.exit_code
+    checked = (
+        f", {found.schema_checked} checked against the database"
+        if found.schema_checked is not None
+        else ""
+    )
     print(
-        f"{path}: ok: {len(rules.shapes)} shapes, roles {', '.join(sorted(rules.roles))}, "
-        f"digest {rules.digest}"
+        f"{rules.path}: ok: {len(rules.shapes)} shapes{checked}, roles "
+        f"{', '.join(sorted(rules.roles))}, digest {rules.digest}"
     )
     return EXIT_OK
 
@@ -97,4 +121,6 @@ def run_explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(decision.message)
         return EXIT_PROBLEM
     print_request(decision)
+    if rules.shapes[decision.shape].scope == "user":
+        print("  scope    user: these rows follow the user across tenants (`scope: user`)")
     return EXIT_OK

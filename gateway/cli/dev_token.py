@@ -26,10 +26,15 @@ from gateway.rules.model import IdentityMap
 
 
 def register(commands: Commands) -> None:
-    token = commands.add_parser("token", help="print a signed dev JWT (needs JWT_SECRET)")
-    token.add_argument("--user", required=True)
-    token.add_argument("--tenant", required=True)
-    token.add_argument("--role", required=True)
+    token = commands.add_parser(
+        "token",
+        help="print a signed dev JWT (needs JWT_SECRET)",
+        description="Print an HS256 token signed with JWT_SECRET, its claims named as the "
+        "rules' identity map says: for development and tests, never for production users.",
+    )
+    token.add_argument("--user", required=True, help="the user id claim")
+    token.add_argument("--tenant", required=True, help="the tenant id claim")
+    token.add_argument("--role", required=True, help="the role claim")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.add_argument("--claim", action="append", metavar="K=V", help="JSON for {...} values")
     token.add_argument("--rules", help="rules file for claim names (default: GATEWAY_RULES)")

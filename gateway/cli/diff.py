@@ -34,7 +34,9 @@ def register(commands: Commands) -> None:
     )
     parser.add_argument("old", help="the rules before the edit (- for stdin)")
     parser.add_argument("new", help="the rules after the edit (- for stdin)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
     parser.set_defaults(run=run)
 
 

@@ -23,10 +23,15 @@ from gateway.settings import Settings
 
 
 def register(commands: Commands) -> None:
-    revoke = commands.add_parser("revoke", help="publish a revocation event")
-    revoke.add_argument("type", choices=[t.value for t in EventType])
-    revoke.add_argument("--user")
-    revoke.add_argument("--tenant")
+    revoke = commands.add_parser(
+        "revoke",
+        help="publish a revocation event",
+        description="Publish a revocation event through Redis (REDIS_URL) or a gateway's admin "
+        "API (--gateway); every replica enforces it within a second. Prints the event id.",
+    )
+    revoke.add_argument("type", choices=[t.value for t in EventType], help="the event type")
+    revoke.add_argument("--user", help="the user the event concerns")
+    revoke.add_argument("--tenant", help="the tenant the event concerns")
     revoke.add_argument("--role", help="the new role (role.changed)")
     revoke.add_argument("--session", help="one session's sid/jti (session.revoked)")
     revoke.add_argument("--gateway", metavar="URL", help="publish through a gateway's admin API")

@@ -1,5 +1,5 @@
 """Revocation events: the one format shared by the admin API, the CLI, the Redis stream and
-the SSE feed (SPEC, Revocation). Pure: parsing, validation, serialisation.
+the SSE feed (docs/revocation.md). Pure: parsing, validation, serialisation.
 """
 
 from __future__ import annotations

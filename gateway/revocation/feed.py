@@ -108,8 +108,20 @@ def replay_end(count: int) -> bytes:
     return f": replayed {count}\n\n".encode()
 
 
-def feed_response() -> web.StreamResponse:
-    return web.StreamResponse(
+class FeedResponse(web.StreamResponse):
+    """The event stream, counting the body bytes it writes (the audit line's `bytes`)."""
+
+    def __init__(self, *, headers: dict[str, str]) -> None:
+        super().__init__(headers=headers)
+        self.sent = 0
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += len(data)
+        await super().write(data)
+
+
+def feed_response() -> FeedResponse:
+    return FeedResponse(
         headers={
             hdrs.CONTENT_TYPE: "text/event-stream",
             hdrs.CACHE_CONTROL: "no-store",

@@ -256,6 +256,7 @@ class RedisStore:
                 await self._check(retained)  # at start, and after a lost connection
                 await self._catch_up(on_event)
                 self._last_ok = time.monotonic()
+                self.client.report(None)
                 if not self.connected:
                     log.info("revocation_stream_following", key=self.key, last_id=self._last_id)
                 self.connected, backoff = True, 0.1
@@ -278,6 +279,7 @@ class RedisStore:
                     return  # the app is shutting down and closed our client
                 if self.connected:
                     log.warning("revocation_stream_unreachable", reason=str(error))
+                self.client.report(error)  # logged when it starts, then every 30 s
                 self.connected = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)

@@ -36,18 +36,22 @@ from gateway.rules.sections import (
     read_routing,
     read_upstreams,
 )
-from gateway.sql.expressions import ExpressionError
+from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.identifiers import IdentifierError, parse_relation
 from gateway.sql.placeholders import CompiledWhere, compile_where
+from gateway.sql.scoping import find_pinning
 
 __all__ = ["Problem", "RulesError", "load_rules", "parse_rules"]  # the loader's public face
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
 _TABLE_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
+_TENANT_MARK: Final = "tenant_mark_"  # stands for {tenant} while a table template is parsed
 _TOP_KEYS: Final = ("version", "identity", "roles", "upstreams", "routing", "shapes", "limits")
 _SHAPE_KEYS: Final = (
     "table", "public", "unscoped", "where", "allow", "columns", "client_where", "local_ttl",
+    "scope",
 )  # fmt: skip
+_SCOPES: Final = ("tenant", "user")
 
 
 def _where(reader: RulesReader, node: yaml.Node, key: str) -> CompiledWhere | None:
@@ -69,9 +73,21 @@ def _table(reader: RulesReader, node: yaml.Node, key: str) -> str:
             reader.problem(node, key, f"{{{match.group(1)}}} is not a placeholder; only {{tenant}}")
             return ""
     try:
-        parse_relation(table.replace("{tenant}", "t"))
+        parts = parse_relation(table.replace("{tenant}", _TENANT_MARK))
     except IdentifierError as error:
         reader.problem(node, key, str(error))
+        return table
+    for part, what in zip(parts, ("schema", "table name"), strict=True):
+        if _TENANT_MARK in part and not part.replace(_TENANT_MARK, ""):
+            reader.problem(
+                node,
+                key,
+                f"{{tenant}} needs fixed text beside it in the {what}, as in "
+                f"`tenant_{{tenant}}.documents`: alone, a tenant id names any {what} "
+                "(tenant `public` would read public's)",
+            )
+    if _TENANT_MARK in parts[0] and parts[0].startswith("pg_"):
+        reader.problem(node, key, "schema names starting with pg_ are PostgreSQL's own")
     return table
 
 
@@ -158,6 +174,30 @@ def _unpinned(roles: list[str], grant: Grant, table: str) -> str:
     )
 
 
+def _pins_tenant(where: CompiledWhere) -> bool:
+    """Whether a top-level AND term pins `:tenant` itself (not only `:user`)."""
+    tenant = {n: b for n, b in enumerate(where.bindings, 1) if b == "tenant"}
+    return bool(tenant) and find_pinning(parse_expression(where.sql), tenant).pinned
+
+
+def _user_scoped(roles: list[str], where: CompiledWhere) -> str:
+    """The message for a where that pins the user alone, without `scope: user`."""
+    who = "role " + ", ".join(map(repr, roles))
+    return (
+        f"{who}: the where pins :user but not :tenant, so it serves the user's rows in every "
+        "tenant: with a token for another tenant, and after the user left this one. Add "
+        "`tenant_id = :tenant` as a top-level AND term, or say `scope: user` if these rows "
+        "belong to the person rather than to a tenant (they follow the user across tenants)"
+    )
+
+
+def _scope(reader: RulesReader, node: yaml.Node, key: str) -> str:
+    scope = reader.string(node, key)
+    if scope and scope not in _SCOPES:
+        reader.problem(node, key, f"must be {' or '.join(_SCOPES)}, not {scope!r}")
+    return scope
+
+
 def _shape(
     reader: RulesReader, key: str, key_node: yaml.Node, node: yaml.Node, roles: frozenset[str]
 ) -> ShapeRule | None:
@@ -180,6 +220,7 @@ def _shape(
     columns = get("columns", lambda n, k: read_column_names(reader, n, k), None)
     declared = get("client_where", lambda n, k: read_client_where(reader, n, k), None)
     client_where = declared.columns if declared is not None else None
+    scope = get("scope", lambda n, k: _scope(reader, n, k), "tenant")
     local_ttl = get("local_ttl", reader.duration, None)
     allow_node = entries["allow"][1] if "allow" in entries else None
 
@@ -214,6 +255,15 @@ def _shape(
         scoped = "{tenant}" in table or (grant.where is not None and grant.where.scoped)
         if compiled and not (public or unscoped or scoped):
             reader.problem(line_node, at, _unpinned(grant_roles, grant, table))
+        elif (
+            compiled
+            and scoped
+            and scope != "user"
+            and "{tenant}" not in table
+            and grant.where is not None
+            and not _pins_tenant(grant.where)
+        ):
+            reader.problem(line_node, at, _user_scoped(grant_roles, grant.where))
         if client_where and grant.columns is not None:
             hidden = sorted(set(client_where) - set(grant.columns))
             if hidden:
@@ -232,6 +282,7 @@ def _shape(
         public=public,
         local_ttl=local_ttl,
         line=key_node.start_mark.line + 1,
+        scope=scope or "tenant",
     )
 
 

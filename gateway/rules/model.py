@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.cache import BoundedCache
 from gateway.sql.placeholders import CompiledWhere
+
+MAX_CACHED_PLANS = 10_000
+PLAN_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class ShapeRule:
     public: bool = False
     local_ttl: int | None = None  # seconds a client may keep the rows locally (`local_ttl`)
     line: int = 0
+    scope: str = "tenant"  # "user": rows pinned to the user alone, in every tenant (`scope: user`)
 
     @property
     def per_tenant_table(self) -> bool:
@@ -85,4 +90,8 @@ class Rules:
     path: str = ""
     digest: str = ""  # sha256 of the file, first 12 hex digits: logged with every decision
     # The planner's cache of plans made under these rules (gone with them at a reload).
-    plans: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    plans: BoundedCache[object, object] = field(
+        default_factory=lambda: BoundedCache("plans", MAX_CACHED_PLANS, PLAN_CACHE_BYTES),
+        compare=False,
+        repr=False,
+    )

@@ -29,14 +29,40 @@ class RulesError(Exception):
         super().__init__("\n".join(map(str, self.problems)))
 
 
+def _snippet(text: str, line: int, column: int) -> str:
+    """The source line (0-based `line`) and a caret under `column`, indented under the problem."""
+    lines = text.splitlines()
+    source = lines[line] if line < len(lines) else ""
+    under = "".join("\t" if c == "\t" else " " for c in source[:column])  # tabs line up
+    return f"\n    {source}\n    {under}^"
+
+
+def yaml_problem(error: yaml.YAMLError, text: str, path: str) -> Problem:
+    """PyYAML's error as `PATH:LINE: (yaml): what (at column C)`, then the line and a caret.
+
+    PyYAML's own text names a `<unicode string>` and repeats the marks; this keeps what a
+    person needs: the problem, where it is, and what it was inside of.
+    """
+    mark = getattr(error, "problem_mark", None)
+    if not isinstance(error, yaml.MarkedYAMLError) or mark is None:
+        return Problem(path, 1, "(yaml)", str(error))
+    message = f"{error.problem or 'not valid YAML'} (at column {mark.column + 1})"
+    context_mark = error.context_mark
+    if error.context:
+        message += f", {error.context}"
+        if context_mark is not None and context_mark.line != mark.line:
+            message += f" that starts at line {context_mark.line + 1}"
+    if error.note:
+        message += f"; {error.note}"
+    return Problem(path, mark.line + 1, "(yaml)", message + _snippet(text, mark.line, mark.column))
+
+
 def compose_document(text: str, path: str) -> yaml.Node:
     """The single YAML document in `text`, or RulesError naming the YAML problem's line."""
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise RulesError([Problem(path, line, "(yaml)", str(error).replace("\n", " "))]) from None
+        raise RulesError([yaml_problem(error, text, path)]) from None
     if len(documents) != 1 or documents[0] is None:
         raise RulesError([Problem(path, 1, "(file)", "must hold exactly one YAML document")])
     document: yaml.Node = documents[0]

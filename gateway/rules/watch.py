@@ -3,7 +3,9 @@
 Change detection polls `stat()` through symlinks once a second, comparing (real path, inode,
 mtime, size): that sees editors' write-to-temp-and-rename, Kubernetes ConfigMap `..data`
 symlink swaps and plain overwrites alike, where inotify on the original inode would not. A
-reload that fails keeps the last good rules and records why.
+reload that fails keeps the last good rules and records why. Every reload logs its outcome:
+`rules_reloaded`, `rules_unchanged`, `rules_reload_failed`, or `rules_reload_recovered` (the
+first good load after a failed one).
 """
 
 from __future__ import annotations
@@ -86,10 +88,20 @@ class RulesHolder:
                 )
             )
         changed = rules.digest != self.rules.digest
+        recovered = bool(self.last_error)
         self.rules, self.last_error, self.loaded_at = rules, (), time.time()
         if changed:
             self.reloads += 1
-            log.info("rules_reloaded", trigger=trigger, path=self.path, digest=rules.digest)
+        # Every reload says how it ended, so the last line about the rules is never a stale
+        # error: a file fixed after a failed reload is `rules_reload_recovered` (changed or not).
+        event = (
+            "rules_reload_recovered"
+            if recovered
+            else "rules_reloaded"
+            if changed
+            else "rules_unchanged"
+        )
+        log.info(event, trigger=trigger, path=self.path, digest=rules.digest, changed=changed)
         return self._tell(ReloadResult(ok=True, changed=changed, digest=rules.digest))
 
     def _tell(self, result: ReloadResult) -> ReloadResult:

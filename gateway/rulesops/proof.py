@@ -73,8 +73,9 @@ def _check(conn: psycopg.Connection[tuple[object, ...]], result: CaseResult) -> 
     return dataclasses.replace(result, mismatches=tuple(found), rows=rows)
 
 
-def prove(results: Sequence[CaseResult], url: str) -> list[CaseResult]:
-    """`results` with each allowed case's rows checked in the database at `url`."""
+def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to the database at `url`, or ProofUnavailableError saying why not. Callers
+    run each check in a READ ONLY transaction and roll it back, and close it (never `with`)."""
     try:
         import psycopg  # noqa: PLC0415 - optional dependency: only --database needs it
     except ImportError:
@@ -82,9 +83,15 @@ def prove(results: Sequence[CaseResult], url: str) -> list[CaseResult]:
             "--database needs psycopg; install it with: pip install 'shape-gateway[proof]'"
         ) from None
     try:
-        conn = psycopg.connect(url, connect_timeout=10)
+        return psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
-        raise ProofUnavailableError(f"cannot connect to the database: {error}") from None
+        reason = " ".join(str(error).split())  # psycopg's text spans lines
+        raise ProofUnavailableError(f"cannot connect to the database: {reason}") from None
+
+
+def prove(results: Sequence[CaseResult], url: str) -> list[CaseResult]:
+    """`results` with each allowed case's rows checked in the database at `url`."""
+    conn = connect(url)
     try:
         return [
             _check(conn, result)

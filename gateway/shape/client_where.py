@@ -1,6 +1,6 @@
 """A client's own `where` (and `subset__where`/`subset__order_by`), checked on the parse tree.
 
-SPEC: one boolean expression over the shape's `client_where` columns in the subset Electric
+Allowed: one boolean expression over the shape's `client_where` columns in the subset Electric
 supports (`gateway/sql/subset.py`: literals, `$n` parameters, comparisons, AND/OR/NOT, [NOT] IN,
 [NOT] BETWEEN, IS [NOT] NULL, [NOT] LIKE/ILIKE, casts of columns and literals to Electric's
 types). Anything else (sub-selects, functions, arrays, other columns, several statements,
@@ -12,12 +12,12 @@ Electric; the client's text itself never travels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, scan
 
+from gateway.cache import cached
 from gateway.errors import Code, Refusal
 from gateway.sql.emit import emit_order_by, emit_where
 from gateway.sql.expressions import ExpressionError, parse_expression
@@ -82,7 +82,7 @@ def _parse(text: str, what: str) -> ast.Node:
         raise _invalid(f"{what} does not parse: {error.message}") from None
 
 
-@lru_cache(maxsize=4096)
+@cached("client_wheres", 4096, 4 * 1024 * 1024, size=lambda checked: len(checked.sql))
 def check_client_where(
     text: str,
     allowed: frozenset[str],
@@ -92,8 +92,9 @@ def check_client_where(
 ) -> CheckedWhere:
     """Validate `text`; renumber its `$k` to `$k+shift`. Raises Refusal(invalid_where).
 
-    `types` are the column types the rules declare. Cached: a live client repeats the same
-    where on every poll, and the result depends only on these arguments.
+    `types` are the column types the rules declare. Cached (bounded in entries and bytes): a
+    live client repeats the same where on every poll, and the result depends only on these
+    arguments.
     """
     node = _parse(text, what)
     try:
@@ -143,7 +144,7 @@ def _sort_items(text: str, what: str) -> list[tuple[ast.SortBy, str]]:
     return items
 
 
-@lru_cache(maxsize=1024)
+@cached("order_bys", 1024, 1024 * 1024, size=len)
 def check_order_by(text: str, readable: frozenset[str] | None) -> str:
     """`subset__order_by`: columns with ASC/DESC and NULLS FIRST/LAST only (#8 item 3).
 

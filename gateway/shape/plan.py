@@ -28,6 +28,7 @@ from gateway.sql.identifiers import (
 )
 
 TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
+SHARED_SCHEMAS: Final = frozenset({"public", "information_schema"})  # and every pg_*
 SHAPE_PATH: Final = "/v1/shape"
 
 
@@ -84,11 +85,30 @@ def _table(shape: ShapeRule, identity: Identity) -> str:
             )
         table = table.replace("{tenant}", identity.tenant.replace("-", "_"))
     try:
-        return format_relation(*parse_relation(table))
+        schema, name = parse_relation(table)
     except IdentifierError as error:  # only reachable if the template itself is odd
         raise Refusal(
             Code.INVALID_TENANT, f"tenant id does not form a table name: {error}"
         ) from None
+    if (
+        shape.per_tenant_table
+        and (schema in SHARED_SCHEMAS or schema.startswith("pg_"))
+        and _tenant_names_schema(shape.table)
+    ):
+        # The tenant id made the schema a shared one (`{tenant}_schema` with tenant
+        # `information`): the rows there belong to no tenant.
+        raise Refusal(
+            Code.INVALID_TENANT,
+            f"tenant id {identity.tenant!r} would name the shared schema {schema!r}; "
+            "it cannot be used with this shape",
+        )
+    return format_relation(schema, name)
+
+
+def _tenant_names_schema(template: str) -> bool:
+    """Whether `{tenant}` is in the template's schema (rather than in its table name)."""
+    schemas = {parse_relation(template.replace("{tenant}", t))[0] for t in ("a", "b")}
+    return len(schemas) > 1
 
 
 def _columns(query: ShapeQuery, grant: Grant) -> tuple[str, ...] | None:
@@ -159,23 +179,20 @@ class _Definition:
     local_ttl: int | None
 
 
-MAX_CACHED_PLANS: Final = 10_000
-
-
 def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
     """Decide what `identity` may ask Electric for with `query`. Raises Refusal.
 
     A client repeats its shape on every poll, only its position changing: the decision is
     cached per (caller, shape definition) under the rules it was made with (a reload starts a
-    fresh cache). Refusals are never cached.
+    fresh cache), bounded in entries and bytes (`gateway/cache.py`). Refusals are never cached.
     """
     key = (identity.plan_key, query.definition_key)
     definition = rules.plans.get(key)
     if definition is None:
         definition = _definition(query, identity, rules)
-        if len(rules.plans) >= MAX_CACHED_PLANS:
-            rules.plans.clear()
-        rules.plans[key] = definition
+        # The key holds the client's text, the definition what it became: about twice it.
+        text = sum(len(name) + len(value) for name, value in (*definition.head, *definition.tail))
+        rules.plans.put(key, definition, 2 * text)
     assert isinstance(definition, _Definition)
     position: list[tuple[str, str]] = [
         (name, value)

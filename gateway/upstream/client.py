@@ -2,10 +2,10 @@
 one request at a time on each, pooled per upstream.
 
 Bytes and `content-encoding` pass through as Electric sent them; timeouts outlast Electric's
-20 s long-poll and 60 s SSE stream; connection failures are mapped to the spec's codes. A
-kept-alive connection Electric closed while it sat idle fails before any byte of an answer:
-that request is sent once more, on a new connection (every request the gateway makes upstream
-is a read, so repeating it is safe).
+20 s long-poll and 60 s SSE stream; connection failures are mapped to the gateway's codes
+(docs/http-api.md#errors). A kept-alive connection Electric closed while it sat idle fails
+before any byte of an answer: that request is sent once more, on a new connection (every
+request the gateway makes upstream is a read, so repeating it is safe).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import structlog
 from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 
+from gateway.cache import cached
 from gateway.errors import Code, Refusal
 from gateway.shape.plan import SHAPE_PATH, UpstreamRequest
 from gateway.upstream.connection import Connection, UpstreamBroken
@@ -143,7 +144,7 @@ class UpstreamResponse:
         self._connection.close()
 
 
-@lru_cache(maxsize=16_384)
+@cached("encoded_pairs", 16_384, 8 * 1024 * 1024, size=len)
 def _encoded(name: str, value: str) -> str:
     """`name=value` percent-encoded; a caller's table, where and bound values repeat on every
     poll (the plan is cached, so these are the very same strings), only its position changes."""

@@ -11,6 +11,7 @@ overload with `retry-after`): the client library knows what to do with them. Two
 
 from __future__ import annotations
 
+import json
 import zlib
 from typing import Final
 
@@ -24,6 +25,7 @@ from gateway.upstream.connection import UpstreamBroken
 log = structlog.get_logger(__name__)
 LOGGED_BYTES: Final = 2048
 PASSED_THROUGH: Final = frozenset({409})
+SCHEMA_FIELDS: Final = frozenset({"table", "columns", "queryable_columns"})
 FAILED = Refusal(Code.UPSTREAM_UNAVAILABLE, "Electric failed to answer this request; retry shortly")
 NOT_ELECTRIC = Refusal(
     Code.UPSTREAM_MISCONFIGURED,
@@ -36,18 +38,43 @@ def _is_json(response: UpstreamResponse) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
+def _decoded(raw: bytes, response: UpstreamResponse) -> bytes | None:
+    """The start of a body as sent, decompressed if gzip'd (None: undecodable)."""
+    if response.headers.get(hdrs.CONTENT_ENCODING, "").lower() in ("gzip", "x-gzip"):
+        try:
+            return zlib.decompressobj(wbits=31).decompress(raw, LOGGED_BYTES)
+        except zlib.error:
+            return None
+    return raw[:LOGGED_BYTES]
+
+
 async def _excerpt(response: UpstreamResponse) -> str:
     """The start of the body, decompressed if gzip'd, for the log (which redacts secrets)."""
     try:
         raw = await response.read(LOGGED_BYTES * 4)
     except (UpstreamBroken, TimeoutError):
         return ""
-    if response.headers.get(hdrs.CONTENT_ENCODING, "").lower() in ("gzip", "x-gzip"):
-        try:
-            raw = zlib.decompressobj(wbits=31).decompress(raw, LOGGED_BYTES)
-        except zlib.error:
-            return "(undecodable gzip body)"
-    return raw[:LOGGED_BYTES].decode("utf-8", "replace")
+    decoded = _decoded(raw, response)
+    return "(undecodable gzip body)" if decoded is None else decoded.decode("utf-8", "replace")
+
+
+def rejection_details(raw: bytes, response: UpstreamResponse) -> dict[str, object]:
+    """What Electric's 4xx JSON body says was wrong, for the log: its messages about the table
+    and columns (schema names, the usual fault: a column the rules name and the table lacks);
+    for any other field (a where or a parameter, whose message may quote a bound value) only
+    that it was rejected."""
+    decoded = _decoded(raw, response)
+    try:
+        document = json.loads(decoded or b"")
+    except ValueError:
+        return {}
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, dict):
+        return {}
+    return {
+        field: messages if field in SCHEMA_FIELDS else "(rejected; the message is not logged)"
+        for field, messages in errors.items()
+    }
 
 
 async def refuse_unless_electric_answered(response: UpstreamResponse) -> None:

@@ -38,8 +38,9 @@ PASS_THROUGH: Final = frozenset(
     {hdrs.ETAG.lower(), hdrs.RETRY_AFTER.lower(), hdrs.CONTENT_TYPE.lower(),
      hdrs.CONTENT_ENCODING.lower(), hdrs.VARY.lower()}
 )  # fmt: skip
-# What a browser client must be able to read (electric-protocol.md §2.2, issue #2492: an
-# explicit list, because `*` is ignored for credentialed requests).
+# What a browser client must be able to read (the headers @electric-sql/client reads; Electric's
+# own CORS plug exposes them by name, electric issue #2492: an explicit list, because `*` is
+# ignored for credentialed requests).
 EXPOSED: Final = (
     "electric-cursor", "electric-handle", "electric-has-data", "electric-offset",
     "electric-schema", "electric-up-to-date", "electric-internal-known-error",

@@ -67,6 +67,7 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     lease = await limiter.acquire(identity, plan)
     if lease is None:
         raise too_many_live(plan.live_connections_per_user)
+    request[AUDIT].live = True
     gauge = app[METRICS].live_connections
     gauge.inc()
     try:

@@ -28,7 +28,8 @@ from gateway.errors import Code, Refusal
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
-from gateway.redis_client import connect_redis, replica_name
+from gateway.outages import Outages
+from gateway.redis_client import REDIS_JOBS, connect_redis, replica_name
 from gateway.redis_url import parse_redis_url
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
@@ -39,11 +40,14 @@ from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
+from gateway.upstream.probe import UpstreamProbes
 from gateway.web import admin, audit_events, health, local_key, revocations, shape
+from gateway.web.admin_guard import AdminFailures
 from gateway.web.admission import admit
 from gateway.web.auth import authenticate
 from gateway.web.cors import answer_preflights
 from gateway.web.keys import (
+    ADMIN_FAILURES,
     AUDIT_LOG,
     AUDIT_SINK,
     FEED,
@@ -51,6 +55,8 @@ from gateway.web.keys import (
     LIMITER,
     LIVE_ROUTES,
     METRICS,
+    OUTAGES,
+    PROBES,
     PUBLIC_PATHS,
     REPLICA,
     REVOCATIONS,
@@ -109,7 +115,10 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
         refresher = app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
     app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
     app[IDENTITIES] = IdentityCache()
+    probes = UpstreamProbes(app[RULES], session, app[OUTAGES], settings.upstream_probe_seconds)
+    app[PROBES] = probes  # started by web/server.py once the gateway listens
     yield
+    await probes.stop()
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes
     await session.close()
@@ -133,6 +142,7 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
         client = connect_redis(
             settings.redis_url, "revocations", replica=app[REPLICA], connections=2,
             socket_timeout=socket_timeout(settings.revocation_wait_ms), decode_responses=True,
+            outages=app[OUTAGES],
         )  # fmt: skip
         store = RedisStore(client, settings.redis_prefix, settings.revocation_wait_ms, retention)
     revocations = Revocations(
@@ -157,16 +167,19 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
     sink: AuditSink
     if settings.redis_url:
         url, replica, size = settings.redis_url, app[REPLICA], settings.redis_pool_size
+        outages = app[OUTAGES]
         limiter = RedisLimiter(
-            connect_redis(url, "limits", replica=replica, connections=size),
+            connect_redis(url, "limits", replica=replica, connections=size, outages=outages),
             settings.redis_prefix,
             settings.live_lease_seconds,
         )
         sink = RedisSink(
-            connect_redis(url, "audit", replica=replica, connections=size), settings.redis_prefix
+            connect_redis(url, "audit", replica=replica, connections=size, outages=outages),
+            settings.redis_prefix,
+            settings.audit_bytes_per_minute,
         )
     else:
-        limiter, sink = MemoryLimiter(), LogSink()
+        limiter, sink = MemoryLimiter(), LogSink(settings.audit_bytes_per_minute)
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
     security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
     app[SECURITY] = security
@@ -197,6 +210,17 @@ def _observe_rules(app: web.Application) -> None:
                 REDACTOR.add_secret(upstream.secret)
 
     holder.observers.append(observe)
+
+
+def _outages(metrics: Metrics, settings: Settings) -> Outages:
+    """Failing dependencies, each also a `shape_gateway_dependency_up` series."""
+    outages = Outages()
+    outages.listeners.append(
+        lambda kind, name, up: metrics.dependency_up.labels(kind, name).set(1 if up else 0)
+    )
+    for job in REDIS_JOBS if settings.redis_url else ():
+        metrics.dependency_up.labels("redis", job).set(1)
+    return outages
 
 
 async def _end_live_streams(app: web.Application) -> None:
@@ -240,11 +264,13 @@ def make_app(
     app[PUBLIC_PATHS] = PUBLIC
     app[LIVE_ROUTES] = LIVE
     app[AUDIT_LOG] = AuditLog()
+    app[ADMIN_FAILURES] = AdminFailures()
     app[RULES] = holder
     app[STREAMS] = OpenStreams(leeway=settings.jwt_leeway)
     app[TIMEOUTS] = timeouts or Timeouts()
     app[METRICS] = Metrics(tenant_labels=settings.metrics_tenant_labels)
     _observe_rules(app)
+    app[OUTAGES] = _outages(app[METRICS], settings)
     app[FEED] = FeedHub()
     app.cleanup_ctx.append(_tasks_context)
     app.cleanup_ctx.append(_client_context)
@@ -265,6 +291,7 @@ def make_app(
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     if settings.admin_token:
+        app.router.add_get("/admin/status", admin.get_status)
         app.router.add_get("/admin/rules", admin.get_rules)
         app.router.add_post("/admin/reload", admin.reload_rules)
         app.router.add_post("/admin/revocations", revocations.post_revocation)

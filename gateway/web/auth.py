@@ -3,11 +3,14 @@ about a request is examined or answered before the caller is authenticated.
 
 A token comes from `Authorization: Bearer`, else (with GATEWAY_AUTH_COOKIE) from that cookie.
 A cookie rides along on requests other sites make, so cookie authentication is held to the
-browser's own CSRF signals (SPEC, HTTP API):
+browser's own CSRF signals (docs/http-api.md#cookies):
+- `Sec-Fetch-Site: cross-site` is refused whatever the method: the browser itself says another
+  site made the request.
 - `GET`/`HEAD` are accepted without `Origin` (browsers send none on a same-origin GET) and
-  refused with an `Origin` not in GATEWAY_CORS_ORIGINS or `Sec-Fetch-Site: cross-site`;
-  they only read, and a cross-site page cannot read the answer without CORS anyway.
+  refused with an `Origin` not in GATEWAY_CORS_ORIGINS; they only read, and a cross-site page
+  cannot read the answer without CORS anyway.
 - any other method needs an allowed `Origin` (every browser sends one on a POST).
+- `GATEWAY_CORS_ORIGINS=*` does not load with a cookie (settings.py): "allowed" means listed.
 - the cookie must appear once: a sibling subdomain that plants a second cookie of the same
   name (cookie tossing) cannot pick which identity a request runs as.
 Header values may hold any byte: a non-ASCII token or admin token is a 401, never a crash.
@@ -16,6 +19,7 @@ Header values may hold any byte: a non-ASCII token or admin token is a 401, neve
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -25,10 +29,12 @@ from gateway.errors import Code, Refusal
 from gateway.settings import Settings
 from gateway.web.cors import allowed_origin
 from gateway.web.keys import (
+    ADMIN_FAILURES,
     ADMIN_PREFIX,
     AUDIT,
     IDENTITIES,
     IDENTITY,
+    METRICS,
     PUBLIC_PATHS,
     RULES,
     SETTINGS,
@@ -72,18 +78,18 @@ def cookie_values(request: web.Request, name: str) -> list[str]:
 
 def _check_cookie_request(request: web.Request, settings: Settings) -> None:
     origin = _single(request, hdrs.ORIGIN)
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
+        raise Refusal(
+            Code.INVALID_TOKEN,
+            "cookie authentication is not accepted on cross-site requests; "
+            "send `Authorization: Bearer <jwt>`",
+        )
     if request.method in SAFE_METHODS:
         if origin is not None and allowed_origin(settings, origin) is None:
             raise Refusal(
                 Code.INVALID_TOKEN,
                 f"cookie authentication is not accepted from origin {origin[:128]!r}; "
                 "add it to GATEWAY_CORS_ORIGINS or send `Authorization: Bearer <jwt>`",
-            )
-        if request.headers.get("Sec-Fetch-Site", "").strip().lower() == "cross-site":
-            raise Refusal(
-                Code.INVALID_TOKEN,
-                "cookie authentication is not accepted on cross-site requests; "
-                "send `Authorization: Bearer <jwt>`",
             )
     elif origin is None or allowed_origin(settings, origin) is None:
         raise Refusal(
@@ -126,13 +132,32 @@ def check_admin_token(request: web.Request, expected: str) -> None:
         raise Refusal(Code.INVALID_TOKEN, "this is not the admin token")
 
 
+def authenticate_admin(request: web.Request, expected: str) -> None:
+    """The admin token, its failures limited per client address (web/admin_guard.py). The right
+    token always passes: an attacker sharing an address (a NAT, a node's proxy) must not lock
+    ops out of the revocation API during an incident."""
+    failures, counter = request.app[ADMIN_FAILURES], request.app[METRICS].admin_auth_failures
+    address, now = request.remote or "-", time.monotonic()
+    try:
+        check_admin_token(request, expected)
+    except Refusal:
+        try:
+            failures.check(address, now)
+        except Refusal:
+            counter.labels("limited").inc()
+            raise
+        failures.fail(address, now)
+        counter.labels("refused").inc()
+        raise
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in request.app[PUBLIC_PATHS]:
         return await handler(request)
     settings = request.app[SETTINGS]
     if request.path.startswith(ADMIN_PREFIX) and settings.admin_token:
-        check_admin_token(request, settings.admin_token)
+        authenticate_admin(request, settings.admin_token)
         return await handler(request)
     token = bearer_token(request, settings)
     app = request.app

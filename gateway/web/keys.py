@@ -16,6 +16,7 @@ from gateway.auth.identity import Identity, IdentityCache
 from gateway.auth.tokens import TokenVerifier
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
+from gateway.outages import Outages
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
 from gateway.rules.watch import RulesHolder
@@ -23,6 +24,8 @@ from gateway.settings import Settings
 from gateway.streams import OpenStream, OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
+from gateway.upstream.probe import UpstreamProbes
+from gateway.web.admin_guard import AdminFailures
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
@@ -41,6 +44,9 @@ LIMITER: Final = web.AppKey("limiter", Limiter)
 AUDIT_SINK: Final = web.AppKey("audit_sink", AuditSink)
 SECURITY: Final = web.AppKey("security", SecurityEvents)
 AUDIT_LOG: Final = web.AppKey("audit_log", AuditLog)
+OUTAGES: Final = web.AppKey("outages", Outages)  # failing Redis jobs and upstreams
+PROBES: Final = web.AppKey("probes", UpstreamProbes)
+ADMIN_FAILURES: Final = web.AppKey("admin_failures", AdminFailures)  # per client address
 # Routing policy, filled in by web/app.py where the pipeline is written down.
 PUBLIC_PATHS: Final = web.AppKey("public_paths", frozenset[str])  # no authentication
 LIVE_ROUTES: Final = web.AppKey("live_routes", Mapping[str, Callable[[web.Request], bool]])

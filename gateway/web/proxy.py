@@ -17,11 +17,12 @@ import asyncio
 import structlog
 from aiohttp import hdrs, web
 
+from gateway.audit.records import AuditRecord
 from gateway.errors import Code, Refusal
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import UpstreamResponse, send
 from gateway.upstream.connection import UpstreamBroken
-from gateway.upstream.errors import refuse_unless_electric_answered
+from gateway.upstream.errors import LOGGED_BYTES, refuse_unless_electric_answered, rejection_details
 from gateway.upstream.headers import LOCAL_TTL, client_headers
 from gateway.web.keys import AUDIT, STREAM, TIMEOUTS, UPSTREAMS
 
@@ -41,6 +42,7 @@ async def _stream_body(
     upstream: UpstreamResponse,
     response: web.StreamResponse,
     streaming: bool,
+    kept: bytearray | None = None,
 ) -> None:
     """Copy the body. A finite body is prepared (its headers settled) with its first chunk and
     holds back its latest chunk, so the last one leaves with the terminator: a catch-up or a
@@ -52,6 +54,8 @@ async def _stream_body(
     try:
         async for chunk in upstream.chunks():
             record.bytes += len(chunk)
+            if kept is not None and len(kept) < LOGGED_BYTES:
+                kept += chunk  # an error of Electric's: its start, for the log
             if streaming:
                 await response.write(chunk)
                 continue
@@ -75,6 +79,29 @@ async def _stream_body(
     await response.write_eof(held)
 
 
+def _passed_through(record: AuditRecord, status: int) -> bytearray | None:
+    """Audit Electric's answer as what it is; a buffer for the start of a rejection's body."""
+    record.upstream_answered(status)
+    return bytearray() if record.reason == "upstream_rejected" else None
+
+
+def _log_rejection(
+    planned: UpstreamRequest, upstream: UpstreamResponse, kept: bytearray | None
+) -> None:
+    """Electric rejected what the gateway asked (a 4xx passed through): the operator's to fix."""
+    if kept is None:
+        return
+    log.warning(
+        "upstream_rejected",
+        upstream=planned.upstream.name,
+        shape=planned.shape,
+        table=planned.table,
+        upstream_status=upstream.status,
+        errors=rejection_details(bytes(kept), upstream),
+        check="that the rules' tables and columns exist: shape-gateway check --database URL",
+    )
+
+
 async def proxy(
     request: web.Request, planned: UpstreamRequest, method: str, body: bytes | None = None
 ) -> web.StreamResponse:
@@ -93,6 +120,7 @@ async def proxy(
             timeouts=request.app[TIMEOUTS],
         )
         await refuse_unless_electric_answered(upstream)
+        kept = _passed_through(record, upstream.status)
         kind = web.StreamResponse if planned.sse else FiniteResponse
         response = kind(status=upstream.status, headers=client_headers(upstream.headers))
         if planned.local_ttl is not None:
@@ -105,7 +133,8 @@ async def proxy(
         if method == hdrs.METH_HEAD:
             await response.write_eof()
         else:
-            await _stream_body(request, upstream, response, streaming=planned.sse)
+            await _stream_body(request, upstream, response, planned.sse, kept)
+        _log_rejection(planned, upstream, kept)
         upstream.release()
         return response
     except ConnectionResetError:

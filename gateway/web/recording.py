@@ -4,6 +4,8 @@ refusal of an authenticated caller; `request_id` bound for every log line of the
 No audit, no service: when the log sink breaks (stderr closed, a pipe whose reader died) the
 line that found it out is lost, every later request but the health routes is refused with a
 JSON 503 `audit_log_unavailable`, and /readyz says not ready, until a line is written again.
+The health routes (probes, scrapes) are counted in `shape_gateway_health_requests_total`
+instead of writing a line each.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from typing import Final
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway.audit.records import CLIENT_CLOSED, AuditRecord
@@ -62,6 +64,10 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         structlog.contextvars.reset_contextvars(**bound)
     record.finish(response.status)
+    if isinstance(response, web.Response):  # proxied answers are streamed, and counted there
+        body = response.body  # our own answer (a refusal, JSON): its bytes, as for a proxied one
+        if isinstance(body, bytes | bytearray) and request.method != hdrs.METH_HEAD:
+            record.bytes = len(body)
     _finish(request, record, connection)
     return response
 
@@ -69,6 +75,12 @@ async def record_requests(request: web.Request, handler: Handler) -> web.StreamR
 def _finish(
     request: web.Request, record: AuditRecord, connection: asyncio.BaseProtocol | None
 ) -> None:
+    app = request.app
+    if request.path in app[PUBLIC_PATHS]:
+        # Probes and scrapes (every few seconds, from every prober): counted, not audited line by
+        # line, and kept out of the request counter, whose 5xx ratio a not-ready 503 would skew.
+        app[METRICS].count_health(request.path, record.status)
+        return
     # Aborted by the write timeout (web/connections.py) rather than closed by the client?
     if (
         record.status == CLIENT_CLOSED
@@ -76,7 +88,7 @@ def _finish(
         and connection.write_timed_out
     ):
         record.write_timed_out()  # the gateway cut it: the client had stopped reading
-    request.app[AUDIT_LOG].write(record)
+    app[AUDIT_LOG].write(record)
     observe(request, record)
 
 
@@ -90,10 +102,12 @@ def observe(request: web.Request, record: AuditRecord) -> None:
     labels: tuple[str, ...] = (shape, record.decision, record.reason, str(record.status))
     if metrics.tenant_labels:
         labels += (record.identity.tenant if record.identity else "-",)
-    live = "true" if record.upstream is not None and record.upstream.live else "false"
+    live = "true" if record.live else "false"
     metrics.count_request(labels, live, time.monotonic() - record.started)
     if record.upstream is not None:
         metrics.response_bytes.observe(record.bytes)
+    if record.upstream_status:
+        metrics.count_upstream(record.upstream_status)
     if record.reason in UPSTREAM_REASONS:
         metrics.upstream_errors.labels(record.reason.removeprefix("upstream_")).inc()
     if record.reason in LIMIT_REASONS:

@@ -1,7 +1,7 @@
 """Refusals rendered as `{"error": CODE, "message": TEXT}`, here and only here.
 
 Core code raises `Refusal`; aiohttp's own HTTP errors (unknown path, wrong method, body too
-large) become the spec's codes; anything else is our bug: a JSON 500 whose log line carries the
+large) become the gateway's codes; anything else is our bug: a JSON 500 whose log line carries the
 traceback of that error alone, never the exception it happened to be raised beside.
 
 A 408 (a body that did not arrive in time) is sent, then its connection closed at once

@@ -35,6 +35,8 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     else:
         if reason is not None:
             record.stopped(reason.code.value)
+    finally:
+        record.bytes = response.sent  # the body bytes it wrote, however it ended
     return response
 
 

@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from gateway.upstream.client import Timeouts
 from gateway.web.app import make_app
 from gateway.web.connections import ConnectionGuard, GuardedSite, default_max_connections
-from gateway.web.keys import METRICS, RULES, TASKS
+from gateway.web.keys import METRICS, PROBES, RULES, TASKS
 
 log = structlog.get_logger(__name__)
 GRACE: Final = 30.0
@@ -64,7 +64,14 @@ async def start(
     site = GuardedSite(
         runner, settings.host, settings.port, guard, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
     )
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # The app has started (its clients, its background tasks): stop it before reporting,
+        # or its HTTP client session is left for the garbage collector to complain about.
+        await runner.cleanup()
+        raise
+    app[PROBES].start(app[TASKS])
     return runner, site
 
 

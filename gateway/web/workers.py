@@ -18,6 +18,7 @@ import ctypes.util
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections.abc import Mapping
 from multiprocessing.process import BaseProcess
@@ -56,6 +57,18 @@ def _worker(settings: Settings, env: Mapping[str, str], index: int, parent: int)
     run_async(serve(settings, env, reuse_port=True))
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind the port as the workers will (SO_REUSEPORT) and let it go: a port another process
+    holds fails here, once, instead of in every worker restarted forever."""
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(address)
+
+
 class Supervisor:
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self.settings = settings
@@ -82,6 +95,9 @@ class Supervisor:
                 os.kill(process.pid, signum)
 
     def run(self) -> int:
+        """Supervise until every worker stopped; OSError, before any starts, when the port is
+        taken by a process that does not share it (as one process's `serve` reports it)."""
+        check_port(self.settings.host, self.settings.port)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda number, _frame: self.forward(number))
         for index in range(self.settings.workers):

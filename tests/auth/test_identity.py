@@ -83,3 +83,17 @@ def test_a_claim_that_is_not_valid_text_is_never_bound() -> None:
     identity = resolve_identity(make_claims(org="a\udcffb", region="eu"), IdentityMap())
     assert "org" not in identity.claims
     assert identity.claims["region"] == "eu"
+
+
+@pytest.mark.parametrize("value", ["ali\x00ce", "alice\n", "a\x1bb", "a\x7fb", "a\x85b"])
+@pytest.mark.parametrize("claim", ["sub", "tid", "role"])
+def test_a_control_character_in_an_identity_claim_is_refused(claim: str, value: str) -> None:
+    assert refused(make_claims(**{claim: value})).code is Code.INVALID_TOKEN
+
+
+def test_a_control_character_in_a_membership_is_refused_and_other_claims_never_bind() -> None:
+    assert refused(make_claims(tenants={"ac\x00me": "member"})).code is Code.INVALID_TOKEN
+    assert refused(make_claims(tenants={"acme": "mem\x00ber"})).code is Code.INVALID_TOKEN
+    identity = resolve_identity(make_claims(org="sa\x00les", name="Ann\nLee"), IdentityMap())
+    assert "org" not in identity.claims  # a :claims.org where then refuses: missing_claim
+    assert "name" not in identity.claims

@@ -126,3 +126,52 @@ async def test_jwks_fetch_failure_keeps_the_last_good_keys() -> None:
         assert not await jwks.refresh()
         assert server_state.fetches == 2
         assert [k.kid for k in jwks.candidates("RS256", "a")] == ["a"]
+
+
+async def test_a_key_replaced_under_the_same_kid_ends_cached_verifications_made_with_it() -> None:
+    """The JWKS publishes a new RSA key under kid `k1`, RS256 both: a token signed with the old
+    key was verified and cached; once the set is refreshed it no longer verifies, and a token
+    signed with the new key does (its signature failing the old key triggers the refresh)."""
+    server_state = JwksServer()
+    app = web.Application()
+    app.router.add_get("/jwks", server_state.handle)
+    old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server_state.document = {"keys": [_jwk(old, "k1")]}
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        jwks = JwksKeys(str(server.make_url("/jwks")), session, min_refresh=0)
+        assert await jwks.refresh(force=True)
+        verifier = TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy())
+        signed_old = jwt.encode(make_claims(), old, algorithm="RS256", headers={"kid": "k1"})
+        signed_new = jwt.encode(make_claims(), new, algorithm="RS256", headers={"kid": "k1"})
+        assert (await verifier.verify(signed_old))["sub"] == "alice"  # verified, and cached
+
+        server_state.document = {"keys": [_jwk(new, "k1")]}  # same kid, same algorithm
+        assert (await verifier.verify(signed_new))["sub"] == "alice"  # refreshed on failure
+        assert server_state.fetches == 2
+        with pytest.raises(Refusal, match="signature does not verify"):
+            await verifier.verify(signed_old)
+
+        assert await jwks.refresh(force=True) is False  # nothing changed since
+        with pytest.raises(Refusal, match="signature does not verify"):
+            await verifier.verify(signed_old)
+
+
+async def test_a_periodic_refresh_that_replaces_a_key_under_its_kid_counts_as_a_change() -> None:
+    server_state = JwksServer()
+    app = web.Application()
+    app.router.add_get("/jwks", server_state.handle)
+    old = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server_state.document = {"keys": [_jwk(old, "k1")]}
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        jwks = JwksKeys(str(server.make_url("/jwks")), session, min_refresh=0)
+        await jwks.refresh(force=True)
+        verifier = TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy())
+        signed_old = jwt.encode(make_claims(), old, algorithm="RS256", headers={"kid": "k1"})
+        await verifier.verify(signed_old)
+        server_state.document = {"keys": [_jwk(new, "k1")]}
+        await jwks.refresh(force=True)  # what jwks.maintain() runs when the set is stale
+        with pytest.raises(Refusal, match="signature does not verify"):
+            await verifier.verify(signed_old)
+        assert jwks.generation == 2  # the replacement counted as a change

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -173,3 +174,14 @@ def test_unknown_kid_signals_a_key_refresh() -> None:
     assert verify_token(token, keyed, POLICY, NOW)["sub"] == "alice"  # unkeyed PEM matches any kid
     with pytest.raises(UnknownKey):
         verify_token(make_token(), StaticKeys(()), POLICY, NOW)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 10**400])
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_a_signed_time_that_is_not_a_finite_number_is_invalid_token(
+    claim: str, value: float
+) -> None:
+    """Python's JSON reads NaN and Infinity: `exp: NaN` passed every comparison and then
+    failed as a 500 when the identity took its integer part."""
+    token = jwt.encode(make_claims(**{claim: value}), SECRET, algorithm="HS256")
+    assert refused(token).code is Code.INVALID_TOKEN

@@ -150,3 +150,21 @@ def asked_by(tab: Tab, response: Response, user: str, cookie: bool) -> bool:
     if cookie:
         return f"/as/{user}/" in response.url
     return response.request.header_value("authorization") == authorization(tab, user, cookie)
+
+
+def test_a_user_still_revoked_when_the_tenant_returns_is_not_told_the_reinstatement_did_it(
+    tabs: Tabs,
+) -> None:
+    """The panel times a deletion from the admin's click only when that click ended access: a
+    reinstatement restores no one still revoked, and deletes nothing."""
+    tab = tabs.open("alice,carol")
+    click_admin(tab, "suspend", "acme")
+    tab.expect_state("alice", "ended", timeout=CLEARED_WITHIN)
+    click_admin(tab, "revoke", "alice")
+    click_admin(tab, "reinstate", "acme")
+    tab.expect_state("carol", "live")
+    tab.panel("alice").get_by_role("button", name="Try again").click()
+    tab.expect_text("alice", ".banner .code", "access_revoked", exact=True)
+    banner = tab.panel("alice").locator(".banner").inner_text()
+    assert "Local data deleted" in banner
+    assert "Reinstate" not in banner

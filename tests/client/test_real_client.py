@@ -1,6 +1,5 @@
 """The real `@electric-sql/client` ShapeStream syncs through the gateway, changing only its URL
-and an `Authorization` header (SPEC: "Clients ... pointing its url at the gateway and adding an
-Authorization header must be all a client changes").
+and an `Authorization` header: all a client changes (README, docs/http-api.md).
 
 Each test runs Electric (the imitation, `python -m tests.electric`, once per imitated version; or
 a real server, see tests/electric_targets.py) and `shape-gateway serve` as real processes on

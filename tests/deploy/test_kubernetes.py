@@ -10,6 +10,7 @@ import posixpath
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -19,6 +20,7 @@ import yaml
 from gateway.settings import Settings
 from gateway.web.server import GRACE
 from tests.deploy.files import (
+    DEPLOY,
     K8S,
     ROOT,
     container,
@@ -57,7 +59,7 @@ def pod(deployment: dict[str, Any]) -> dict[str, Any]:
 def manifest_files() -> list[str]:
     """Every Kubernetes object file here: not the kustomization, not the generators' inputs."""
     inputs = {f for g in kustomization()["configMapGenerator"] for f in g["files"]}
-    names = (p.name for p in K8S.glob("*.yaml"))
+    names = (p.name for p in K8S.glob("*.yaml") if not p.name.endswith(".test.yaml"))
     return sorted(n for n in names if n != "kustomization.yaml" and n not in inputs)
 
 
@@ -121,6 +123,21 @@ def test_the_rules_configmap_is_the_shipped_rules_and_passes_check() -> None:
         capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("folder", [K8S, DEPLOY / "rules"], ids=["k8s", "compose"])
+def test_the_rule_tests_run_against_each_copy_of_the_rules(folder: Path) -> None:
+    """Each copy (kustomize and the compose mount cannot reach the root file) finds the root's
+    rule tests beside it, so `shape-gateway test deploy/k8s/shape_rules.yaml` tests the file
+    that ships."""
+    tests = folder / "shape_rules.test.yaml"
+    assert tests.resolve() == (ROOT / "shape_rules.test.yaml").resolve()
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "test", str(folder / "shape_rules.yaml")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed, 0 failed" in result.stdout
 
 
 def test_rules_configmap_directory_is_mounted_where_gateway_rules_points(

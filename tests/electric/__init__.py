@@ -3,10 +3,10 @@
     app = make_electric_app(ElectricConfig(dsn=..., version="1.0.10"))   # or "1.7"
     state = app[ELECTRIC]          # test hooks: requests, inject(Fault), rotate(), stats
 
-It is as strict as the real server where that can hide gateway bugs (protocol notes §11-§12):
+It is as strict as the real server where that can hide gateway bugs (README.md, `versions`):
 wheres are judged by Electric's own parser rules, not by PostgreSQL (`where_check`), and
 headers, compression, chunking and errors follow the version chosen (`versions`): 1.0.10 (run
-by hand beside the imitation) or 1.7 (what the protocol notes describe). See README.md.
+by hand beside the imitation) or 1.7 (as its source reads). See README.md.
 
 Standalone: `python -m tests.electric --port 3000 [--electric-version 1.0.10]`.
 """

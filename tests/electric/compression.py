@@ -1,6 +1,6 @@
 """Response compression the way Electric's HTTP server (Bandit) does it, per version.
 
-Electric itself never compresses; Bandit does, from `Accept-Encoding` (protocol notes §2.2):
+Electric itself never compresses; Bandit does, from `Accept-Encoding` (`Bandit.Compression`):
 
 - a response carrying an `etag` is never compressed (Bandit skips "strong" ETags, and its test
   for weak ones never matches), so shape logs, 409s and live answers go out as they are: the

@@ -44,7 +44,7 @@ def cors_headers(request: web.BaseRequest, config: ElectricConfig, methods: str)
 
 def next_cursor(long_poll_timeout: float, previous: str | None) -> str:
     """`get_next_interval_timestamp/2`: seconds since 2024-10-09 rounded up to the poll window,
-    bumped past the request's cursor so successive live URLs differ (protocol notes §3.2)."""
+    bumped past the request's cursor so successive live URLs differ (`Electric.Plug.Utils`)."""
     window = int(long_poll_timeout * 1000) // 1000
     if window == 0:
         return "0"

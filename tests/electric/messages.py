@@ -2,7 +2,7 @@
 
 Snapshot rows are `{"key","value","headers"}` in the order Electric's SQL builds them. Change
 messages come from Elixir maps whose atom-key order is an accident of the VM, so we use the
-order of the protocol notes' example. Column names (string keys) are sorted, as Jason writes
+order of Electric's documented examples. Column names (string keys) are sorted, as Jason writes
 them. Values are strings or null; keys follow `Changes.build_key/3`.
 """
 

@@ -166,7 +166,7 @@ def _subset(params: RequestParams, table: Table, state: ElectricState) -> Subset
 async def _failed_snapshot(
     request: web.Request, state: ElectricState, resolved: _Resolved, failure: SnapshotFailedError
 ) -> web.StreamResponse:
-    """PostgreSQL refused a snapshot Electric's parser accepted (protocol notes §12): 1.7
+    """PostgreSQL refused a snapshot Electric's parser accepted (`versions.py`): 1.7
     answers 500; 1.0.10 had already sent a 200 and its headers, and cut the body ~5 s later."""
     config = state.config
     if not config.server.cuts_failed_snapshot:

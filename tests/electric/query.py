@@ -1,6 +1,6 @@
 """Query-string decoding the way Plug does it, since Electric sees parameters through Plug.
 
-Plug semantics that matter to a proxy (protocol notes §1): pairs split on `&`, keys and values
+Plug semantics that matter to a proxy (`Plug.Conn.Query`): pairs split on `&`, keys and values
 are form-decoded, a duplicate key keeps its last value, a bare key decodes to "", and
 `name[k]=v` builds a nested map (that is how `params[1]=x` reaches Electric).
 """

@@ -1,8 +1,9 @@
 """Which Electric the imitation plays: what each sync-service version does differently.
 
-One real server (sync-service 1.0.10) was run by hand beside the imitation; the protocol notes
-follow 1.7.x. Every behaviour that differs between the two is one field here, so the code that
-serves a request asks `config.server.<field>` instead of comparing version strings.
+One real server (sync-service 1.0.10) was run by hand beside the imitation; the 1.7 behaviour
+follows Electric's 1.7.x source. Every behaviour that differs between the two is one field
+here, so the code that serves a request asks `config.server.<field>` instead of comparing
+version strings.
 
 `FEATURE_SINCE` also tells the real-Electric test path (`tests/real_electric`) which tests a
 server can run: a test marked `electric_feature("sse")` skips on a server older than 1.2.0.

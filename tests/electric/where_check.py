@@ -4,7 +4,7 @@ Electric wraps the clause as `SELECT 1 WHERE <where>`, parses it with libpg_quer
 tree bottom-up, typing each node against its known operators and functions; the first node it
 cannot type ends the walk with `At location N: <message>` (N: the node's byte offset in the
 clause). We walk the same libpg_query tree (pglast's JSON form, which keeps locations) in the
-same order and refuse with the same words. What it accepts (protocol notes §12, and the
+same order and refuse with the same words. What it accepts (`parser.ex` and its tests, and the
 `@electric-sql/client` where-clause reference):
 
 - column references to the shape's table, literals, `$n` parameters;

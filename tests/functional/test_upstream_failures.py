@@ -1,8 +1,12 @@
-"""Every upstream failure maps to the spec's answer; Electric's own errors pass through."""
+"""Every upstream failure maps to the gateway's documented answer (docs/http-api.md); Electric's
+own errors pass through, audited as what they are."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import MutableMapping
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,12 +48,15 @@ async def test_electric_500_becomes_a_502_without_electrics_text(
     with capture_logs() as logs:
         async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
             assert response.status == 502
-            body = await response.json()
+            raw = await response.read()
+            body = json.loads(raw)
     assert body["error"] == "upstream_unavailable"
     assert "Internal server error" not in body["message"]
     (replaced,) = [line for line in logs if line["event"] == "upstream_error_replaced"]
     assert replaced["upstream_status"] == 500
     assert "Internal server error" in replaced["body"]
+    (audited,) = [line for line in logs if line["event"] == "shape_request"]
+    assert (audited["reason"], audited["bytes"]) == ("upstream_unavailable", len(raw))
 
 
 async def test_electric_400_for_a_where_postgres_rejects_passes_through(
@@ -58,11 +65,15 @@ async def test_electric_400_for_a_where_postgres_rejects_passes_through(
     gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
                                     electric_secret=ELECTRIC_SECRET)  # fmt: skip
     query = {**SNAPSHOT, "where": "project_id = 'not a number'"}
-    async with gateway.shape(query, token=ADMIN) as response:
-        assert response.status == 400
-        body = await response.json()
-        assert body["message"] == "Invalid request"
-        assert "where" in body["errors"]
+    with capture_logs() as logs:
+        async with gateway.shape(query, token=ADMIN) as response:
+            assert response.status == 400
+            body = await response.json()
+            assert body["message"] == "Invalid request"
+            assert "where" in body["errors"]
+    (warning,) = (e for e in logs if e["event"] == "upstream_rejected")
+    assert warning["errors"] == {"where": "(rejected; the message is not logged)"}
+    assert "not a number" not in repr(logs)  # a client's value never reaches the log
 
 
 async def test_electric_refusing_our_secret_is_502_upstream_misconfigured_never_401(
@@ -183,3 +194,56 @@ async def test_a_client_hanging_up_mid_body_is_logged_499_client_closed_not_a_50
         ("allowed", "client_closed", 499)
     }
     assert not [e for e in logs if e["event"] == "unhandled_error"]
+
+
+def audit_lines(logs: list[MutableMapping[str, Any]]) -> list[tuple[str, str, int]]:
+    return [
+        (e["decision"], e["reason"], e["status"]) for e in logs if e["event"] == "shape_request"
+    ]
+
+
+async def upstream_statuses(gateway: Gateway) -> list[str]:
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        text = await response.text()
+    return [line for line in text.splitlines()
+            if line.startswith("shape_gateway_upstream_responses_total{")]  # fmt: skip
+
+
+async def test_a_column_the_table_lacks_is_audited_as_electric_rejecting_it(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    typo = world.rules.replace("project_id, title, status", "project_id, titel, status")
+    gateway = await gateway_factory(upstream=str(electric.url), rules=typo,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    member = make_token(sub="alice", tid="acme", role="member")
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=member) as response:
+            assert response.status == 400  # Electric's own answer, passed through
+            assert "titel" in await response.text()
+    assert audit_lines(logs) == [("allowed", "upstream_rejected", 400)]
+    (warning,) = (e for e in logs if e["event"] == "upstream_rejected")
+    assert warning["shape"] == "tasks"
+    assert "titel" in str(warning["errors"]["columns"])
+    assert "check --database" in warning["check"]
+    assert 'shape_gateway_upstream_responses_total{status="400"} 1.0' in await upstream_statuses(
+        gateway
+    )
+
+
+@pytest.mark.imitation_only("fault injection")
+async def test_electric_shedding_load_is_audited_as_upstream_overloaded(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_factory(upstream=str(electric.url), rules=world.rules,
+                                    electric_secret=ELECTRIC_SECRET)  # fmt: skip
+    electric.state.inject(Fault("overloaded", retry_after=7))
+    with capture_logs() as logs:
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 503
+        async with gateway.shape(SNAPSHOT, token=ADMIN) as response:
+            assert response.status == 200
+    assert audit_lines(logs) == [("allowed", "upstream_overloaded", 503), ("allowed", "ok", 200)]
+    assert sorted(await upstream_statuses(gateway)) == [
+        'shape_gateway_upstream_responses_total{status="200"} 1.0',
+        'shape_gateway_upstream_responses_total{status="503"} 1.0',
+    ]

@@ -148,6 +148,26 @@ def test_each_broken_rules_file_reports_its_line_and_key(text: str, expected: st
     assert any(p.startswith(expected) or expected in p for p in found), found
 
 
+def test_a_yaml_syntax_error_keeps_its_line_column_and_a_caret_under_the_fault() -> None:
+    text = "version: 1\nroles: [a]\nshapes:\n  x:\n    table: t\n    where: a: b\n"
+    (found,) = problems(text)
+    assert found.splitlines() == [
+        "r.yaml:6: (yaml): mapping values are not allowed here (at column 13)",
+        "        where: a: b",
+        "                ^",
+    ]
+
+
+def test_a_yaml_error_inside_a_construct_says_where_the_construct_starts() -> None:
+    (found,) = problems("version: 1\nroles: [a, b\nshapes: {}\n")
+    first, source, caret = found.splitlines()
+    assert first == (
+        "r.yaml:3: (yaml): expected ',' or ']', but got ':' (at column 7), "
+        "while parsing a flow sequence that starts at line 2"
+    )
+    assert caret.index("^") == source.index(":")
+
+
 @pytest.mark.parametrize(
     ("ttl", "seconds"), [("45s", 45), ("30m", 1800), ("24h", 86400), ("7d", 604800)]
 )
@@ -205,14 +225,95 @@ def test_check_names_the_missing_term_for_the_role() -> None:
 
 
 @pytest.mark.parametrize(
+    ("where", "scope"),
+    [
+        ("tenant_id = :tenant", ""),
+        (":user = owner_id AND archived = false", "    scope: user\n"),
+        ("tenant_id IN (:tenant, :user) AND NOT (status = 'deleted' OR status IS NULL)",
+         "    scope: user\n"),
+        ("(status = 'a' OR status = 'b') AND tenant_id = :tenant", ""),
+        ("NOT (tenant_id <> :tenant) AND owner = :user", ""),  # the tenant pinned, once pushed
+    ],
+)  # fmt: skip
+def test_a_role_where_pinned_by_a_top_level_term_loads(where: str, scope: str) -> None:
+    rules = make_rules(GOOD.replace("tenant_id = :tenant", where) + scope)
+    assert rules.shapes["things"].grants["member"].where is not None
+    assert rules.shapes["things"].scope == (scope.split(":")[1].strip() if scope else "tenant")
+
+
+@pytest.mark.parametrize(
     "where",
     [
-        "tenant_id = :tenant",
+        "owner = :user",
         ":user = owner_id AND archived = false",
-        "tenant_id IN (:tenant, :user) AND NOT (status = 'deleted' OR status IS NULL)",
-        "(status = 'a' OR status = 'b') AND tenant_id = :tenant",
+        "tenant_id IN (:tenant, :user)",  # a tenant_id equal to the user id: still the user's
+        "owner = :user AND (tenant_id = :tenant OR shared)",
     ],
 )
-def test_a_role_where_pinned_by_a_top_level_term_loads(where: str) -> None:
-    rules = make_rules(GOOD.replace("tenant_id = :tenant", where))
-    assert rules.shapes["things"].grants["member"].where is not None
+def test_a_where_that_pins_the_user_but_not_the_tenant_loads_only_with_scope_user(
+    where: str,
+) -> None:
+    """Pinning the user alone follows the user across tenants: rows of a tenant they were
+    removed from stay readable with another tenant's token. Said out loud, it loads."""
+    text = GOOD.replace("tenant_id = :tenant", where)
+    (found,) = problems(text)
+    assert found.startswith("r.yaml:6: shapes.things.where: role 'admin', 'member': the where pins")
+    assert "pins :user but not :tenant" in found
+    assert "say `scope: user` if these rows belong to the person" in found
+    assert "follow the user across tenants" in found
+    assert make_rules(text + "    scope: user\n").shapes["things"].scope == "user"
+
+
+def test_a_role_override_that_pins_only_the_user_is_named_on_its_own_line() -> None:
+    text = GOOD.replace(
+        "    allow: [admin, member]\n",
+        '    allow:\n      admin: {}\n      member:\n        where: "owner = :user"\n',
+    )
+    (found,) = problems(text)
+    assert found.startswith("r.yaml:10: shapes.things.allow.member.where: role 'member': ")
+
+
+def test_a_per_tenant_table_needs_no_scope_for_a_user_where() -> None:
+    text = GOOD.replace("public.things", "'tenant_{tenant}.things'").replace(
+        "tenant_id = :tenant", "owner = :user"
+    )
+    assert make_rules(text).shapes["things"].scope == "tenant"
+
+
+def test_scope_accepts_only_tenant_or_user() -> None:
+    (found,) = problems(GOOD + "    scope: everyone\n")
+    assert found == "r.yaml:8: shapes.things.scope: must be tenant or user, not 'everyone'"
+
+
+@pytest.mark.parametrize(
+    ("table", "what"),
+    [
+        ("{tenant}.docs", "in the schema"),
+        ('"{tenant}".docs', "in the schema"),
+        ("app.{tenant}", "in the table name"),
+        ("{tenant}", "in the table name"),
+    ],
+)
+def test_a_table_template_without_fixed_text_beside_tenant_does_not_load(
+    table: str, what: str
+) -> None:
+    """`{tenant}.docs` would map tenant `public` to `public.docs`: a shared schema."""
+    text = GOOD.replace("public.things", f"'{table}'")
+    (found,) = problems(text.replace('    where: "tenant_id = :tenant"\n', ""))
+    assert found.startswith("r.yaml:5: shapes.things.table: {tenant} needs fixed text beside it")
+    assert what in found
+    assert "tenant `public` would read public's" in found
+
+
+@pytest.mark.parametrize("table", ["tenant_{tenant}.documents", "{tenant}_data.docs",
+                                   "app.docs_{tenant}", '"T_{tenant}".docs'])  # fmt: skip
+def test_a_table_template_with_fixed_text_beside_tenant_loads(table: str) -> None:
+    text = GOOD.replace("public.things", f"'{table}'")
+    text = text.replace('    where: "tenant_id = :tenant"\n', "")
+    assert make_rules(text).shapes["things"].per_tenant_table
+
+
+def test_a_template_whose_schema_always_starts_with_pg_does_not_load() -> None:
+    text = GOOD.replace("public.things", "pg_{tenant}.docs")
+    (found,) = problems(text)
+    assert "schema names starting with pg_ are PostgreSQL's own" in found

@@ -328,3 +328,51 @@ def test_a_cached_plan_follows_the_clients_position_and_refusals_are_not_cached(
     bad = [("table", "tasks"), ("offset", "-1"), ("columns", "id,salary")]
     for _ in range(2):
         assert refusal(bad, rules).code is Code.COLUMN_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("template", "tenant", "schema"),
+    [
+        ("{tenant}_schema.docs", "information", "information_schema"),
+        ("{tenant}_catalog.docs", "pg", "pg_catalog"),
+        ("{tenant}_toast.docs", "pg", "pg_toast"),
+        ("{tenant}lic.docs", "pub", "public"),
+        ("x{tenant}.docs", "-temp-1", "x_temp_1"),  # not shared: allowed
+    ],
+)
+def test_a_tenant_id_that_would_name_a_shared_schema_is_refused(
+    template: str, tenant: str, schema: str
+) -> None:
+    rules = make_rules(
+        f"""\
+        version: 1
+        roles: [member]
+        shapes:
+          docs:
+            table: "{template}"
+            allow: [member]
+        """
+    )
+    query = [("table", "docs"), ("offset", "-1")]
+    if not schema.startswith("x"):
+        refused = refusal(query, rules, tenant=tenant)
+        assert refused.code is Code.INVALID_TENANT
+        assert f"would name the shared schema {schema!r}" in refused.message
+    else:
+        assert planned(query, rules, tenant=tenant).table == f"{schema}.docs"
+
+
+def test_a_fixed_shared_schema_with_a_table_per_tenant_is_served() -> None:
+    """`public.docs_{tenant}`: the operator chose the schema; the tenant only names a table."""
+    rules = make_rules(
+        """\
+        version: 1
+        roles: [member]
+        shapes:
+          docs:
+            table: "public.docs_{tenant}"
+            allow: [member]
+        """
+    )
+    request = planned([("table", "docs"), ("offset", "-1")], rules, tenant="public")
+    assert request.table == "public.docs_public"

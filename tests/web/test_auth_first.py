@@ -4,6 +4,7 @@ and health routes; every refusal is JSON `{error, message}` with private caching
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from multidict import CIMultiDict
@@ -46,6 +47,10 @@ async def test_unauthenticated_request_gets_401_missing_token_and_nothing_else(
         (f"Bearer {make_token(key='some-other-secret-some-other-secret')}", "invalid_token"),
         (f"Bearer {make_token(iat=1_000_000, exp=1_000_060)}", "token_expired"),
         (f"Bearer {'x' * 9000}", "invalid_token"),
+        (f"Bearer {make_token(exp=math.nan)}", "invalid_token"),  # was a 500
+        (f"Bearer {make_token(exp=math.inf)}", "invalid_token"),  # was a 500
+        ("Bearer " + make_token(sub="ali\x00ce"), "invalid_token"),  # was bound upstream
+        ("Bearer " + make_token(tid="acme\r\nx"), "invalid_token"),
     ],
 )
 async def test_bad_credentials_are_refused_with_their_code(
@@ -111,3 +116,26 @@ async def test_the_admin_token_does_not_reach_shapes_through_dot_segments(
     status = (await reader.readline()).split()[1]
     writer.close()
     assert status == b"404"
+
+
+async def test_failed_admin_authentications_are_limited_per_address_and_counted(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Ten wrong guesses a minute from one address; then each wrong guess is a 429 with
+    Retry-After, counted apart; the right token still passes (ops are never locked out)."""
+    gateway = await gateway_factory()
+    for _ in range(10):
+        async with gateway.request("GET", "/admin/rules", token="wrong-guess") as response:
+            assert response.status == 401
+    async with gateway.request("GET", "/admin/rules", token="wrong-guess") as response:
+        assert response.status == 429
+        assert (await response.json())["error"] == "rate_limited"
+        assert 1 <= int(response.headers["Retry-After"]) <= 6
+    async with gateway.request("GET", "/admin/rules", token=ADMIN_TOKEN) as response:
+        assert response.status == 200
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        text = await response.text()
+    assert 'shape_gateway_admin_auth_failures_total{outcome="refused"} 10.0' in text
+    assert 'shape_gateway_admin_auth_failures_total{outcome="limited"} 1.0' in text
+    async with gateway.shape({"table": "tasks", "offset": "-1"}) as response:
+        assert response.status != 429  # shape requests of the same address are not affected

@@ -61,9 +61,12 @@ async def test_cookie_get_is_accepted_unless_the_browser_says_it_is_cross_site(
         ({}, 401),  # every browser sends Origin on a POST: its absence is not a browser's
         ({"Origin": "https://evil.example"}, 401),
         ({"Sec-Fetch-Site": "same-origin"}, 401),
+        ({"Origin": APP, "Sec-Fetch-Site": "same-site"}, 200),
+        ({"Origin": APP, "Sec-Fetch-Site": "cross-site"}, 401),  # the browser says so
+        ({"Origin": APP, "Sec-Fetch-Site": " Cross-Site "}, 401),
     ],
 )
-async def test_cookie_post_needs_an_allowed_origin(
+async def test_cookie_post_needs_an_allowed_origin_and_no_cross_site_fetch(
     gateway_factory: GatewayFactory, headers: dict[str, str], expected: int
 ) -> None:
     gateway = await cookie_gateway(gateway_factory)

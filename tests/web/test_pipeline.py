@@ -68,12 +68,9 @@ async def test_every_route_logs_its_true_decision_and_reason(
         for method, path, kwargs in calls:
             async with gateway.request(method, path, **kwargs) as response:
                 await response.read()
-    assert lines_of(logs) == [
+    assert lines_of(logs) == [  # the health routes are counted, not audited
         ("/v1/memberships", "allowed", "ok", 200),
         ("/v1/audit-events", "allowed", "ok", 200),
-        ("/healthz", "allowed", "ok", 200),
-        ("/readyz", "allowed", "ok", 200),
-        ("/metrics", "allowed", "ok", 200),
         ("/admin/rules", "allowed", "ok", 200),
         ("/admin/reload", "allowed", "ok", 200),
         ("/admin/revocations", "allowed", "ok", 202),
@@ -93,6 +90,57 @@ async def test_a_feed_the_client_closes_is_logged_as_allowed_and_client_closed(
             while not lines_of(logs):  # noqa: ASYNC110 - the server logs when it notices
                 await asyncio.sleep(0.02)
     assert lines_of(logs) == [("/v1/events", "allowed", "client_closed", 499)]
+    (line,) = (e for e in logs if e["event"] == "shape_request")
+    assert line["live"] is True
+    assert line["bytes"] == len(b": connected\n\n: replayed 0\n\n")  # the body it wrote
+
+
+async def metric_lines(gateway: Any, name: str) -> list[str]:
+    async with gateway.request("GET", "/metrics", token=None) as response:
+        text = await response.text()
+    return [line for line in text.splitlines() if line.startswith(name + "{")]
+
+
+async def test_health_routes_are_counted_and_not_audited_line_by_line(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory()
+    with capture_logs() as logs:
+        for path in ("/healthz", "/readyz", "/healthz"):
+            async with gateway.request("GET", path, token=None) as response:
+                await response.read()
+    assert lines_of(logs) == []
+    counted = await metric_lines(gateway, "shape_gateway_health_requests_total")
+    assert 'shape_gateway_health_requests_total{path="/healthz",status="200"} 2.0' in counted
+    assert any(
+        line.startswith('shape_gateway_health_requests_total{path="/readyz"') for line in counted
+    )
+    assert await metric_lines(gateway, "shape_gateway_requests_total") == []
+
+
+async def test_a_refusal_logs_the_bytes_of_the_body_it_sent(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory()
+    with capture_logs() as logs:
+        async with gateway.request("GET", "/v1/memberships", token=None) as response:
+            body = await response.read()
+    (line,) = (e for e in logs if e["event"] == "shape_request")
+    assert (line["reason"], line["bytes"]) == ("missing_token", len(body))
+    assert len(body) > 0
+
+
+async def test_routes_that_name_no_shape_are_counted_under_shape_dash(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory()
+    async with gateway.request("GET", "/v1/memberships") as response:
+        assert response.status == 200
+    async with gateway.shape({"table": "nope", "offset": "-1"}) as response:
+        assert response.status == 404
+    counted = await metric_lines(gateway, "shape_gateway_requests_total")
+    assert any('reason="ok",shape="-",status="200"' in c for c in counted)
+    assert any('reason="unknown_shape",shape="unknown",status="404"' in c for c in counted)
 
 
 async def test_every_log_line_of_a_request_carries_its_request_id(
@@ -163,7 +211,8 @@ async def test_a_broken_log_sink_fails_closed_and_the_replica_turns_unready(
     rules = tmp_path / "rules.yaml"
     rules.write_text(SHIPPED_RULES.read_text())
     env = {**os.environ, "JWT_SECRET": SECRET, "LOG_FORMAT": "json",
-           "ELECTRIC_URL": "http://127.0.0.1:9"}  # fmt: skip
+           "ELECTRIC_URL": "http://127.0.0.1:9",  # no Electric: not probed, so not logged
+           "GATEWAY_UPSTREAM_PROBE_SECONDS": "0"}  # fmt: skip
     read_end, write_end = os.pipe()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1", "--port", "0",

@@ -7,15 +7,18 @@ import json
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from tests.factories import SECRET, SHIPPED_RULES
 from tests.gateway import ADMIN_TOKEN
+from tests.web.raw import raw_request, send_raw
 
 ENV = {
     **os.environ,
@@ -137,3 +140,79 @@ async def test_serve_raises_a_low_soft_file_limit_to_the_hard_one(tmp_path: Path
     finally:
         process.kill()
         await process.wait()
+
+
+async def test_a_port_in_use_is_one_clear_line_and_nothing_after_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await run_serve(
+            "--host", "127.0.0.1", "--port", str(port), "--rules", str(SHIPPED_RULES)
+        )
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert lines == [
+        f"serve: cannot listen on 127.0.0.1:{port}: the address is already in use; stop what "
+        "listens there, or choose another port (--port, GATEWAY_PORT)"
+    ]
+
+
+async def test_a_port_in_use_stops_several_workers_before_any_starts() -> None:
+    env = {**ENV, "REDIS_URL": "redis://127.0.0.1:9/0"}  # required by --workers; never reached
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await run_serve(
+            "--host", "127.0.0.1", "--port", str(port), "--rules", str(SHIPPED_RULES),
+            "--workers", "2", env=env,
+        )  # fmt: skip
+        async with asyncio.timeout(20):
+            _, err = await process.communicate()
+    assert process.returncode == 2
+    assert err.decode().splitlines() == [
+        f"serve: cannot listen on 127.0.0.1:{port}: the address is already in use; stop what "
+        "listens there, or choose another port (--port, GATEWAY_PORT)"
+    ]
+
+
+async def test_a_bad_port_a_short_secret_and_unreadable_rules_are_all_reported_in_one_run(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    env = {**ENV, "GATEWAY_PORT": "99999", "JWT_SECRET": "too-short"}
+    process = await run_serve("--rules", str(missing), env=env)
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    lines = err.decode().splitlines()
+    assert lines[0] == "configuration: GATEWAY_PORT='99999': must be a whole number from 0 to 65535"
+    assert lines[1].startswith("configuration: JWT_SECRET must be at least 32 bytes")
+    assert lines[2] == f"serve: the rules in {missing} do not load:"
+    assert lines[3].startswith(f"{missing}:1: (file): cannot be read: [Errno 2]")
+    assert len(lines) == 4
+
+
+async def test_no_log_line_carries_a_cookie_or_authorization_value_even_of_malformed_requests(
+    served: tuple[asyncio.subprocess.Process, str, Path],
+) -> None:
+    """aiohttp's parser logs the bytes of the header it chokes on: an opaque session cookie or
+    a Basic credential (neither JWT-shaped) must not reach the log through it, nor through the
+    requests the gateway itself refuses."""
+    process, url, _ = served
+    target = URL(url)
+    secret = b"opaque-session-value-0123"
+    for request in (
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret + b"\x01")]),
+        raw_request("GET", "/v1/shape", [(b"Authorization", b"Basic " + secret + b"\x7f")]),
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret + b"A" * 17_000)]),
+        raw_request("GET", "/v1/shape", [(b"Cookie", b"sg=" + secret)]),
+        raw_request("GET", "/v1/shape", [(b"Authorization", b"Bearer " + secret)]),
+    ):
+        assert (await send_raw(target, request)).status in (400, 401)
+    process.send_signal(signal.SIGTERM)
+    _, err = await process.communicate()
+    assert b"malformed_request: Invalid header value char (header Cookie)" in err
+    assert b"malformed_request: Invalid header value char (header Authorization)" in err
+    assert secret not in err

@@ -16,7 +16,7 @@ export class AdminView {
   }
 
   async act(action, target, label) {
-    this.clock.lastAction = { at: performance.now(), label }
+    this.clock.lastAction = { at: performance.now(), label, action }
     try {
       const { event, directory } = await postJson(`/api/admin/${action}`, target)
       this.result.textContent = event

@@ -196,8 +196,10 @@ export class Panel {
     run.ended = true
     for (const shape of Object.values(run.shapes)) shape.rows.clear()
     this.view.clear()
+    // Timed from the admin's click only when that click ended access (a reinstatement or a
+    // restore deletes nothing, even if this panel learns of an older revocation just after).
     const action = this.clock.lastAction
-    const since = action && performance.now() - action.at < 10000
+    const since = action && ["revoke", "suspend"].includes(action.action) && performance.now() - action.at < 10000
       ? `${Math.round(performance.now() - action.at)} ms after the admin clicked "${action.label}"`
       : null
     const via = event
