@@ -8,6 +8,11 @@ nor refresh its token in a loop over a role change it already has. A comment hea
 the stream alive through proxies. A client too slow to keep up is disconnected (it reconnects
 with Last-Event-ID and misses nothing).
 
+The replay ends with a comment, `: replayed N` (N events), written before any live event, even
+when nothing was replayed: a client that folds replayed events before acting (so that a
+replayed suspension and the reinstatement after it end nothing) knows where the replay ends
+without guessing from timing. SSE parsers ignore comments, so other clients see no change.
+
 A feed is an open stream like a shape request (gateway/streams.py): the event that ends its
 caller's access stops it, as does its token's expiry and shutdown. Stopped, it first writes
 what is queued to it, the ending event included (it is queued before the stop is made), then
@@ -98,6 +103,11 @@ def replay(
     return [e for e in retained if e.at > identity.issued_at and concerns(e, identity)]
 
 
+def replay_end(count: int) -> bytes:
+    """The comment that ends the replay of a connection: what follows it is live."""
+    return f": replayed {count}\n\n".encode()
+
+
 class FeedResponse(web.StreamResponse):
     """The event stream, counting the body bytes it writes (the audit line's `bytes`)."""
 
@@ -127,9 +137,10 @@ async def stream_events(
     hub: FeedHub,
     history: Callable[[], list[RevocationEvent]],
 ) -> Refusal | None:
-    """Subscribe, take the history to replay (no await between: no gap), then stream live
-    into `response`; an event in both is sent once. Returns the reason the feed was stopped
-    (after writing what was queued and ending the stream), or None when it ended itself."""
+    """Subscribe, take the history to replay (no await between: no gap), then stream the
+    replay, its end (`replay_end`) and live events into `response`; an event in both is sent
+    once. Returns the reason the feed was stopped (after writing what was queued and ending
+    the stream), or None when it ended itself."""
     subscriber = Subscriber(stream.identity)
     hub.subscribers.add(subscriber)
     missed = history()
@@ -146,6 +157,7 @@ async def stream_events(
             await response.write(b": connected\n\n")
             for event in missed:
                 await send(event)
+            await response.write(replay_end(len(missed)))
             while True:
                 try:
                     async with asyncio.timeout(hub.heartbeat):

@@ -1,10 +1,12 @@
 """/v1/events is admitted like a shape request: a revoked caller cannot open it, it is charged
-to the request budget, it holds a live slot while open; it replays what the caller missed and
-ends cleanly when the gateway shuts down."""
+to the request budget, it holds a live slot while open; it replays what the caller missed and ends
+the replay with a `: replayed N` comment before anything live; it ends cleanly when the gateway
+shuts down."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -131,3 +133,43 @@ async def test_a_feed_ended_by_shutdown_ends_its_stream_cleanly(
     assert [(e["decision"], e["reason"], e["status"]) for e in lines] == [
         ("allowed", "stopped:upstream_unavailable", 200)
     ]
+
+
+async def read_lines(feed: aiohttp.ClientResponse, count: int, within: float = 2.0) -> list[str]:
+    """The feed's next `count` lines."""
+    lines: list[str] = []
+    async with asyncio.timeout(within):
+        while len(lines) < count:
+            raw = await feed.content.readline()
+            assert raw, f"the feed ended after {lines}"
+            lines.append(raw.decode().rstrip("\n"))
+    return lines
+
+
+def sse(event: dict[str, Any]) -> list[str]:
+    data = json.dumps(event, separators=(",", ":"))
+    return [f"id: {event['id']}", f"event: {event['type']}", f"data: {data}", ""]
+
+
+async def test_the_replay_ends_with_a_comment_before_any_live_event(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = await gateway_factory()
+    token = make_token(iat=int(time.time()) - 5)
+    suspended = (await publish(gateway, type="tenant.suspended", tenant="acme"))["event"]
+    reinstated = (await publish(gateway, type="tenant.reinstated", tenant="acme"))["event"]
+    # Newer than the token: both replayed, then the comment, then what is published live.
+    async with gateway.request("GET", "/v1/events", token=token) as feed:
+        head = await read_lines(feed, 12)
+        revoked = await publish(gateway, type="membership.revoked", user="alice", tenant="globex")
+        live = await read_lines(feed, 4)
+    assert head == [": connected", "", *sse(suspended), *sse(reinstated), ": replayed 2", ""]
+    assert live == sse(revoked["event"])
+    # After Last-Event-ID: what came after it; nothing to replay: the comment all the same.
+    headers = {"Last-Event-ID": reinstated["id"]}
+    async with gateway.request("GET", "/v1/events", token=token, headers=headers) as feed:
+        assert await read_lines(feed, 8) == [
+            ": connected", "", *sse(revoked["event"]), ": replayed 1", ""
+        ]  # fmt: skip
+    async with gateway.request("GET", "/v1/events", token=make_token()) as feed:
+        assert await read_lines(feed, 4) == [": connected", "", ": replayed 0", ""]

@@ -92,7 +92,7 @@ async def test_a_feed_the_client_closes_is_logged_as_allowed_and_client_closed(
     assert lines_of(logs) == [("/v1/events", "allowed", "client_closed", 499)]
     (line,) = (e for e in logs if e["event"] == "shape_request")
     assert line["live"] is True
-    assert line["bytes"] == len(b": connected\n\n")
+    assert line["bytes"] == len(b": connected\n\n: replayed 0\n\n")  # the body it wrote
 
 
 async def metric_lines(gateway: Any, name: str) -> list[str]:

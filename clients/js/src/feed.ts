@@ -1,12 +1,15 @@
 // The revocation feed: `GET /v1/events` read with fetch (the Authorization header or the
 // cookie goes along), reconnected with backoff, resumed from the last event id.
 //
-// Events are handed on in batches, folded by the client before it acts: a batch is what
-// arrives without a pause of `foldWindow` ms, and a batch still open when the gateway ends
-// the stream stays open across the reconnection. A replay (everything after Last-Event-ID, or
-// newer than the token) is written by the gateway at once, so it is one batch: a replayed
-// suspension and the reinstatement after it are folded together, and end nothing. A refusal
-// of the reconnection is the gateway's verdict now: it closes the batch.
+// Events are handed on in batches, folded by the client before it acts. The replay (what came
+// after Last-Event-ID, or what is newer than the token) is one batch, whatever its pace: the
+// gateway ends it with a `: replayed N` comment, and only that comment, or the gateway's
+// refusal of a connection (its verdict now), closes it. A replayed suspension and the
+// reinstatement after it are thus folded together and end nothing, however the replay was
+// split on its way. A replay cut short (the stream ended or broke before the comment) stays
+// open and goes on with the next connection's replay, which starts after the last event
+// received. After the comment every event is live, true now: a batch of its own, acted on as
+// it arrives.
 //
 // The last event id is kept in `storage` once its batch was acted on, so a reload resumes
 // after it instead of acting on the same events again.
@@ -14,7 +17,7 @@
 import { RECONNECT, type Backoff, backoffDelay, sleep } from "./backoff.js"
 import { GatewayError } from "./errors.js"
 import type { RevocationEvent } from "./fold.js"
-import { readEvents } from "./sse.js"
+import { readMessages } from "./sse.js"
 import type { Transport } from "./transport.js"
 
 /** Where the last event id is kept: localStorage, sessionStorage, or anything alike. */
@@ -40,10 +43,10 @@ export interface FeedHooks {
 export interface FeedOptions {
   storage: KeyValueStorage
   reconnect?: Backoff
-  foldWindow?: number // milliseconds
 }
 
 const HEALTHY_AFTER = 10_000 // a connection that lasted this long resets the backoff
+const REPLAYED = /^replayed \d+$/ // the gateway's comment after the replay of a connection
 
 function parseEvent(data: string): RevocationEvent | null {
   try {
@@ -65,12 +68,10 @@ export class Feed {
   readonly #hooks: FeedHooks
   readonly #storage: KeyValueStorage
   readonly #reconnect: Backoff
-  readonly #foldWindow: number
   #controller: AbortController | null = null
   #lastId: string | null = null
   #storageKey: string | null = null
-  #pending: RevocationEvent[] = []
-  #timer: ReturnType<typeof setTimeout> | null = null
+  #pending: RevocationEvent[] = [] // the replay received so far, not yet acted on
   #acting: Promise<void> = Promise.resolve()
   /** Resolves when the loop has ended (stop, or a refusal it does not retry). */
   done: Promise<void> = Promise.resolve()
@@ -80,7 +81,6 @@ export class Feed {
     this.#hooks = hooks
     this.#storage = options.storage
     this.#reconnect = options.reconnect ?? RECONNECT
-    this.#foldWindow = options.foldWindow ?? 100
   }
 
   get running(): boolean {
@@ -96,13 +96,12 @@ export class Feed {
     })
   }
 
-  /** Stop reading; what arrived is still acted on (not awaited: stop may be called from a
-   * handler the batch in progress is waiting on). */
+  /** Stop reading. Live events were acted on as they arrived; a replay not yet ended is held,
+   * and goes on with the next connection's replay if the feed starts again. */
   async stop(): Promise<void> {
     this.#controller?.abort()
     this.#controller = null
     await this.done
-    void this.#flush()
   }
 
   /** Reconnect now (another tenant, another token). */
@@ -121,6 +120,7 @@ export class Feed {
     let attempt = 0
     while (!signal.aborted) {
       let opened = 0
+      let cut = false // the gateway ended the stream before the replay's end, with events held
       try {
         const { tenant, storageKey } = await this.#hooks.scope()
         if (storageKey !== this.#storageKey) {
@@ -131,42 +131,43 @@ export class Feed {
         if (this.#lastId !== null) headers["Last-Event-ID"] = this.#lastId
         const response = await this.#transport.request("/v1/events", { headers, signal }, { tenant })
         opened = Date.now()
-        if (this.#pending.length > 0) this.#arm() // a batch held over the reconnection
         if (response.body === null) throw new Error("/v1/events answered without a body")
-        for await (const message of readEvents(response.body)) {
+        let live = false
+        for await (const message of readMessages(response.body)) {
+          if ("comment" in message) {
+            if (!live && REPLAYED.test(message.comment)) {
+              live = true
+              void this.#flush() // the replay, whole (not awaited: a handler may stop the feed)
+            }
+            continue
+          }
           const event = parseEvent(message.data)
           if (event === null) continue
           this.#lastId = message.id ?? event.id
           this.#pending.push(event)
-          this.#arm()
+          if (live) void this.#flush()
         }
-        this.#hold() // the gateway ended the stream: finish the batch on the next connection
+        cut = !live && this.#pending.length > 0
       } catch (error) {
         if (signal.aborted) break
-        await this.#flush() // refused or unreachable: act on what arrived
-        if (error instanceof GatewayError && (await this.#hooks.refused(error)) === "stop") break
+        // Access refused: the gateway's verdict now; act on what arrived, then on it. Any
+        // other refusal (an expired token, a busy gateway), a gateway out of reach or a
+        // stream that broke says nothing about access: a replay cut short stays open.
+        if (error instanceof GatewayError) {
+          if (error.endsAccess) await this.#flush()
+          if ((await this.#hooks.refused(error)) === "stop") break
+        }
       }
       const lived = opened === 0 ? 0 : Date.now() - opened
       attempt = lived >= HEALTHY_AFTER ? 0 : attempt + 1
-      const wait = this.#pending.length > 0 ? 0 : backoffDelay(attempt - 1, this.#reconnect)
+      // A replay the gateway ended early goes on at once (once: then with backoff).
+      const wait = cut && attempt <= 1 ? 0 : backoffDelay(attempt - 1, this.#reconnect)
       await sleep(wait, signal)
     }
-    this.#hold()
-  }
-
-  #arm(): void {
-    this.#hold()
-    this.#timer = setTimeout(() => void this.#flush(), this.#foldWindow)
-  }
-
-  #hold(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
   }
 
   /** Hand the pending batch on (batches one after another, in order). */
   #flush(): Promise<void> {
-    this.#hold()
     const events = this.#pending
     this.#pending = []
     const lastId = this.#lastId

@@ -1,6 +1,7 @@
 // Server-sent events read from a fetch response body (the HTML standard's parsing rules):
-// `EventSource` cannot send an Authorization header, fetch can. Comments (": heartbeat") are
-// skipped; lines end in \n, \r\n or \r, possibly split across chunks.
+// `EventSource` cannot send an Authorization header, fetch can. Lines end in \n, \r\n or \r,
+// possibly split across chunks. `readEvents` skips comments (": heartbeat"), as EventSource
+// does; `readMessages` hands them on too, in order, for the feed (": replayed N" ends a replay).
 
 export interface ServerSentEvent {
   id: string | null
@@ -8,12 +9,16 @@ export interface ServerSentEvent {
   data: string
 }
 
+/** A comment line: its text after the colon (and the one space after it, if any). */
+export interface ServerSentComment {
+  comment: string
+}
+
 function dispatch(lines: string[]): ServerSentEvent | null {
   let id: string | null = null
   let event = "message"
   const data: string[] = []
   for (const line of lines) {
-    if (line.startsWith(":")) continue
     const colon = line.indexOf(":")
     const field = colon < 0 ? line : line.slice(0, colon)
     let value = colon < 0 ? "" : line.slice(colon + 1)
@@ -28,6 +33,14 @@ function dispatch(lines: string[]): ServerSentEvent | null {
 export async function* readEvents(
   body: ReadableStream<Uint8Array>,
 ): AsyncGenerator<ServerSentEvent, void, undefined> {
+  for await (const message of readMessages(body)) {
+    if (!("comment" in message)) yield message
+  }
+}
+
+export async function* readMessages(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<ServerSentEvent | ServerSentComment, void, undefined> {
   const reader = body.getReader()
   const decoder = new TextDecoder()
   let buffer = ""
@@ -58,6 +71,8 @@ export async function* readEvents(
           const event = dispatch(pending)
           pending = []
           if (event !== null) yield event
+        } else if (line.startsWith(":")) {
+          yield { comment: line.startsWith(": ") ? line.slice(2) : line.slice(1) }
         } else {
           pending.push(line)
         }

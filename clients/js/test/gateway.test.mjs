@@ -100,6 +100,53 @@ function recorder(inner = fetch) {
   return recorded
 }
 
+/** A fetch whose /v1/events bodies reach the client as a slow network delivers them: each event
+ * and comment in a read of its own, `pause` ms after the one before. `breakAfter(text)` (what
+ * this connection delivered so far) may break the stream off, as a lost connection does.
+ * `connections` holds each feed connection's text. Wraps a recorder. */
+function slowFeed(pause, { breakAfter = () => false } = {}) {
+  const connections = []
+  const slowed = recorder(async (input, init) => {
+    const response = await fetch(input, init)
+    const path = new URL(typeof input === "string" ? input : input.url).pathname
+    if (path !== "/v1/events" || response.status !== 200) return response
+    const connection = { text: "" }
+    connections.push(connection)
+    const reader = response.body.getReader()
+    const decoder = new TextDecoder()
+    const encoder = new TextEncoder()
+    const pieces = []
+    let buffer = ""
+    let ended = false
+    const body = new ReadableStream({
+      async pull(controller) {
+        while (pieces.length === 0 && !ended) {
+          const { value, done } = await reader.read()
+          if (done) ended = true
+          else buffer += decoder.decode(value, { stream: true })
+          for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+            pieces.push(buffer.slice(0, end + 2))
+            buffer = buffer.slice(end + 2)
+          }
+        }
+        if (pieces.length === 0) return controller.close()
+        await sleep(pause)
+        const piece = pieces.shift()
+        connection.text += piece
+        controller.enqueue(encoder.encode(piece))
+        if (breakAfter(connection.text, connections.length)) {
+          reader.cancel().catch(() => {})
+          controller.error(new TypeError("network error: the connection was lost"))
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    })
+    return new Response(body, { status: response.status, headers: response.headers })
+  })
+  slowed.connections = connections
+  return slowed
+}
+
 /** Rows a subscriber holds, by key. */
 function follow(stream) {
   const rows = new Map()
@@ -280,7 +327,7 @@ describe("through a real gateway", { skip }, () => {
     await client.close()
   })
 
-  test("when the gateway ends the feed it reconnects at once after the last event", TIMEOUT, async () => {
+  test("when the gateway ends the feed it reconnects after the last event it received", TIMEOUT, async () => {
     // The stream is cut after its first event, as a gateway shutting down would end it.
     let cut = 1
     const http = recorder(async (input, init) => {
@@ -312,6 +359,60 @@ describe("through a real gateway", { skip }, () => {
     assert.equal(http.feeds()[1].headers.get("last-event-id"), id)
     assert.ok(http.feeds()[1].at - http.feeds()[0].at < 5000)
     assert.deepEqual(ended, [])
+    await client.close()
+  })
+
+  test("a replay read slower than any timing window is one batch: a suspension and its reinstatement end nothing", TIMEOUT, async () => {
+    const tenant = "umbrella" // a tenant of its own: its suspension touches no other test
+    const token = mint({ sub: "xena", tid: tenant, iat: now() - 2 })
+    await publish({ type: "tenant.suspended", tenant })
+    const reinstated = await publish({ type: "tenant.reinstated", tenant })
+    // Each event and comment 400 ms after the one before: four times the pause that used to
+    // end a batch (100 ms), so the suspension arrives well before its reinstatement.
+    const http = slowFeed(400)
+    const storage = mapStorage()
+    const client = createGatewayClient({ url: GATEWAY, token, tenant, user: "xena", fetch: http, storage })
+    const store = fakeStore(tenant)
+    client.registerStore(store)
+    const ended = []
+    client.onAccessEnded((e) => void ended.push(e))
+    await until("the end of the replay", () => http.connections[0]?.text.includes(": replayed 2\n\n"), 8000)
+    await until("the replay acted on", () => [...storage.items.values()].includes(reinstated))
+    const text = http.connections[0].text
+    assert.ok(text.indexOf("event: tenant.suspended") < text.indexOf("event: tenant.reinstated"))
+    assert.deepEqual(ended, [])
+    assert.equal(store.cleared, 0)
+    // After the replay every event is live and acted on as it arrives, on its own.
+    await publish({ type: "tenant.suspended", tenant })
+    await until("access ended", () => ended.length > 0, 3000)
+    await sleep(500) // the feed's event and its refused reconnection both came: one call
+    assert.equal(ended.length, 1)
+    assert.equal(ended[0].code, "tenant_suspended")
+    assert.equal(ended[0].tenant, tenant)
+    assert.equal(store.cleared, 1)
+    await client.close()
+    await publish({ type: "tenant.reinstated", tenant })
+  })
+
+  test("a replay broken off after a suspension goes on with the next connection, and its reinstatement ends nothing", TIMEOUT, async () => {
+    const tenant = "hooli"
+    const token = mint({ sub: "yuri", tid: tenant, iat: now() - 2 })
+    const suspended = await publish({ type: "tenant.suspended", tenant })
+    const reinstated = await publish({ type: "tenant.reinstated", tenant })
+    // The first connection is lost right after the suspension, before the rest of the replay.
+    const http = slowFeed(0, { breakAfter: (text, n) => n === 1 && text.includes("event: tenant.suspended") })
+    const storage = mapStorage()
+    const client = createGatewayClient({ url: GATEWAY, token, tenant, user: "yuri", fetch: http, storage })
+    const store = fakeStore(tenant)
+    client.registerStore(store)
+    const ended = []
+    client.onAccessEnded((e) => void ended.push(e))
+    await until("the replay acted on", () => [...storage.items.values()].includes(reinstated), 8000)
+    assert.ok(!http.connections[0].text.includes("tenant.reinstated"), "the first connection broke off before it")
+    assert.equal(http.feeds()[1].headers.get("last-event-id"), suspended, "the next went on after the suspension")
+    assert.match(http.connections[1].text, /event: tenant\.reinstated\n[^]*: replayed 1\n\n/)
+    assert.deepEqual(ended, [])
+    assert.equal(store.cleared, 0)
     await client.close()
   })
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict"
 import { test } from "node:test"
 
 import { readEvents } from "../dist/index.js"
+import { readMessages } from "../dist/sse.js"
 
 function body(chunks) {
   const encoder = new TextEncoder()
@@ -53,4 +54,20 @@ test("a multi-byte character split across chunks", async () => {
   const events = []
   for await (const event of readEvents(stream)) events.push(event)
   assert.deepEqual(events, [{ id: null, event: "message", data: "é" }])
+})
+
+test("readMessages hands comments on too, in order, however the bytes are split", async () => {
+  const text = ": connected\n\nid: 1-0\ndata: a\n\n: replayed 1\r\n\r\n:no space\rid: 2-0\ndata: b\n\n"
+  const expected = [
+    { comment: "connected" },
+    { id: "1-0", event: "message", data: "a" },
+    { comment: "replayed 1" },
+    { comment: "no space" },
+    { id: "2-0", event: "message", data: "b" },
+  ]
+  for (let i = 1; i < text.length; i++) {
+    const messages = []
+    for await (const message of readMessages(body([text.slice(0, i), text.slice(i)]))) messages.push(message)
+    assert.deepEqual(messages, expected, `split at ${i}`)
+  }
 })
