@@ -42,6 +42,7 @@ class Code(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_MISCONFIGURED = "upstream_misconfigured"
     REVOCATION_STATE_STALE = "revocation_state_stale"
+    REVOCATION_OUTCOME_UNKNOWN = "revocation_outcome_unknown"  # a publish that may have applied
     UPSTREAM_TIMEOUT = "upstream_timeout"
     REQUEST_TIMEOUT = "request_timeout"  # a body sent too slowly
     AUDIT_UNAVAILABLE = "audit_log_unavailable"  # the audit line cannot be written
@@ -78,6 +79,7 @@ STATUS: Final[dict[Code, int]] = {
     Code.UPSTREAM_UNAVAILABLE: 502,
     Code.UPSTREAM_MISCONFIGURED: 502,
     Code.REVOCATION_STATE_STALE: 503,
+    Code.REVOCATION_OUTCOME_UNKNOWN: 503,
     Code.UPSTREAM_TIMEOUT: 504,
     Code.AUDIT_UNAVAILABLE: 503,
     Code.INTERNAL_ERROR: 500,

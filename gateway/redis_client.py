@@ -1,12 +1,19 @@
-"""Redis clients, one per job (revocations, limits, audit), for whichever Redis REDIS_URL names:
-one server, a master found through Sentinel, or a Redis Cluster.
+"""Redis clients, one per job (limits, audit), for whichever Redis REDIS_URL names: one server,
+the master a majority of the sentinels names (redis_sentinel), or a Redis Cluster. (The
+revocation stream has connections of its own to the one node that holds it: redis_node.)
 
 Connections are few and fixed: a client holds at most `connections` of them (per node, on a
 Cluster), and the gateway's own code never runs more commands at once than that (the limits and
-audit clients send everything through `redis_batch.Batches`; the revocation client runs its
-follower and one writer). A single server's and a Sentinel master's pools also wait, rather
-than refuse, if that ever failed. Each connection is named `shape-gateway:<host>-<pid>:<job>`
+audit clients send everything through `redis_batch.Batches`). A single server's and a Sentinel
+master's pools also wait, rather than refuse, if that ever failed; a Cluster's slot-map reads
+use the nodes' own pools, so they count within the bound too. Each job keeps at most one
+connection to each sentinel. Each connection is named `shape-gateway:<host>-<pid>:<job>`
 (`CLIENT LIST` shows who holds what). `aclose()` releases every connection, the sentinels' too.
+
+These clients let redis-py resend a command whose connection failed (up to 10 times, with a
+backoff): through a failover, a rate-limit check waits for the new master rather than failing
+open. The revocation stream's connections and the sentinels' never resend (`NO_RETRY`): a
+publish whose answer was lost may have been applied, and only the publisher can say so.
 """
 
 from __future__ import annotations
@@ -20,15 +27,19 @@ from typing import Any, Final, TypeAlias
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.outages import Outages
+from gateway.redis_sentinel import SENTINEL_TIMEOUT, SentinelQuorum
 from gateway.redis_url import RedisAddress, Topology, parse_redis_url
 
 DEFAULT_CONNECTIONS: Final = 4
 POOL_WAIT: Final = 2.0  # seconds a command may wait for a free connection, then it fails
 CONNECT_TIMEOUT: Final = 2.0
+NO_RETRY: Final = Retry(NoBackoff(), 0)  # one attempt, then the error: see the docstring
 Commands: TypeAlias = aioredis.Redis | RedisCluster
 # What an unreachable or failing Redis raises: redis-py's errors (a Cluster none of whose nodes
 # answers raises RedisClusterException, which is not a RedisError) and socket errors.
@@ -46,6 +57,24 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     wait for a free connection instead of "Too many connections"."""
 
 
+def report(
+    outages: Outages | None, job: str, address: RedisAddress, error: BaseException | None
+) -> None:
+    """The outcome of one attempt at `job`'s work (None: it worked), to `outages`."""
+    if outages is None:
+        return
+    if error is None:
+        outages.succeeded("redis", job)
+        return
+    reason = str(error) or type(error).__name__
+    outages.failed("redis", job, reason, target=address.target, hint=HINT)
+
+
+def client_name(replica: str, job: str) -> str:
+    """What a job's connections are called (CLIENT SETNAME)."""
+    return f"shape-gateway:{replica}:{job}"
+
+
 def replica_name() -> str:
     """This process among the replicas: `<host>-<pid>`, plus a counter when one process runs
     several apps (tests)."""
@@ -60,37 +89,40 @@ class RedisClient:
     name: str  # the connections' CLIENT SETNAME
     address: RedisAddress
     connections: int  # at most this many at once (per node on a Cluster)
-    sentinel: Sentinel | None = None
+    sentinels: SentinelQuorum | None = None
     job: str = ""  # revocations, limits, audit, cli
     outages: Outages | None = None  # where this job's failures and recoveries are reported
 
     def report(self, error: BaseException | None) -> None:
         """The outcome of one attempt at this job's work (None: it worked)."""
-        if self.outages is None:
-            return
-        if error is None:
-            self.outages.succeeded("redis", self.job)
-            return
-        reason = str(error) or type(error).__name__
-        self.outages.failed("redis", self.job, reason, target=self.address.target, hint=HINT)
-
-    async def node_of(self, key: str) -> ClusterNode | None:
-        """On a Cluster, the primary holding `key` (for commands that must go where it is)."""
-        if isinstance(self.redis, RedisCluster):
-            await self.redis.initialize()  # learns the slots on first use; then returns at once
-            return self.redis.get_node_from_key(key)
-        return None
+        report(self.outages, self.job, self.address, error)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
-        if self.sentinel is not None:
-            await self.sentinel.aclose()
+        if self.sentinels is not None:
+            await self.sentinels.aclose()
 
 
-def _tls_kwargs(address: RedisAddress) -> dict[str, Any]:
+def tls_kwargs(address: RedisAddress) -> dict[str, Any]:
     if not address.tls:
         return {}
     return {"ssl": True, **address.tls_options}
+
+
+def sentinel_quorum(address: RedisAddress, name: str) -> SentinelQuorum:
+    """The sentinels of `address`, one connection each, named `<name>:sentinel`."""
+    assert address.master is not None
+
+    def connect(host: str, port: int) -> aioredis.Redis:
+        return aioredis.Redis(
+            host=host, port=port, single_connection_client=True,
+            socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
+            client_name=f"{name}:sentinel", username=address.sentinel_username,
+            password=address.sentinel_password, decode_responses=True, retry=NO_RETRY,
+            **tls_kwargs(address),
+        )  # fmt: skip
+
+    return SentinelQuorum(address.hosts, address.master, connect)
 
 
 def connect_redis(
@@ -106,7 +138,7 @@ def connect_redis(
     """A client for `job` on the Redis `url` names; no connection is opened until used. Its
     failures and recoveries go to `outages` (the log, /admin/status)."""
     address = parse_redis_url(url)
-    name = f"shape-gateway:{replica}:{job}"
+    name = client_name(replica, job)
     common: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -119,34 +151,31 @@ def connect_redis(
             username=address.username,
             password=address.password,
             max_connections=connections,
-            **_tls_kwargs(address),
+            **tls_kwargs(address),
             **common,
         )
+        # redis-py keeps the nodes it was given apart from the nodes it discovers, each with a
+        # pool of its own: the slot-map reads went through the first, so a node held one
+        # connection more than `connections`. One set of nodes keeps the bound per node.
+        cluster.nodes_manager.nodes_cache = cluster.nodes_manager.startup_nodes
         return RedisClient(cluster, name, address, connections, None, job, outages)
     if address.topology is Topology.SENTINEL:
         assert address.master is not None
-        sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": CONNECT_TIMEOUT,
-            "client_name": f"{name}:sentinel",
-            "username": address.sentinel_username,
-            "password": address.sentinel_password,
-            **_tls_kwargs(address),
-        }
-        # redis-py before 8 leaves Sentinel's constructor untyped (8.x types it)
-        sentinel = Sentinel(address.hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
-        master = sentinel.master_for(
+        sentinels = sentinel_quorum(address, name)
+        # redis-py leaves the pool's constructor untyped
+        sentinel_pool = BlockingSentinelPool(  # type: ignore[no-untyped-call,unused-ignore]
             address.master,
-            connection_pool_class=BlockingSentinelPool,
+            sentinels,
             max_connections=connections,
             timeout=POOL_WAIT,
             db=address.db,
             username=address.username,
             password=address.password,
-            **_tls_kwargs(address),
+            **tls_kwargs(address),
             **common,
         )
-        return RedisClient(master, name, address, connections, sentinel, job, outages)
+        master = aioredis.Redis.from_pool(sentinel_pool)
+        return RedisClient(master, name, address, connections, sentinels, job, outages)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=connections, timeout=POOL_WAIT, **common
     )

@@ -9,12 +9,12 @@ claims) survive through `surrogatepass`.
 
 Redis Cluster runs a script or a multi-key command only when all its keys hash to one slot, and
 hashes only the part of a key between the first `{` and `}` when there is one (the hash tag).
-So the keys used together carry the same tag: the revocation stream with its epoch and origins
-keys (`{revocations}`), the audit stream with its de-duplication index and the users'
-ingestion budgets (`{audit}`), and a tenant's rate-limit buckets with its users' (`{<tenant>}`).
-A user's live-slot set is used alone and counts the user's streams in every tenant, so it is
-tagged by the user. Every key still starts with `<prefix>:`, so ACL key patterns
-(`~shape-gateway:*`) and `SCAN` keep working.
+So the keys used together carry the same tag: the revocation stream with its epoch, origins
+and event_id keys (`{revocations}`), the audit stream with its de-duplication index and the
+users' ingestion budgets (`{audit}`), and a tenant's rate-limit buckets with its users'
+(`{<tenant>}`). A user's live-slot set is used alone and counts the user's streams in every
+tenant, so it is tagged by the user. Every key still starts with `<prefix>:`, so ACL key
+patterns (`~shape-gateway:*`) and `SCAN` keep working.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def revocation_epoch(prefix: str) -> str:
 def revocation_origins(prefix: str) -> str:
     """Original ids of events re-appended as copies, so two replicas never copy one twice."""
     return f"{prefix}:{{revocations}}:origins"
+
+
+def revocation_event(prefix: str, event_id: str) -> str:
+    """The stream id of the entry a publisher's event_id names, so publishing it again adds
+    nothing (kept for the retention)."""
+    return f"{prefix}:{{revocations}}:event:{key_part(event_id)}"
 
 
 def audit_stream(prefix: str) -> str:

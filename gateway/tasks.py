@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def cancelling() -> bool:
@@ -28,6 +29,22 @@ async def cancel(task: asyncio.Task[Any], within: float = 2.0) -> None:
     a task that is slow to notice (a Redis call mid-flight)."""
     task.cancel()
     await asyncio.wait({task}, timeout=within)
+
+
+async def first_of(*coroutines: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutines` at once; the first to end (returning or raising: among several, the
+    first listed) decides, and the others are cancelled and awaited. A cancellation of the
+    caller cancels them all. (asyncio.TaskGroup on Python 3.11 can leave the caller marked as
+    cancelled after a child's failure, which a retry loop checking `cancelling()` takes for a
+    shutdown.)"""
+    tasks = [asyncio.create_task(c) for c in coroutines]  # noqa: TID251 - awaited right here
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return next(task for task in tasks if task in done).result()
 
 
 class TaskGroup:

@@ -311,7 +311,7 @@ def make_tls_files(directory: Path, name: str = "localhost") -> TlsFiles:
 
 # The ACL docs/redis.md gives the gateway's user: its keys, and the commands it sends.
 GATEWAY_ACL_COMMANDS = ("-@all", "+@read", "+@write", "+@scripting", "+@connection",
-                        "-@dangerous", "+info", "+role", "+wait", "+time")  # fmt: skip
+                        "-@dangerous", "+role", "+wait", "+time")  # fmt: skip
 GATEWAY_ACL = ("resetchannels", *GATEWAY_ACL_COMMANDS)
 
 

@@ -47,6 +47,9 @@ def test_keys_used_together_share_a_slot(tenant: str, user: str, event_id: str) 
     assert slot(keys.audit_seen(PREFIX)) == slot(keys.audit_stream(PREFIX))
     assert slot(keys.audit_budget(PREFIX, user)) == slot(keys.audit_stream(PREFIX))
     assert len(keys.audit_seen_member(tenant, user, event_id)) == 32  # one size, whatever the id
+    # PUBLISH, RESTORE: the revocation stream and each publisher's event_id key.
+    stream = slot(keys.revocation_stream(PREFIX))
+    assert slot(keys.revocation_event(PREFIX, event_id)) == stream
 
 
 def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_the_prefix() -> None:
@@ -56,6 +59,7 @@ def test_the_revocation_keys_share_the_streams_slot_and_every_key_starts_with_th
     every = [stream, keys.revocation_epoch(PREFIX), keys.revocation_origins(PREFIX),
              keys.audit_stream(PREFIX), keys.security_stream(PREFIX),
              keys.audit_seen(PREFIX), keys.audit_budget(PREFIX, "alice"),
+             keys.revocation_event(PREFIX, "{e1}"),
              keys.tenant_key(PREFIX, "rl:u", "acme", "alice"),
              keys.user_key(PREFIX, "live", "alice")]  # fmt: skip
     assert all(k.startswith(f"{PREFIX}:") for k in every)

@@ -62,6 +62,7 @@ LATER_LAYERS = {
     Code.ACCESS_REVOKED: "functional/test_revocation_functional.py",
     Code.TENANT_SUSPENDED: "functional/test_revocation_functional.py",
     Code.REVOCATION_STATE_STALE: "functional/test_revocation_functional.py",
+    Code.REVOCATION_OUTCOME_UNKNOWN: "functional/test_revocation_outcome.py",
     Code.ATTRIBUTION_MISMATCH: "functional/test_audit_functional.py",
     Code.RATE_LIMITED: "functional/test_limits_functional.py",
     Code.TOO_MANY_LIVE_CONNECTIONS: "functional/test_limits_functional.py",

@@ -4,8 +4,9 @@ the SSE feed (docs/revocation.md). Pure: parsing, validation, serialisation.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ REQUIRED: Final = {
 }
 OPTIONAL: Final = {EventType.SESSION_REVOKED: ("session",)}
 FIELDS: Final = ("user", "tenant", "role", "session")
+MAX_EVENT_ID_LENGTH: Final = 128
 
 
 class EventError(ValueError):
@@ -38,17 +40,27 @@ class EventError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EventRequest:
-    """What a publisher asks for; the store assigns the id and the time."""
+    """What a publisher asks for; the store assigns the id and the time. `event_id` is the
+    publisher's name for the event: publishing the same event_id again adds nothing."""
 
     type: EventType
     user: str | None = None
     tenant: str | None = None
     role: str | None = None
     session: str | None = None
+    event_id: str | None = None
 
     def fields(self) -> dict[str, str]:
         """Redis stream entry fields (absent values omitted)."""
         return {k: v for k, v in asdict(self).items() if v is not None} | {"type": self.type.value}
+
+    def named(self) -> EventRequest:
+        """This request with an event_id: its own, else a new one (a UUID)."""
+        return self if self.event_id else replace(self, event_id=new_event_id())
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +72,16 @@ class RevocationEvent:
     tenant: str | None = None
     role: str | None = None
     session: str | None = None
+    event_id: str | None = None  # the publisher's (absent from entries written without one)
 
     @property
     def is_tenant_event(self) -> bool:
         return self.type in (EventType.TENANT_SUSPENDED, EventType.TENANT_REINSTATED)
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None} | {"type": self.type.value}
+        """What clients are told (the feed): the publisher's event_id stays with publishers."""
+        fields = {k: v for k, v in asdict(self).items() if v is not None and k != "event_id"}
+        return fields | {"type": self.type.value}
 
 
 def parse_event_request(data: Mapping[str, Any]) -> EventRequest:
@@ -91,12 +106,28 @@ def parse_event_request(data: Mapping[str, Any]) -> EventRequest:
         if not isinstance(value, str) or len(value) > MAX_CLAIM_LENGTH:
             raise EventError(f"`{name}` must be a string of at most {MAX_CLAIM_LENGTH} characters")
         values[name] = value
-    unknown = set(data) - {"type", *FIELDS, "at", "origin"}
+    unknown = set(data) - {"type", *FIELDS, "event_id", "at", "origin"}
     if unknown:
         raise EventError(
-            f"unknown field `{sorted(unknown)[0]}`; accepted: type, {', '.join(FIELDS)}"
+            f"unknown field `{sorted(unknown)[0]}`; accepted: type, {', '.join(FIELDS)}, event_id"
         )
-    return EventRequest(type=event_type, **values)
+    return EventRequest(type=event_type, **values, event_id=_event_id(data.get("event_id")))
+
+
+def _event_id(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_EVENT_ID_LENGTH
+        or not value.isprintable()
+        or value.strip() != value
+    ):
+        raise EventError(
+            f"`event_id` must be a string of at most {MAX_EVENT_ID_LENGTH} printable characters "
+            "(a UUID, say), without leading or trailing spaces"
+        )
+    return value
 
 
 def stream_id_seconds(stream_id: str) -> int:
@@ -111,7 +142,12 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
 
 def event_from_entry(stream_id: str, fields: Mapping[str, str]) -> RevocationEvent:
     """A stream entry -> event. `origin`/`at` are set when a replica restored the stream after
-    Redis lost it: the event keeps its first id and time. Raises EventError."""
+    Redis lost it: the event keeps its first id and time. An `event_id` that is not one (an
+    entry written by hand) is ignored rather than the revocation skipped. Raises EventError."""
+    try:
+        _event_id(fields.get("event_id"))
+    except EventError:
+        fields = {k: v for k, v in fields.items() if k != "event_id"}
     request = parse_event_request(fields)
     origin = fields.get("origin") or stream_id
     at = fields.get("at")
@@ -123,4 +159,5 @@ def event_from_entry(stream_id: str, fields: Mapping[str, str]) -> RevocationEve
         tenant=request.tenant,
         role=request.role,
         session=request.session,
+        event_id=request.event_id,
     )

@@ -6,7 +6,10 @@ answer is a dict lookup, so a request never waits on Redis.
 Applying is order-safe: a stream restored after Redis lost entries may hold an event after one
 published later (a copy is appended at the end). User events keep the latest time per key, and
 a tenant's suspension or reinstatement counts only if it is newer (by original id) than the
-last one applied for that tenant.
+last one applied for that tenant. An event is applied once by its id, and once by its
+publisher's event_id: a publish repeated because its outcome was unknown may have reached two
+Redis masters during a failover, and a re-suspension must not outlive the reinstatement that
+followed it.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ class RevocationState:
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, sid or "") -> at
     suspended: dict[str, RevocationEvent] = field(default_factory=dict)  # tenant -> event
     seen: set[str] = field(default_factory=set)  # event ids applied (restores repeat them)
+    named: dict[str, int] = field(default_factory=dict)  # publishers' event_ids applied -> at
     # tenant -> id of its last suspension or reinstatement; one entry per tenant, never pruned
     tenant_order: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def apply(self, event: RevocationEvent) -> bool:
         """Apply once; False if this event id was already applied, or is a tenant event older
         than the last one applied for its tenant."""
-        if event.id in self.seen:
+        if event.id in self.seen or (event.event_id is not None and event.event_id in self.named):
             return False
         if event.is_tenant_event and event.tenant:
             order = stream_id_key(event.id)
@@ -47,6 +51,8 @@ class RevocationState:
                 return False
             self.tenant_order[event.tenant] = order
         self.seen.add(event.id)
+        if event.event_id is not None:
+            self.named[event.event_id] = event.at
         if event.type is EventType.TENANT_SUSPENDED and event.tenant:
             self.suspended[event.tenant] = event
         elif event.type is EventType.TENANT_REINSTATED and event.tenant:
@@ -100,6 +106,8 @@ class RevocationState:
                 del table[key]
         keep = {event.id for event in self.suspended.values()}
         self.seen = {i for i in self.seen if i in keep or stream_id_seconds(i) >= cutoff}
+        kept = {event.event_id for event in self.suspended.values()}
+        self.named = {n: at for n, at in self.named.items() if n in kept or at >= cutoff}
 
 
 def _keep_latest(table: dict[tuple[str, str], int], key: tuple[str, str], at: int) -> None:

@@ -29,11 +29,13 @@ from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
 from gateway.outages import Outages
-from gateway.redis_client import REDIS_JOBS, connect_redis, replica_name
+from gateway.redis_client import REDIS_JOBS, client_name, connect_redis, replica_name
+from gateway.redis_keys import revocation_stream
+from gateway.redis_node import KeyNode
 from gateway.redis_url import parse_redis_url
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
-from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore, socket_timeout
+from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
 from gateway.rules.model import Upstream
 from gateway.rules.watch import ReloadResult, RulesHolder
 from gateway.settings import Settings
@@ -139,12 +141,11 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     retention = settings.jwt_max_ttl + settings.jwt_leeway
     store: RevocationStore = MemoryStore()
     if settings.redis_url:
-        client = connect_redis(
-            settings.redis_url, "revocations", replica=app[REPLICA], connections=2,
-            socket_timeout=socket_timeout(settings.revocation_wait_ms), decode_responses=True,
-            outages=app[OUTAGES],
+        nodes = KeyNode(
+            settings.redis_url, revocation_stream(settings.redis_prefix),
+            client_name(app[REPLICA], "revocations"), job="revocations", outages=app[OUTAGES],
         )  # fmt: skip
-        store = RedisStore(client, settings.redis_prefix, settings.revocation_wait_ms, retention)
+        store = RedisStore(nodes, settings.redis_prefix, settings.revocation_wait_ms, retention)
     revocations = Revocations(
         store,
         retention=retention,

@@ -8,7 +8,7 @@ from gateway.errors import Code, Refusal
 from gateway.redis_client import REDIS_ERRORS
 from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
-from gateway.revocation.store import NotReplicatedError
+from gateway.revocation.publisher import NotReplicatedError, OutcomeUnknownError
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAM
 
@@ -65,21 +65,27 @@ async def get_memberships(request: web.Request) -> web.Response:
 
 async def post_revocation(request: web.Request) -> web.Response:
     """POST /admin/revocations: validate, publish, answer 202 with the event id once Redis has
-    it (on a replica too, when the master has replicas); 503 when it has not, or may not keep
-    it (no replica confirmed it in time)."""
+    it (on a replica too, when the master has replicas). 503 `revocation_state_stale` when it
+    was not accepted, or no replica confirmed it in time; 503 `revocation_outcome_unknown` when
+    it may have been applied (publishing it again with its event_id is safe)."""
     document = await read_json(request, 16 * 1024, "a JSON event")
     if not isinstance(document, dict):
         raise Refusal(Code.INVALID_PARAMETER, "the body must be a JSON object")
     try:
-        event_request = parse_event_request(document)
+        event_request = parse_event_request(document).named()
     except EventError as error:
         raise Refusal(Code.INVALID_PARAMETER, str(error)) from None
     try:
         event = await request.app[REVOCATIONS].publish(event_request)
     except NotReplicatedError as error:
         raise Refusal(Code.REVOCATION_STATE_STALE, str(error)) from None
+    except OutcomeUnknownError as error:
+        raise Refusal(Code.REVOCATION_OUTCOME_UNKNOWN, str(error)) from None
     except REDIS_ERRORS:
         raise Refusal(
-            Code.REVOCATION_STATE_STALE, "Redis is unreachable; the event was not accepted, retry"
+            Code.REVOCATION_STATE_STALE,
+            f"Redis is unreachable; the event (event_id {event_request.event_id}) was not "
+            "accepted, retry",
         ) from None
-    return web.json_response({"id": event.id, "event": event.as_json()}, status=202)
+    body = {"id": event.id, "event_id": event.event_id, "event": event.as_json()}
+    return web.json_response(body, status=202)

@@ -3,7 +3,8 @@
 logged in as a user with only the documented ACL: revocations published (acknowledged by the
 stream's replica) and followed, rate limits and live caps shared, audit events de-duplicated.
 Every script and multi-key command names keys of one slot (their hash tags), or the Cluster
-would refuse it with CROSSSLOT.
+would refuse it with CROSSSLOT. And a master that dies while not holding the revocation
+stream delays no revocation (the gateways read and write the stream on its own node).
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from redis.crc import key_slot
 
 from gateway.redis_keys import audit_stream, revocation_stream, tenant_key
 from tests.factories import RULES_YAML, make_token
+from tests.functional.enforcement import (
+    PROMISE,
+    AdminPoster,
+    Applied,
+    lateness,
+    refused_everywhere,
+    summary,
+    until,
+)
 from tests.functional.test_revocation_functional import ready
 from tests.gateway import ADMIN_TOKEN, Gateway, GatewayFactory
-from tests.redis_servers import Cluster, RedisServers
+from tests.redis_servers import Cluster, RedisProcess, RedisServers
 
 pytestmark = [pytest.mark.redis]
 PREFIX = "gw-cluster"
@@ -130,3 +140,85 @@ async def test_revocations_limits_and_audit_work_across_a_three_master_cluster(
         assert [json.loads(fields["event"])["id"] for _, fields in audit] == ["e1", "e2"]
     finally:
         admin.close()
+
+
+def masters_of(cluster: Cluster) -> list[RedisProcess]:
+    """The nodes that answer as masters."""
+    found = []
+    for node in cluster.nodes:
+        client = node.client()
+        try:
+            if client.info("replication")["role"] == "master":
+                found.append(node)
+        except redis.ConnectionError:
+            continue  # a node the test killed
+        finally:
+            client.close()
+    return found
+
+
+class Refusals:
+    """Reads the stream on the node that holds it every 10 ms; when it answered CLUSTERDOWN."""
+
+    def __init__(self, node: RedisProcess) -> None:
+        self.client = node.client()
+        self.down: list[float] = []  # monotonic instants of CLUSTERDOWN answers
+
+    def probe(self) -> None:
+        try:
+            self.client.xlen(revocation_stream(PREFIX))
+        except redis.exceptions.ClusterDownError:
+            self.down.append(time.monotonic())
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await asyncio.to_thread(self.probe)
+                await asyncio.sleep(0.01)
+        finally:
+            self.client.close()
+
+    @property
+    def window(self) -> float:
+        return self.down[-1] - self.down[0] if self.down else 0.0
+
+
+async def test_a_dead_cluster_master_that_does_not_hold_the_stream_delays_no_revocation(
+    gateway_factory: GatewayFactory, redis_servers: RedisServers
+) -> None:
+    cluster = redis_servers.cluster(masters=3, replicas=1)
+    admin = cluster_client(cluster)
+    owner = admin.get_node_from_key(revocation_stream(PREFIX)).port  # type: ignore[no-untyped-call]  # untyped in redis-py
+    admin.close()
+    victim = next(n for n in masters_of(cluster) if n.port != owner)
+    gateways = []
+    for _ in range(3):
+        gateway = await gateway_factory(redis_url=cluster.url, redis_prefix=PREFIX)
+        await ready(gateway)
+        gateways.append(gateway)
+    applied = [Applied(g) for g in gateways]
+    poster = AdminPoster(gateways)
+    refusals = Refusals(next(n for n in cluster.nodes if n.port == owner))
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(poster.run()), tasks.create_task(refusals.run())]
+        await poster.acknowledged_more(10, within=10)
+        victim.kill()
+        killed_at = time.monotonic()
+        await until(lambda: len(masters_of(cluster)) == 3, "its replica is promoted", 15)
+        recovered_in = time.monotonic() - killed_at
+        await poster.acknowledged_more(20, within=10)
+        for task in running:
+            task.cancel()
+    await asyncio.sleep(PROMISE)
+    lags, missing = lateness(poster.acknowledged, applied)
+    after = [e for e, at in poster.acknowledged.items() if at > killed_at]
+    print(
+        f"\ncluster master (not the stream's) killed: its replica was promoted "
+        f"{recovered_in:.1f} s later; the stream's node refused commands (CLUSTERDOWN) for "
+        f"{refusals.window:.2f} s; {len(poster.acknowledged)} publishes acknowledged "
+        f"({len(after)} after the kill), the others answered {dict(poster.answers)}; "
+        f"acknowledgement to enforcement: {summary(lags)}"
+    )
+    assert not missing
+    assert max(lags) <= PROMISE
+    await refused_everywhere(gateways, sorted(poster.acknowledged), within=5)

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.redis_keys import revocation_stream
 from tests.factories import make_token
 from tests.functional.conftest import ElectricFactory, World
+from tests.functional.enforcement import until
 from tests.functional.test_revocation_functional import ready, replica
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import ADMIN_TOKEN, Gateway, GatewayFactory
@@ -219,7 +220,7 @@ async def test_failover_keeps_every_acknowledged_revocation_enforced_once_everyw
         await asyncio.sleep(0.2)
         group.master.kill()
         killed_at = time.monotonic()
-        wait_for(lambda: group.master_port() == group.replica.port, "Sentinel promotes")
+        await until(lambda: group.master_port() == group.replica.port, "Sentinel promotes", 10)
         after = await poster.acknowledged_more(5, within=15)
         failover_seconds = time.monotonic() - killed_at
 

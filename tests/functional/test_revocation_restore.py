@@ -1,9 +1,9 @@
 """A Redis that comes back with fewer entries than the gateways applied (a promoted replica that
 missed the last ones, a restart from an older snapshot) gets them back from the gateways, and
-no replica applies anything twice. Simulated with redis-server processes of the test's own:
-the gateways' Redis is replaced, on its address, by one loaded from a snapshot holding only the
-first entry (and the epoch key, as a replica has it), with or without a newer entry a publisher
-wrote to it first.
+no replica applies anything twice, nor puts back an event a publisher published again since.
+Simulated with redis-server processes of the test's own: the gateways' Redis is replaced, on
+its address, by one loaded from a snapshot holding only the first entry (and the epoch key, as
+a replica has it), with or without a newer entry a publisher wrote to it first.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.redis_keys import revocation_epoch, revocation_stream
+from gateway.redis_keys import revocation_epoch, revocation_event, revocation_stream
 from tests.functional.test_redis_failover import (
     Entries,
     applied_total,
@@ -117,3 +117,30 @@ async def test_entries_missing_below_a_newer_entry_are_copied_once(
     late = (await replicas(gateway_factory, redis, 1))[0]
     await enforced_everywhere([a, b, late], ["u1", "u2", "u3", "u4"], within=2)
     assert [await applied_total(g) for g in (a, b, late)] == [4, 4, 4]
+
+
+async def test_an_event_published_again_on_the_new_redis_is_not_put_back_a_second_time(
+    gateway_factory: GatewayFactory, redis_servers: RedisServers
+) -> None:
+    redis = redis_servers.single()
+    a, b = await replicas(gateway_factory, redis, 2)
+    original = await three_revocations([a, b], redis)
+    # u3's publisher, told its outcome was unknown, published it again (same event_id) and
+    # reached the new Redis before the gateways did: the stream has it under a new id.
+    again = dict(original[2][1])
+    snapshot = snapshot_holding(redis_servers, redis, original[0], newer=again)
+    client = snapshot.client()
+    try:
+        [(again_id, _)] = cast(Entries, client.xrevrange(STREAM, count=1))
+        client.set(revocation_event(PREFIX, again["event_id"]), again_id)
+    finally:
+        client.close()
+    redis = redis_servers.replace_with_snapshot(redis, snapshot)
+    await until_entries(redis, 3)  # u1, u3 again, and a copy of u2
+    await asyncio.sleep(1.0)  # both gateways reconnected and restored within this
+    restored = entries(redis)
+    assert [fields["user"] for _, fields in restored] == ["u1", "u3", "u2"]
+    assert [fields.get("origin") for _, fields in restored] == [None, None, original[1][0]]
+    late = (await replicas(gateway_factory, redis, 1))[0]
+    await enforced_everywhere([a, b, late], ["u1", "u2", "u3"], within=2)
+    assert [await applied_total(g) for g in (a, b, late)] == [3, 3, 3]
