@@ -89,7 +89,9 @@ class AuditRecord:
 
     def client_closed(self) -> None:
         self.decision = self.decision or "abandoned"
-        self.reason, self.status = "client_closed", CLIENT_CLOSED
+        if self.reason != "slow_reader":  # the gateway cut it, and says why
+            self.reason = "client_closed"
+        self.status = CLIENT_CLOSED
 
     def write_timed_out(self) -> None:
         """Aborted by GATEWAY_WRITE_TIMEOUT: the client stopped reading its response. Logged

@@ -18,9 +18,10 @@ What joins, and how late:
   see later data (Electric's cursor makes each live window a new URL for the same reason).
 
 Per client: each joined client has a buffer of at most `client_buffer` bytes. The upstream is
-read at the pace of the fastest client (a lone client keeps today's backpressure: a slow reader
-slows Electric's send, and GATEWAY_WRITE_TIMEOUT cuts one that stopped); a client that is still
-`client_buffer` bytes behind when the next chunk arrives is dropped (its response is cut,
+read at the pace of the fastest client: on while it has less than PACE bytes waiting (a lone
+client keeps the backpressure it had: a slow reader slows Electric's send, and
+GATEWAY_WRITE_TIMEOUT cuts one that stopped); a client that is still `client_buffer` bytes
+behind when the next chunk arrives is dropped (its response is cut,
 `shape_gateway_slow_reader_drops_total`): it never stalls the others or the upstream read.
 A client that leaves (gone, revoked, its token expired) leaves alone; the upstream request is
 closed when its last client leaves.
@@ -29,7 +30,7 @@ closed when its last client leaves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,7 +43,7 @@ from gateway.errors import Code, Refusal
 from gateway.metrics import Metrics
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.client import Timeouts, UpstreamPool, encode_request, endpoint, send
-from gateway.upstream.connection import UpstreamBroken
+from gateway.upstream.connection import HIGH_WATER, UpstreamBroken
 from gateway.upstream.errors import (
     LOGGED_BYTES,
     refuse_unless_electric_answered,
@@ -52,6 +53,7 @@ from gateway.upstream.errors import (
 log = structlog.get_logger(__name__)
 
 CLIENT_BUFFER: Final = 4 * 1024 * 1024  # bytes a joined client may lag the fastest one
+PACE: Final = HIGH_WATER  # read on while the fastest client has less than this waiting
 RETAINED: Final = 2 * 1024 * 1024  # body bytes kept for late joiners of one exchange
 LINGER_SECONDS: Final = 5.0  # a finished snapshot stays joinable this long
 LINGER_BYTES: Final = 64 * 1024 * 1024  # retained bytes of all lingering snapshots together
@@ -83,7 +85,7 @@ def _shared_cacheable(headers: Mapping[str, str]) -> bool:
 class Member:
     """One client's place in an exchange: its queue of chunks not yet written."""
 
-    __slots__ = ("_chunks", "_waiter", "buffered", "dropped", "exchange", "joined")
+    __slots__ = ("_chunks", "_waiter", "buffered", "dropped", "exchange", "joined", "on_drop")
 
     def __init__(self, exchange: Exchange, joined: bool) -> None:
         self.exchange = exchange
@@ -92,6 +94,9 @@ class Member:
         self.buffered = exchange.retained_bytes if exchange.retained else 0
         self._waiter: asyncio.Future[None] | None = None
         self.dropped = False
+        # Cuts the client's connection: a client that fell behind is usually waiting for its
+        # socket to drain, not for its next chunk.
+        self.on_drop: Callable[[], None] | None = None
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -115,6 +120,8 @@ class Member:
         self._chunks.clear()
         self.buffered = 0
         self.wake()
+        if self.on_drop is not None:
+            self.on_drop()
 
     def _check(self) -> None:
         if self.dropped:  # while its last chunk was being written
@@ -134,14 +141,14 @@ class Member:
         """The body as it arrives; UpstreamBroken or TimeoutError if Electric broke off,
         Dropped if this client fell too far behind."""
         exchange = self.exchange
-        limit = exchange.registry.client_buffer
+        pace = PACE
         while True:
             while self._chunks:
                 pending, self._chunks = self._chunks, []
                 for chunk in pending:
                     self._check()
                     self.buffered -= len(chunk)
-                    if self.buffered < limit:
+                    if self.buffered < pace:
                         exchange.room_made()
                     yield chunk
             self._check()
@@ -198,9 +205,9 @@ class Exchange:
             member.wake()
 
     async def _wait_for_room(self) -> None:
-        """Read on only when some member can take more: the pace of the fastest reader."""
-        limit = self.registry.client_buffer
-        while self.members and all(m.buffered >= limit for m in self.members):
+        """Read on only when some member has less than PACE waiting: the pace of the fastest
+        reader (a lone one holds no more here than the upstream connection would)."""
+        while self.members and all(m.buffered >= PACE for m in self.members):
             self._room = asyncio.get_running_loop().create_future()
             try:
                 await self._room
@@ -330,8 +337,8 @@ class Exchanges:
     ) -> None:
         self.pool, self.timeouts, self.metrics = pool, timeouts, metrics
         self.collapse = collapse
-        self.client_buffer = client_buffer
-        self.retained = min(retained, client_buffer)  # a replay must fit a joiner's buffer
+        self.client_buffer = max(client_buffer, 2 * PACE)
+        self.retained = min(retained, self.client_buffer // 2)  # a replay fits a buffer
         self.open: dict[bytes, Exchange] = {}
         self.lingering: dict[bytes, Exchange] = {}
         self.lingering_bytes = 0

@@ -70,10 +70,7 @@ async def _stream_body(
             request.transport.close()
         return
     except Dropped:
-        record.slow_reader()
-        if request.transport is not None:
-            request.transport.close()  # a cut body must not look complete
-        return
+        return  # its connection is already cut (`cut` in proxy)
     if not response.prepared:
         await response.prepare(request)
     await response.write_eof(held)
@@ -89,6 +86,13 @@ async def proxy(
     response: web.StreamResponse | None = None
     member = request.app[EXCHANGES].join(planned, method, request.headers, body)
     record.joined = member.joined
+
+    def cut() -> None:  # fell a whole buffer behind the others: usually stuck in a write
+        record.slow_reader()
+        if request.transport is not None:
+            request.transport.abort()  # a cut body must not look complete
+
+    member.on_drop = cut
     try:
         head = await member.head()
         record.upstream_answered(head.status)
