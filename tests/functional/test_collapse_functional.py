@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Coroutine, MutableMapping
+from typing import Any, TypeVar
 
 import pytest
 from structlog.testing import capture_logs
@@ -25,6 +25,7 @@ from tests.functional.test_slow_readers import closed_by_server, metric, stalled
 from tests.gateway import Gateway, GatewayFactory
 
 pytestmark = [pytest.mark.postgres]
+T = TypeVar("T")
 CLIENTS = 30
 
 
@@ -53,7 +54,7 @@ def shape_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str
     return [e for e in logs if e["event"] == "shape_request" and e["path"] == "/v1/shape"]
 
 
-def start(coroutine: Any) -> asyncio.Future[Any]:
+def start(coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
     return asyncio.ensure_future(coroutine)  # noqa: TID251 - a test's clients
 
 
@@ -292,7 +293,7 @@ async def test_sse_clients_at_the_same_offset_share_one_upstream_stream(
             while True:
                 line = (await response.content.readline()).decode()
                 if line.startswith("data:") and f'"{row}"' in line:
-                    return response.status
+                    return int(response.status)
 
     since = len(electric.state.requests)
     readers = [start(first_event_with("40", query, manager(i))) for i in range(5)]
