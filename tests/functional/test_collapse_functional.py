@@ -329,3 +329,24 @@ async def test_a_snapshot_just_answered_is_replayed_but_a_live_answer_never_is(
     status, _, body = await asyncio.wait_for(fetch(gateway, query, manager(1)), timeout=5)
     assert (status, [r["id"] for r in rows_of(body)]) == (200, ["50"])
     assert len(live_requests(electric, since)) == 1
+
+
+@pytest.mark.electric_feature("subsets")
+async def test_subset_posts_share_an_upstream_request_only_with_an_identical_body(
+    gateway_factory: GatewayFactory, world: World, electric: Electric
+) -> None:
+    gateway = await gateway_for(gateway_factory, world, electric)
+    query = {"table": "tasks", "offset": "-1"}
+    open_ = {"where": "status = $1", "params": {"1": "open"}, "order_by": "id", "limit": 10}
+    done = {**open_, "params": {"1": "done"}}
+    electric.state.inject(Fault("delay", count=2, seconds=0.5))  # all in flight together
+
+    async def post(body: dict[str, Any], i: int) -> list[str]:
+        async with gateway.request("POST", params=query, json=body, token=manager(i)) as answer:
+            assert answer.status == 200, await answer.text()
+            return sorted(m["value"]["id"] for m in (await answer.json())["data"])
+
+    got = await asyncio.gather(*(post(open_, i) for i in range(5)), post(done, 9))
+    assert got == [["1", "3"]] * 5 + [["2"]]
+    posts = [r for r in electric.state.requests if r.method == "POST"]
+    assert len(posts) == 2  # the five identical bodies shared one; the other body its own
