@@ -379,8 +379,13 @@ class Exchanges:
         task = asyncio.create_task(exchange.run(raw), name="upstream-exchange")  # noqa: TID251 - owned here
         exchange.task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return member
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug: its members got 502
+            log.error("upstream_exchange_failed", exc_info=task.exception())
 
     def forget(self, exchange: Exchange) -> None:
         """No more joiners for `exchange` (ended, cancelled, or too long to replay)."""
