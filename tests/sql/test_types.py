@@ -38,7 +38,7 @@ def judge(where: str) -> dict[int, str]:
 
 @pytest.mark.parametrize(
     ("where", "says"),
-    [  # each answered 400 by real Electric 1.0.10 and 1.7.12 (tests/electric/versions.py)
+    [  # each answered 400 by real Electric 1.0.10 and 1.7.12 (electric_imitation/versions.py)
         ("t_ts > '2024-03-01'", "'2024-03-01' compared with column t_ts (timestamptz)"),
         ("t_ts BETWEEN '2024-03-01' AND '2024-04-01'", "a date alone is refused"),
         ("t_ts NOT BETWEEN '2024-03-01 00:00:00Z' AND '2024-04-01'", "'2024-04-01'"),
