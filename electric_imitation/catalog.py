@@ -58,7 +58,8 @@ class Column:
 
     @property
     def where_type(self) -> str:
-        """The type Electric's where parser gives a reference to this column (`where_types`)."""
+        """The type Electric's where parser gives a reference to this column
+        (`gateway.sql.electric`)."""
         is_array = self.dims > 0 and self.element_type is not None
         base = self.element_type if is_array and self.element_type else self.type_name
         if self.type_kind == "e":

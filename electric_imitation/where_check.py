@@ -10,7 +10,8 @@ same order and refuse with the same words. What it accepts (`parser.ex` and its 
 - column references to the shape's table, literals, `$n` parameters;
 - AND, OR, NOT; comparisons, LIKE/ILIKE, IN (list), BETWEEN, IS [NOT] NULL, IS [NOT] TRUE...,
   IS [NOT] DISTINCT FROM, `op ANY/ALL (array)`, array literals and `[i]` indexing;
-- the operators and functions of `where_types` (no `now()`, `random()`, aggregates, CASE...);
+- the operators and functions of `gateway.sql.electric` (no `now()`, `random()`, aggregates,
+  CASE...);
 - casts to the types Electric knows (`::text`, `::int4`, ...; not `::numeric` or enums);
 - 1.7 only: `col IN (SELECT col FROM t WHERE ...)`, COALESCE/GREATEST/LEAST, row values.
 
@@ -58,7 +59,7 @@ def check_where(
 ) -> CheckedWhere:
     """Accept `where` as Electric `server` would, or raise WhereRefusalError/WhereCrashError.
 
-    `columns` maps each column of the table to its type as `where_types` names it.
+    `columns` maps each column of the table to its type as `gateway.sql.electric` names it.
     """
     tree = _parse(where)
     typer = ExpressionTyper(columns, params, server, subqueries=subqueries and server.subqueries)

@@ -13,22 +13,18 @@ from dataclasses import replace
 from typing import Any, Final
 
 from electric_imitation.versions import ServerVersion
-from electric_imitation.where_types import (
-    CAST_TARGETS,
-    UNKNOWN,
-    TypeRules,
-    family,
-    identifier,
-    is_array,
-    literal_problem,
-)
 from electric_imitation.where_values import (
     Value,
     WhereCrashError,
     WhereRefusalError,
     check_subselect,
+    identifier,
     quoted,
 )
+from gateway.sql.electric.casts import CAST_TARGETS, cast_allowed
+from gateway.sql.electric.literals import electric_reads
+from gateway.sql.electric.overloads import TypeRules
+from gateway.sql.electric.types import UNKNOWN, family, is_array
 
 _PREFIX_LENGTH: Final = len("SELECT 1 WHERE ")
 _BOOL_TESTS: Final = frozenset({"IS_TRUE", "IS_NOT_TRUE", "IS_FALSE", "IS_NOT_FALSE"}) | {
@@ -170,10 +166,10 @@ class ExpressionTyper:
         target = base + ("[]" if type_name.get("arrayBounds") else "")
         if arg.kind == "unknown":
             arg = self._infer(arg)
-            if arg.literal is not None and literal_problem(arg.literal, target):
+            if arg.literal is not None and not electric_reads(arg.literal, target):
                 message = f'could not cast value "{arg.literal}" from text to {target}'
                 raise self._error(arg.location, message)
-        elif arg.type != target and not self._rules.cast_allowed(arg.type, target):
+        elif arg.type != target and not cast_allowed(arg.type, target):
             raise self._error(arg.location, f"unknown cast from type {arg.type} to type {target}")
         return Value(target, "func", arg.location, name=f"{arg.type}_to_{target}")
 
@@ -328,7 +324,7 @@ class ExpressionTyper:
         """`cast_unknowns/3`: an unknown takes `target`, and its text must read as one."""
         if value.kind != "unknown":
             return value
-        if value.literal is not None and literal_problem(value.literal, target):
+        if value.literal is not None and not electric_reads(value.literal, target):
             message = f"invalid syntax for type {target}: {value.literal}"
             raise self._error(value.location, message)
         self._resolve(value)

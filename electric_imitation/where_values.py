@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -16,6 +17,9 @@ _SELECT_CLAUSES: Final = (
     "lockingClause",
     "withClause",
 )
+
+
+_SIMPLE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class WhereRefusalError(Exception):
@@ -44,6 +48,15 @@ class Value:
     name: str = ""
     literal: str | None = None
     param: int | None = None
+
+
+def identifier(names: list[str]) -> str:
+    """How Electric prints a name in messages: `pg_catalog.` dropped, odd names quoted."""
+    if len(names) == 2 and names[0] == "pg_catalog":
+        names = names[1:]
+    return ".".join(
+        name if _SIMPLE_NAME.match(name) else '"' + name.replace('"', '""') + '"' for name in names
+    )
 
 
 def quoted(operator: str) -> str:
