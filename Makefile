@@ -49,13 +49,13 @@ screenshot: install npm
 	SHAPE_GATEWAY_SCREENSHOT=docs/demo.png $(PY) -m pytest -q tests/browser/test_picture.py
 
 lint: install
-	$(PY) -m ruff check gateway tests bench deploy
-	$(PY) -m ruff format --check gateway tests bench deploy
+	$(PY) -m ruff check gateway electric_imitation tests bench deploy
+	$(PY) -m ruff format --check gateway electric_imitation tests bench deploy
 	$(PY) -m mypy
 
 format: install
-	$(PY) -m ruff format gateway tests bench deploy
-	$(PY) -m ruff check --fix gateway tests bench deploy
+	$(PY) -m ruff format gateway electric_imitation tests bench deploy
+	$(PY) -m ruff check --fix gateway electric_imitation tests bench deploy
 
 check: install
 	$(VENV)/bin/shape-gateway check shape_rules.yaml

@@ -3,7 +3,7 @@ web app to watch it in a browser.
 
 Creates a `shape_gateway_demo` database with the tables the shipped rules name (tenants `acme`
 and `globex`, a few users and roles; `deploy/seed.sql`, which the compose demo on the real
-Electric loads too), starts our Electric-protocol server on it (tests/electric: the real
+Electric loads too), starts our Electric-protocol server on it (electric_imitation: the real
 Electric needs Docker), the gateway with the shipped `shape_rules.yaml` (revocations in Redis
 when one answers), and the demo web app (deploy/webdemo, deploy/web) on two origins: one where
 the page sends a bearer token to the gateway on another origin, one where the gateway is
@@ -227,7 +227,7 @@ async def main(args: argparse.Namespace) -> int:
             )
         cors = origins(*(pages or ()), kept=os.environ.get("GATEWAY_CORS_ORIGINS", ""))
         electric = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.electric", "--port", str(electric_port),
+            sys.executable, "-m", "electric_imitation", "--port", str(electric_port),
             "--dsn", database, "--secret", electric_secret,
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip

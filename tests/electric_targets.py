@@ -2,7 +2,7 @@
 
 - Tests marked `across_electric_versions` (the suites that exercise Electric's protocol) run
   once per imitated version (1.0.10 and 1.7) and, with a real Electric at hand
-  (`tests.real_electric`: `ELECTRIC_TEST_URL`, or Docker), once more against it through a
+  (`electric_imitation.real`: `ELECTRIC_TEST_URL`, or Docker), once more against it through a
   recording `Tap` (`-k electric-real` selects those runs).
 - The others (gateway-internal: audit, limits, operations) run on the imitation's default.
 - `@pytest.mark.electric_feature("sse")` skips where the server lacks the feature (the real
@@ -19,11 +19,11 @@ from typing import Protocol
 
 import pytest
 
-from tests.electric import VERSION_NAMES, Fault, RecordedRequest, Rotation, Stats
-from tests.electric.config import DEFAULT_VERSION
-from tests.electric.versions import FEATURE_SINCE, missing_feature, server_version
-from tests.real_electric import RealElectric, find_real_electric, real_electric_wanted
-from tests.real_electric.discover import RealElectricError
+from electric_imitation import VERSION_NAMES, Fault, RecordedRequest, Rotation, Stats
+from electric_imitation.config import DEFAULT_VERSION
+from electric_imitation.real import RealElectric, find_real_electric, real_electric_wanted
+from electric_imitation.real.discover import RealElectricError
+from electric_imitation.versions import FEATURE_SINCE, missing_feature, server_version
 
 REAL: str = "real"
 

@@ -1,5 +1,8 @@
 """The package graph has no cycles and the pure core stays pure: `sql` is a leaf, and the
 decision (`sql`, `rules`, `auth`'s identity, `shape`) imports no aiohttp, Redis or clock-bound I/O.
+The product imports none of the tools that test it (the Electric imitation, tests, benchmarks,
+the demo); the imitation uses the product's model of Electric's where (`gateway.sql`) and
+nothing else of it, so it stays a stand-in for Electric, not a second gateway.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY = ROOT / "gateway"
+IMITATION = ROOT / "electric_imitation"
+TEST_TOOLS = ("electric_imitation", "tests", "bench", "deploy")
 # Modules of the pure core: request + identity + rules -> upstream request or refusal.
 PURE: tuple[str, ...] = ("sql", "rules/model.py", "rules/load.py", "auth/identity.py", "shape")
 # Rule tests and the access diff are pure too, except what reads a database on request
@@ -94,3 +100,21 @@ def test_pure_core_does_no_io(part: str) -> None:
     for path in files:
         io = {n for n in _imports(path) if n.split(".")[0] in IO_MODULES}
         assert not io, f"{path.relative_to(GATEWAY)} imports {sorted(io)}"
+
+
+def test_the_product_imports_none_of_the_tools_that_test_it() -> None:
+    for path in sorted(GATEWAY.rglob("*.py")):
+        tools = {n for n in _imports(path) if n.split(".")[0] in TEST_TOOLS}
+        assert not tools, f"{path.relative_to(ROOT)} imports {sorted(tools)}"
+
+
+def test_the_imitation_takes_only_the_sql_model_from_the_product_and_nothing_from_tests() -> None:
+    for path in sorted(IMITATION.rglob("*.py")):
+        if path.relative_to(IMITATION).parts[0] == "tests":  # its tests share tests/' services
+            continue
+        names = _imports(path)
+        product = {
+            n for n in names if n.split(".")[0] == "gateway" and not n.startswith("gateway.sql")
+        }
+        tests = {n for n in names if n.split(".")[0] == "tests"}
+        assert not product | tests, f"{path.relative_to(ROOT)} imports {sorted(product | tests)}"

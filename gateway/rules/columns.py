@@ -8,7 +8,7 @@ with how to write it.
 
 `client_where` is a list of columns, or a map from column to its type (`{status: text,
 due_at: timestamptz}`). With types, the gateway judges a client's where as Electric types it
-(`gateway/sql/types.py`) and refuses what Electric would refuse with its own 400; without, only
+(`gateway/sql/electric/`) and refuses what Electric would refuse with its own 400; without, only
 the form is judged.
 """
 
@@ -21,8 +21,8 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 
 from gateway.rules.sections import RulesReader
+from gateway.sql.electric.types import DECLARABLE
 from gateway.sql.subset import type_name
-from gateway.sql.types import DECLARABLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,11 @@ from pglast.parser import ParseError, scan
 
 from gateway.cache import cached
 from gateway.errors import Code, Refusal
+from gateway.sql.electric.literals import literal_problem
 from gateway.sql.emit import emit_order_by, emit_where
 from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.negation import push_negations
 from gateway.sql.subset import check_subset
-from gateway.sql.types import literal_problem
 
 MAX_WHERE_LENGTH: Final = 8192
 # What a where costs to check grows with its tokens (names, values, operators), not its bytes:

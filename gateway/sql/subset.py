@@ -8,16 +8,17 @@ where-clause.md`) lists comparisons, `IN`/`NOT IN`, `LIKE`/`ILIKE`, `IS [NOT] NU
 forward is something Electric 1.0.10 and 1.7 both evaluate:
 
 - values: a plain column, a `$n` parameter, a literal (string, number, `true`/`false`, `NULL`),
-  or a cast of a column or a literal to one of `types.CAST_TYPES` (Electric's `@valid_types`);
+  or a cast of a column or a literal to one of `electric.casts.CAST_TYPES`;
 - conditions: comparisons, `[NOT] LIKE`, `[NOT] ILIKE`, `[NOT] IN (...)`, `[NOT] BETWEEN`,
   `IS [NOT] NULL`, `IS [NOT] TRUE/FALSE/UNKNOWN`, `IS [NOT] DISTINCT FROM` (both in 1.0.10's
   parser and 1.7's), `AND`, `OR`, `NOT`, and a bare boolean column, cast or `true`/`false`.
 
-Types are judged as Electric judges them (`types.py`), so what Electric refuses with its own
-400 is refused here first: a literal it cannot read as the type it meets (`'2024-03-01'`
-against a timestamptz, `'2024-03-01'::timestamp`), a cast it has no function for
-(`t_ts::date`, `t_ts::text`), a comparison with no overload, a non-boolean condition. A column's
-type is known only when the rules declare it; an undeclared one is judged by form alone.
+Types are judged as Electric judges them (`electric/`, the one model of its parser, which the
+Electric imitation shares), so what Electric refuses with its own 400 is refused here first: a
+literal it cannot read as the type it meets (`'2024-03-01'` against a timestamptz,
+`'2024-03-01'::timestamp`), a cast it has no function for (`t_ts::date`, `t_ts::text`), a
+comparison with no overload, a non-boolean condition. A column's type is known only when the
+rules declare it; an undeclared one is judged by form alone.
 
 Refused although Electric documents them: `ANY`/`ALL` and array operators (client filters stay
 comparisons of scalar columns) and sub-selects (they read other tables and cannot be proven to
@@ -36,20 +37,14 @@ from typing import Final
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolTestType
 
+from gateway.sql.electric.casts import CAST_TYPES, cast_problem
+from gateway.sql.electric.literals import literal_problem
+from gateway.sql.electric.overloads import COMPARISONS, LIKES, pick_overload
+from gateway.sql.electric.types import UNKNOWN, UNTYPED
 from gateway.sql.expressions import MAX_DEPTH, PREFIX_LENGTH, ExpressionError
-from gateway.sql.types import (
-    CAST_TYPES,
-    UNKNOWN,
-    UNTYPED,
-    cast_problem,
-    literal_problem,
-    pick_overload,
-)
 
 __all__ = ["CAST_TYPES", "Checked", "check_subset", "operator_name", "position", "type_name"]
 
-COMPARISONS: Final = frozenset({"=", "<>", "<", ">", "<=", ">="})
-LIKES: Final = frozenset({"~~", "!~~", "~~*", "!~~*"})
 _BINARY: Final = {
     A_Expr_Kind.AEXPR_OP: COMPARISONS,
     A_Expr_Kind.AEXPR_LIKE: LIKES,

@@ -155,7 +155,7 @@ def world(
         )  # fmt: skip
         processes.append(harness)
         electric, electric_url = _start(
-            [sys.executable, "-m", "tests.electric", "--host", "127.0.0.1", "--port", "0",
+            [sys.executable, "-m", "electric_imitation", "--host", "127.0.0.1", "--port", "0",
              "--dsn", database_url, "--secret", "electric-secret", "--long-poll-timeout", "2"],
             logs / "electric.log", clean, _electric_url,
         )  # fmt: skip

@@ -4,7 +4,7 @@ Everything is a real process on loopback, started the way ops and the demo start
 client meets the gateway's real sockets, streaming and headers. Each process logs to a file in
 the test's tmp_path; a failed wait quotes the driver's last events and those logs.
 
-Electric is the imitation (`python -m tests.electric`), once per imitated version (1.0.10 and
+Electric is the imitation (`python -m electric_imitation`), once per imitated version (1.0.10 and
 1.7), or a real server behind a recording tap when one is configured (`tests/electric_targets`).
 
 Node.js and `tests/client/node_modules` (`npm ci --prefix tests/client`) are required: missing
@@ -33,9 +33,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from electric_imitation.real import start_tap
 from tests.electric_targets import ElectricTarget
 from tests.factories import SECRET
-from tests.real_electric import start_tap
 from tests.requirements import unavailable
 
 CLIENT_DIR: Final = Path(__file__).resolve().parent
@@ -261,7 +261,7 @@ async def electric_upstream(target: ElectricTarget, tasks: Tasks, log: Path) -> 
             yield str(tap.url)
         return
     electric_args = [
-        sys.executable, "-m", "tests.electric", "--host", "127.0.0.1", "--port", "0",
+        sys.executable, "-m", "electric_imitation", "--host", "127.0.0.1", "--port", "0",
         "--dsn", tasks.database_url, "--secret", ELECTRIC_SECRET,
         "--electric-version", target.version,
         "--long-poll-timeout", "2",  # live long-polls come back every 2 s

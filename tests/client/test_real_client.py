@@ -1,8 +1,8 @@
 """The real `@electric-sql/client` ShapeStream syncs through the gateway, changing only its URL
 and an `Authorization` header: all a client changes (README, docs/http-api.md).
 
-Each test runs Electric (the imitation, `python -m tests.electric`, once per imitated version; or
-a real server, see tests/electric_targets.py) and `shape-gateway serve` as real processes on
+Each test runs Electric (the imitation, `python -m electric_imitation`, once per imitated version;
+or a real server, see tests/electric_targets.py) and `shape-gateway serve` as real processes on
 loopback, and drives the pinned client with `node tests/client/sync.mjs`, reading
 its events (requests, responses, changes, controls, onError calls, warnings) as JSON lines.
 Needs Node.js and `npm ci --prefix tests/client`: skipped locally without them, failed under CI.

@@ -1,8 +1,8 @@
 """Functional fixtures: an Electric upstream, a schema of rows of several tenants and users, and
 rules pointing at it.
 
-The upstream is the imitation (tests/electric) playing the version `electric_target` names, or
-a real Electric behind a recording tap (tests/real_electric); `tests/electric_targets.py`
+The upstream is the imitation (electric_imitation) playing the version `electric_target` names, or
+a real Electric behind a recording tap (electric_imitation/real); `tests/electric_targets.py`
 decides which, and skips what the server cannot do.
 """
 
@@ -25,10 +25,10 @@ from aiohttp import web
 from psycopg import sql
 from yarl import URL
 
-from tests.electric import ELECTRIC, ElectricConfig, make_electric_app
+from electric_imitation import ELECTRIC, ElectricConfig, make_electric_app
+from electric_imitation.real import start_tap
 from tests.electric_targets import ElectricTarget, UpstreamHooks
 from tests.factories import SECRET
-from tests.real_electric import start_tap
 
 ELECTRIC_SECRET = "electric-secret-for-tests"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.electric import Fault
+from electric_imitation import Fault
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.functional.test_collapse_functional import until, waiting

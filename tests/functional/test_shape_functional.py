@@ -257,8 +257,9 @@ async def test_409_passes_through_with_its_handle_and_private_caching(
 async def test_errors_are_never_stored_whatever_electric_sent(
     gateway_factory: GatewayFactory, world: World, electric: Electric
 ) -> None:
-    # Electric 1.0.10 marks its 400s `no-cache` only, 1.7 `no-store` (tests/electric/versions.py):
-    # the gateway's own errors and Electric's passed through get one policy, `no-store`.
+    # Electric 1.0.10 marks its 400s `no-cache` only, 1.7 `no-store`
+    # (electric_imitation/versions.py): the gateway's own errors and Electric's passed through get
+    # one policy, `no-store`.
     gateway = await gateway_for(gateway_factory, world, electric)
     never_stored = "private, no-cache, no-store"
     async with gateway.shape({"table": "tasks", "offset": "0_0"}, token=ADMIN) as response:
@@ -344,8 +345,8 @@ async def test_client_where_reaches_electric_in_a_form_its_parser_takes(
     value: str,
     expected: list[str],
 ) -> None:
-    # Electric parses wheres itself (tests/electric/versions.py): 1.0.10 answers 500 to any boolean
-    # NOT, parenthesised or not, and to a cast applied to a parameter.
+    # Electric parses wheres itself (electric_imitation/versions.py): 1.0.10 answers 500 to any
+    # boolean NOT, parenthesised or not, and to a cast applied to a parameter.
     gateway = await gateway_for(gateway_factory, world, electric)
     query = {"table": "tasks", "offset": "-1", "where": where, "params[1]": value}
     async with gateway.shape(query, token=ADMIN) as response:

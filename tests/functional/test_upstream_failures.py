@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from electric_imitation import Fault
 from gateway.upstream.client import Timeouts
-from tests.electric import Fault
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.gateway import Gateway, GatewayFactory

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from tests.electric import ElectricConfig, make_electric_app
+from electric_imitation import ElectricConfig, make_electric_app
 from tests.electric_targets import ElectricTarget
 from tests.functional.conftest import ELECTRIC_SECRET, Electric
 from tests.functional.test_redis_outages import admin_status, until_logged

@@ -1,7 +1,7 @@
 """Wheres real Electric refuses for their types never leave the gateway; what both versions
 accept (IS [NOT] TRUE/FALSE, IS [NOT] DISTINCT FROM) reaches Electric and returns psql's rows.
 
-Against each imitated version (tests/electric/versions.py: what real 1.0.10 and 1.7.12 refused
+Against each imitated version (electric_imitation/versions.py: what real 1.0.10 and 1.7.12 refused
 with their own 400), and against a real Electric when one is at hand.
 """
 

@@ -1,86 +1,24 @@
-"""Test oracle: is a forwarded where in the subset Electric supports, in the conservative form?
+"""Test oracle: is a forwarded where in Electric's subset, and written in the gateway's form?
 
-Written from Electric's where-clause reference (`@electric-sql/client`,
-`skills/electric-shapes/references/where-clause.md`) and its evaluator's types (sync-service
-`eval/parser.ex`), independently of `gateway/sql/subset.py` and `emit.py`: the property tests
-judge the gateway's output with it, so a bug in either shows up as a disagreement.
+What Electric accepts is judged by the one model of its where parser (`gateway/sql/electric/`,
+through `check_subset`, which the imitation's parser shares too): what the gateway forwards
+must pass that judge again after scoping, negation and rewriting. The form the gateway writes
+is judged here, on the tokens, independently of `emit.py`: casts as `::`, no NOT but NOT
+IN/LIKE/ILIKE/BETWEEN and IS NOT (Electric 1.0.x fails on a boolean NOT), AND/OR operands in
+parentheses, no comments. The property tests judge the gateway's output with it, so a bug in
+the emitter shows up as a disagreement.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from pglast import ast
-from pglast.enums import A_Expr_Kind, BoolExprType
 from pglast.parser import ParseError, scan
 
 from gateway.sql.expressions import ExpressionError, parse_expression
+from gateway.sql.subset import check_subset
 
-ELECTRIC_CAST_TYPES: Final = {
-    "bool", "int2", "int4", "int8", "float4", "float8", "text", "varchar", "date", "time",
-    "timestamp", "timestamptz", "interval", "uuid",
-}  # fmt: skip
-OPERATORS: Final = {
-    A_Expr_Kind.AEXPR_OP: {"=", "<>", "<", ">", "<=", ">="},
-    A_Expr_Kind.AEXPR_LIKE: {"~~", "!~~"},
-    A_Expr_Kind.AEXPR_ILIKE: {"~~*", "!~~*"},
-    A_Expr_Kind.AEXPR_IN: {"=", "<>"},
-    A_Expr_Kind.AEXPR_BETWEEN: {"BETWEEN"},
-    A_Expr_Kind.AEXPR_NOT_BETWEEN: {"NOT BETWEEN"},
-    A_Expr_Kind.AEXPR_DISTINCT: {"="},
-    A_Expr_Kind.AEXPR_NOT_DISTINCT: {"="},
-}
 OPENS_OPERAND: Final = {None, "ASCII_40", "AND", "OR", "IN_P"}
-
-
-def _value_problem(node: object) -> str | None:
-    if isinstance(node, ast.ColumnRef):
-        fields = node.fields or ()
-        ok = len(fields) == 1 and isinstance(fields[0], ast.String)
-        return None if ok else "a column that is not plain"
-    if isinstance(node, ast.ParamRef):
-        return None
-    if isinstance(node, ast.A_Const):
-        literal = (ast.Integer, ast.Float, ast.String, ast.Boolean)
-        return None if node.isnull or isinstance(node.val, literal) else "an odd literal"
-    if isinstance(node, ast.TypeCast) and node.typeName is not None:
-        names = [n.sval for n in node.typeName.names or () if isinstance(n, ast.String)]
-        if names[:1] == ["pg_catalog"]:
-            names = names[1:]
-        if len(names) != 1 or names[0] not in ELECTRIC_CAST_TYPES:
-            return f"a cast to {names}"
-        if node.typeName.typmods or node.typeName.arrayBounds:
-            return "a cast with type modifiers"
-        if not isinstance(node.arg, ast.ColumnRef | ast.A_Const):
-            return "a cast of something other than a column or literal"
-        return _value_problem(node.arg)
-    return f"{type(node).__name__} as a value"
-
-
-def _tree_problem(node: object) -> str | None:
-    if isinstance(node, ast.BoolExpr):
-        if node.boolop == BoolExprType.NOT_EXPR:
-            return "a NOT (Electric 1.0.x fails on it)"
-        for arg in node.args or ():
-            if problem := _tree_problem(arg):
-                return problem
-        return None
-    if isinstance(node, ast.NullTest):
-        return _value_problem(node.arg)
-    if isinstance(node, ast.BooleanTest):  # IS [NOT] TRUE/FALSE/UNKNOWN: both parsers have it
-        return _tree_problem(node.arg)
-    if isinstance(node, ast.A_Expr):
-        names = [n.sval for n in node.name or () if isinstance(n, ast.String)]
-        if node.kind not in OPERATORS or len(names) != 1 or names[0] not in OPERATORS[node.kind]:
-            return f"operator {node.kind} {names}"
-        rexpr = node.rexpr if isinstance(node.rexpr, tuple) else (node.rexpr,)
-        problems = [_value_problem(value) for value in (node.lexpr, *rexpr)]
-        return next((p for p in problems if p), None)
-    if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Boolean):
-        return None
-    if isinstance(node, ast.ColumnRef | ast.TypeCast):
-        return _value_problem(node)
-    return f"{type(node).__name__} as a condition"
 
 
 def _form_problem(text: str) -> str | None:
@@ -97,7 +35,7 @@ def _form_problem(text: str) -> str | None:
         if name in ("CAST", "SQL_COMMENT", "C_COMMENT"):
             return f"{name} in the text"
         if name == "NOT" and before != "IS" and after not in ("IN_P", "LIKE", "ILIKE", "BETWEEN"):
-            return "a NOT that negates a condition"
+            return "a NOT that negates a condition (Electric 1.0.x fails on it)"
         if name == "BETWEEN":
             between += 1
         elif name == "AND" and between:
@@ -115,7 +53,11 @@ def electric_where_problem(text: str) -> str | None:
         node = parse_expression(text)
     except ExpressionError as error:
         return f"does not parse: {error.message}"
-    return _tree_problem(node) or _form_problem(text)
+    try:
+        check_subset(node)
+    except ExpressionError as error:
+        return f"outside Electric's subset: {error.message}"
+    return _form_problem(text)
 
 
 def is_electric_where(text: str) -> bool:

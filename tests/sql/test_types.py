@@ -1,4 +1,4 @@
-"""Types as Electric's where parser judges them (gateway/sql/types.py, through check_subset).
+"""Types as Electric's where parser judges them (gateway/sql/electric/, through check_subset).
 
 What real Electric 1.0.10 and 1.7.12 refused with their own 400 (a date alone against a
 timestamptz, `'2024-03-01'::timestamp`, `t_ts::date`, a bare non-boolean column) is refused
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.sql.electric.casts import cast_problem
+from gateway.sql.electric.literals import electric_reads, literal_problem
+from gateway.sql.electric.overloads import pick_overload
 from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.subset import check_subset
-from gateway.sql.types import cast_problem, literal_problem, pick_overload
 
 TYPES = {
     "t_ts": "timestamptz",
@@ -38,7 +40,7 @@ def judge(where: str) -> dict[int, str]:
 
 @pytest.mark.parametrize(
     ("where", "says"),
-    [  # each answered 400 by real Electric 1.0.10 and 1.7.12 (tests/electric/versions.py)
+    [  # each answered 400 by real Electric 1.0.10 and 1.7.12 (electric_imitation/versions.py)
         ("t_ts > '2024-03-01'", "'2024-03-01' compared with column t_ts (timestamptz)"),
         ("t_ts BETWEEN '2024-03-01' AND '2024-04-01'", "a date alone is refused"),
         ("t_ts NOT BETWEEN '2024-03-01 00:00:00Z' AND '2024-04-01'", "'2024-04-01'"),
@@ -144,6 +146,8 @@ def test_undeclared_columns_are_judged_by_form_alone_but_literal_casts_always() 
         (".5", "float8", False),
         ("-1.5E3", "numeric", True),
         ("550e8400e29b41d4a716446655440000", "uuid", False),
+        ("550e8400-e29b41d4-a716-4466-55440000", "uuid", False),  # Ecto.UUID: hyphens in place
+        ("\u0661\u0662", "int4", False),  # Elixir reads ASCII digits only
         ("anything", "interval", True),
     ],
 )
@@ -151,6 +155,27 @@ def test_literals_read_as_electrics_parsers_read_them(
     text: str, type_name: str, fine: bool
 ) -> None:
     assert (literal_problem(text, type_name) is None) is fine
+    assert electric_reads(text, type_name) is fine
+
+
+@pytest.mark.parametrize(
+    ("text", "type_name"),
+    [
+        ("+2024-03-01", "date"),
+        ("0000-01-01", "date"),
+        ("12:00:00 PM", "time"),
+        ("10:00:00,5", "time"),
+        ("2024-03-01 10:00:00,5+00", "timestamptz"),
+        ("-2024-03-01 10:00:00", "timestamp"),
+    ],
+)
+def test_spellings_electric_reads_but_postgresql_does_not_are_not_forwarded(
+    text: str, type_name: str
+) -> None:
+    # Electric's parsers take them (the imitation does too); PostgreSQL, which runs the clause
+    # for the snapshot, refuses all but the 12-hour clock, which the gateway keeps out as well.
+    assert electric_reads(text, type_name)
+    assert literal_problem(text, type_name) is not None
 
 
 def test_casts_and_overloads_follow_electrics_tables() -> None:
