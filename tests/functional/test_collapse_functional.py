@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 import pytest
 from structlog.testing import capture_logs
 
+from electric_imitation import Fault, RecordedRequest
 from gateway.web.keys import EXCHANGES
-from tests.electric.faults import Fault
-from tests.electric.recorder import RecordedRequest
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.functional.test_revocation_functional import revoke
