@@ -217,12 +217,11 @@ class Exchange:
     def _deliver(self, chunk: bytes) -> None:
         limit = self.registry.client_buffer
         members = self.members
-        # Drop only when someone can take the chunk; when none can, the read waits for room.
+        # A member still a whole buffer behind when the next chunk comes would stall the rest:
+        # dropped, but only when someone can take the chunk (none can: the read waits).
         droppable = any(m.buffered < limit for m in members)
         for member in list(members):
-            if (
-                droppable and member.buffered >= limit
-            ):  # still a whole buffer behind: it would stall the rest
+            if droppable and member.buffered >= limit:
                 self.members.discard(member)
                 member.drop()
                 self.registry.metrics.slow_reader_drops.inc()
