@@ -141,6 +141,29 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.upstream_client_requests = Counter(
+            "shape_gateway_upstream_client_requests_total",
+            "Client requests answered through an upstream exchange (joined or not).",
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "shape_gateway_upstream_requests_total",
+            "Requests the gateway sent upstream (one per exchange: collapsing makes this fewer "
+            "than the client requests).",
+            registry=r,
+        )
+        self.upstream_joins = Counter(
+            "shape_gateway_upstream_joins_total",
+            "Client requests that joined an identical upstream request already under way (or a "
+            "snapshot just answered) instead of sending their own (GATEWAY_COLLAPSE).",
+            registry=r,
+        )
+        self.slow_reader_drops = Counter(
+            "shape_gateway_slow_reader_drops_total",
+            "Clients cut because they fell a whole buffer behind the other clients sharing "
+            "their upstream exchange.",
+            registry=r,
+        )
         self.revocation_fresh = Gauge(
             "shape_gateway_revocation_state_fresh",
             "1 when this replica's revocation view is confirmed fresh, else 0.",

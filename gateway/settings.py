@@ -67,6 +67,7 @@ class Settings:
     local_key_secret: str | None = field(default=None, repr=False)  # enables /v1/local-key
     local_key_epoch: int = 1  # part of every local key: raising it replaces them all
     local_key_lease: int = 86400  # seconds a client may keep its local key offline
+    collapse: bool = True  # identical rewritten upstream requests share one exchange
 
     @property
     def has_key_source(self) -> bool:
@@ -136,6 +137,16 @@ def _origins(raw: str, problems: list[str]) -> tuple[str, ...]:
     return listed
 
 
+def _collapse(raw: str, problems: list[str]) -> bool:
+    word = raw.strip().lower()
+    if word not in ("on", "off"):
+        problems.append(
+            f"GATEWAY_COLLAPSE={raw!r}: must be on (identical upstream requests in flight share "
+            "one) or off (one upstream request per client)"
+        )
+    return word != "off"
+
+
 def _credential_problems(values: Mapping[str, object]) -> list[str]:
     """A cookie credential offered to any origin; an admin token short enough to guess."""
     problems = []
@@ -172,6 +183,8 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
         if labels.lower() not in ("true", "false", "1", "0"):
             problems.append(f"GATEWAY_METRICS_TENANT_LABELS={labels!r}: must be true or false")
         values["metrics_tenant_labels"] = labels.lower() in ("true", "1")
+    if env.get("GATEWAY_COLLAPSE"):
+        values["collapse"] = _collapse(env["GATEWAY_COLLAPSE"], problems)
     if env.get("GATEWAY_CORS_ORIGINS"):
         values["cors_origins"] = _origins(env["GATEWAY_CORS_ORIGINS"], problems)
     values.update({k: v for k, v in overrides.items() if v is not None})

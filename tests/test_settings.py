@@ -118,3 +118,15 @@ def test_the_local_key_settings_are_read_and_a_short_secret_is_refused() -> None
     problems = "\n".join(caught.value.problems)
     assert "GATEWAY_LOCAL_KEY_SECRET must be at least 32 bytes" in problems
     assert "GATEWAY_LOCAL_KEY_LEASE='5': must be a whole number from 60" in problems
+
+
+def test_collapsing_is_on_by_default_off_when_asked_and_anything_else_does_not_load() -> None:
+    assert load_settings({}).collapse
+    assert load_settings({"GATEWAY_COLLAPSE": "on"}).collapse
+    assert not load_settings({"GATEWAY_COLLAPSE": "OFF"}).collapse
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_COLLAPSE": "false"})
+    assert caught.value.problems == (
+        "GATEWAY_COLLAPSE='false': must be on (identical upstream requests in flight share one) "
+        "or off (one upstream request per client)",
+    )

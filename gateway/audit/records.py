@@ -1,11 +1,13 @@
 """The one audit line per request: who, what, the decision and its reason, and what it cost.
 
-Identity (user, tenant, role) is logged; a token, a secret, a where clause or a bound value
+Identity (user, tenant, role) is logged, and whether the request `joined` an upstream exchange
+another client had started (GATEWAY_COLLAPSE); a token, a secret, a where clause or a bound value
 never is (the redaction processor in logs.py backs this up).
 
 Decisions: `allowed` (admitted and served, whatever happened after: a stream cut by a
 revocation or its token's expiry keeps `allowed` with reason `stopped:<code>`, a client that
-hung up `client_closed`, one that stopped reading `write_timeout`, an error of Electric's passed
+hung up `client_closed`, one that stopped reading `write_timeout`, one that fell a whole buffer
+behind the others sharing its upstream exchange `slow_reader`, an error of Electric's passed
 through `upstream_rejected`, `upstream_overloaded`, ...),
 `refused` (answered with one of our error codes), `abandoned` (the client went away before a
 decision was made).
@@ -58,6 +60,7 @@ class AuditRecord:
     upstream_status: int = 0  # Electric's status, when its answer was passed through
     rules: str = ""
     live: bool = False  # held open (a long-poll, an SSE stream, the event feed)
+    joined: bool = False  # answered by an upstream exchange another client had started
 
     def admit(self) -> None:
         """The request passed authentication and admission; a refusal may still follow."""
@@ -86,13 +89,21 @@ class AuditRecord:
 
     def client_closed(self) -> None:
         self.decision = self.decision or "abandoned"
-        self.reason, self.status = "client_closed", CLIENT_CLOSED
+        if self.reason != "slow_reader":  # the gateway cut it, and says why
+            self.reason = "client_closed"
+        self.status = CLIENT_CLOSED
 
     def write_timed_out(self) -> None:
         """Aborted by GATEWAY_WRITE_TIMEOUT: the client stopped reading its response. Logged
         with 499 like a client that left (the client, not the gateway, ended the exchange)."""
         self.decision = self.decision or "abandoned"
         self.reason, self.status = "write_timeout", CLIENT_CLOSED
+
+    def slow_reader(self) -> None:
+        """Cut because it fell a whole buffer behind the other clients of its upstream
+        exchange (upstream/exchange.py); 499 like a client that stopped reading."""
+        self.decision = self.decision or "abandoned"
+        self.reason, self.status = "slow_reader", CLIENT_CLOSED
 
     def finish(self, status: int) -> None:
         """The response was sent with `status`; a request nobody refused was allowed."""
@@ -122,6 +133,7 @@ class AuditRecord:
             table=upstream.table if upstream else None,
             upstream=upstream.upstream.name if upstream else None,
             live=self.live,
+            joined=self.joined,
             decision=self.decision,
             reason=self.reason,
             status=self.status,

@@ -178,6 +178,14 @@ def _head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
+def encode_request(
+    request: UpstreamRequest, method: str, headers: Mapping[str, str], body: bytes | None
+) -> bytes:
+    """The request exactly as Electric receives it (head and body): what collapsing keys on
+    (upstream/exchange.py)."""
+    return _head(request, method, headers, body) + (body or b"")
+
+
 async def send(
     pool: UpstreamPool,
     request: UpstreamRequest,
@@ -186,13 +194,16 @@ async def send(
     headers: Mapping[str, str],
     body: bytes | None = None,
     timeouts: Timeouts,
+    raw: bytes | None = None,
 ) -> UpstreamResponse:
     """Send and return the response with its headers read (the body is the caller's to stream).
 
     Raises Refusal: 502 upstream_unavailable, 504 upstream_timeout, and 502
     upstream_misconfigured when Electric refuses our secret (never shown to clients as a 401).
+    `raw`: the request already encoded by `encode_request` (then `headers` and `body` are unused).
     """
-    raw = _head(request, method, headers, body) + (body or b"")
+    if raw is None:
+        raw = encode_request(request, method, headers, body)
     read_timeout = timeouts.sse_read if request.sse else timeouts.read
     key = endpoint(request.upstream.url).key
     for attempt in (1, 2):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Mapping
 from typing import Final
 
 import structlog
@@ -38,9 +39,9 @@ def _is_json(response: UpstreamResponse) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-def _decoded(raw: bytes, response: UpstreamResponse) -> bytes | None:
+def _decoded(raw: bytes, headers: Mapping[str, str]) -> bytes | None:
     """The start of a body as sent, decompressed if gzip'd (None: undecodable)."""
-    if response.headers.get(hdrs.CONTENT_ENCODING, "").lower() in ("gzip", "x-gzip"):
+    if headers.get(hdrs.CONTENT_ENCODING, "").lower() in ("gzip", "x-gzip"):
         try:
             return zlib.decompressobj(wbits=31).decompress(raw, LOGGED_BYTES)
         except zlib.error:
@@ -54,16 +55,16 @@ async def _excerpt(response: UpstreamResponse) -> str:
         raw = await response.read(LOGGED_BYTES * 4)
     except (UpstreamBroken, TimeoutError):
         return ""
-    decoded = _decoded(raw, response)
+    decoded = _decoded(raw, response.headers)
     return "(undecodable gzip body)" if decoded is None else decoded.decode("utf-8", "replace")
 
 
-def rejection_details(raw: bytes, response: UpstreamResponse) -> dict[str, object]:
+def rejection_details(raw: bytes, headers: Mapping[str, str]) -> dict[str, object]:
     """What Electric's 4xx JSON body says was wrong, for the log: its messages about the table
     and columns (schema names, the usual fault: a column the rules name and the table lacks);
     for any other field (a where or a parameter, whose message may quote a bound value) only
     that it was rejected."""
-    decoded = _decoded(raw, response)
+    decoded = _decoded(raw, headers)
     try:
         document = json.loads(decoded or b"")
     except ValueError:

@@ -42,6 +42,7 @@ from gateway.settings import Settings
 from gateway.streams import OpenStreams
 from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
+from gateway.upstream.exchange import Exchanges
 from gateway.upstream.probe import UpstreamProbes
 from gateway.web import admin, audit_events, health, local_key, revocations, shape
 from gateway.web.admin_guard import AdminFailures
@@ -52,6 +53,7 @@ from gateway.web.keys import (
     ADMIN_FAILURES,
     AUDIT_LOG,
     AUDIT_SINK,
+    EXCHANGES,
     FEED,
     IDENTITIES,
     LIMITER,
@@ -110,6 +112,9 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     session = make_session()
     app[SESSION] = session
     app[UPSTREAMS] = UpstreamPool()
+    app[EXCHANGES] = Exchanges(
+        app[UPSTREAMS], app[TIMEOUTS], app[METRICS], collapse=settings.collapse
+    )
     jwks, refresher = None, None
     if settings.jwt_jwks_url:
         jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
@@ -124,6 +129,7 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     if refresher is not None:
         await cancel(refresher)  # before the session it fetches with closes
     await session.close()
+    await app[EXCHANGES].close()
     app[UPSTREAMS].close()
 
 

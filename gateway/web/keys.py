@@ -24,6 +24,7 @@ from gateway.settings import Settings
 from gateway.streams import OpenStream, OpenStreams
 from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
+from gateway.upstream.exchange import Exchanges
 from gateway.upstream.probe import UpstreamProbes
 from gateway.web.admin_guard import AdminFailures
 
@@ -34,6 +35,7 @@ VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
 IDENTITIES: Final = web.AppKey("identities", IdentityCache)
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)  # JWKS fetches
 UPSTREAMS: Final = web.AppKey("upstreams", UpstreamPool)  # Electric
+EXCHANGES: Final = web.AppKey("exchanges", Exchanges)  # upstream requests in flight, shared
 STREAMS: Final = web.AppKey("streams", OpenStreams)
 TASKS: Final = web.AppKey("tasks", TaskGroup)
 TIMEOUTS: Final = web.AppKey("timeouts", Timeouts)

@@ -13,6 +13,7 @@ import pytest
 from electric_imitation import Fault
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
+from tests.functional.test_collapse_functional import until, waiting
 from tests.functional.test_shape_functional import fetch, sync_to_live
 from tests.gateway import ADMIN_TOKEN, Gateway, GatewayFactory
 
@@ -116,10 +117,12 @@ async def test_shutdown_ends_held_long_polls_at_once_and_lets_snapshots_finish(
     live = {"table": "tasks", "offset": offset, "handle": handle, "live": "true", "cursor": cursor}
     async with asyncio.TaskGroup() as group:
         polls = [group.create_task(fetch(gateway, live, ALICE)) for _ in range(3)]
-        await electric.state.wait_for(lambda s: s.held_requests == 3)
+        await until(lambda: waiting(gateway) == 3)  # one upstream poll, collapsed
+        await electric.state.wait_for(lambda s: s.held_requests == 1)
         electric.state.inject(Fault("delay", seconds=1.0))
-        snapshot = group.create_task(fetch(gateway, {"table": "tasks", "offset": "-1"}, ALICE))
-        await electric.state.wait_for(lambda s: s.active_requests == 4)
+        fresh = {"table": "tasks", "offset": "-1", "cache-buster": "1"}  # not the one lingering
+        snapshot = group.create_task(fetch(gateway, fresh, ALICE))
+        await electric.state.wait_for(lambda s: s.active_requests == 2)
         started = time.monotonic()
         stopping = group.create_task(gateway.runner.cleanup())
         results = [await poll for poll in polls]
@@ -156,7 +159,8 @@ async def test_malformed_requests_get_clean_4xx_while_300_long_polls_are_held(
         held_gateway = Gateway(gateway.url, gateway.runner, gateway.rules_path, session)
         admins = [make_token(sub=f"admin-{n}", tid="acme", role="admin") for n in range(300)]
         polls = [group.create_task(fetch(held_gateway, live, token)) for token in admins]
-        await electric.state.wait_for(lambda s: s.held_requests == 300, within=20)
+        await until(lambda: waiting(gateway) == 300, within=20)
+        await electric.state.wait_for(lambda s: s.held_requests == 1)  # identical: collapsed
 
         base = f"Authorization: Bearer {ADMIN}\r\nHost: x\r\n".encode()
         line = b"GET /v1/shape?table=tasks&offset=-1"

@@ -29,7 +29,7 @@ def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def stalled_client(gateway: Gateway) -> socket.socket:
+def stalled_client(gateway: Gateway, headers: str = "") -> socket.socket:
     """A raw connection asking for a big snapshot, with a small receive window, that never
     reads: the gateway's writes soon wait on a full send buffer."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -37,7 +37,7 @@ def stalled_client(gateway: Gateway) -> socket.socket:
     sock.connect((str(gateway.url.host), int(gateway.url.port or 0)))
     sock.sendall(
         f"GET /v1/shape?table=big&offset=-1 HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: Bearer {ADMIN}\r\n\r\n".encode()
+        f"Authorization: Bearer {ADMIN}\r\n{headers}\r\n".encode()
     )
     sock.setblocking(False)  # noqa: FBT003 - the socket API
     return sock
@@ -64,24 +64,34 @@ async def metric(gateway: Gateway, name: str) -> float:
     return float(line.split()[1])
 
 
+@pytest.mark.parametrize("collapse", [False, True], ids=["own-requests", "collapsed"])
 async def test_clients_that_stop_reading_a_snapshot_are_cut_and_release_their_upstream(
-    gateway_factory: GatewayFactory, world: World, electric_factory: ElectricFactory
+    gateway_factory: GatewayFactory,
+    world: World,
+    electric_factory: ElectricFactory,
+    collapse: bool,
 ) -> None:
+    """Without collapsing each has its own upstream request; collapsed, the five share one,
+    read at the pace of the fastest (none reads: nobody is dropped, the write timeout cuts
+    each), closed when the last of them is cut."""
     electric = await electric_factory()
     world.execute(  # ~12 MB: the first chunk (10 MiB) outgrows every buffer on the way
         "INSERT INTO {schema}.big SELECT g, repeat(md5(g::text), 64) "
         "FROM generate_series(1, 6000) g"
     )
-    gateway = await gateway_for(gateway_factory, world, electric, write_timeout=WRITE_TIMEOUT)
+    gateway = await gateway_for(
+        gateway_factory, world, electric, write_timeout=WRITE_TIMEOUT, collapse=collapse
+    )
+    upstreams = 1 if collapse else CLIENTS
     baseline = open_descriptors()
     with capture_logs() as logs:
         clients = [stalled_client(gateway) for _ in range(CLIENTS)]
         try:
-            await electric.state.wait_for(lambda s: s.active_requests == CLIENTS)
+            await electric.state.wait_for(lambda s: s.active_requests == upstreams)
             held = open_descriptors()
             started = time.monotonic()
-            # Each held: its socket here, the gateway's, the gateway's upstream, Electric's.
-            assert held - baseline >= 4 * CLIENTS, (baseline, held)
+            # Each held: its socket here, the gateway's; each upstream: the gateway's, Electric's.
+            assert held - baseline >= 2 * CLIENTS + 2 * upstreams, (baseline, held)
             await electric.state.wait_for(lambda s: s.active_requests == 0, within=10)
             released = time.monotonic() - started
             closed = await asyncio.gather(*(closed_by_server(c, 5) for c in clients))
@@ -94,6 +104,9 @@ async def test_clients_that_stop_reading_a_snapshot_are_cut_and_release_their_up
     assert after - baseline <= CLIENTS, (baseline, held, after)  # only our client sockets
     assert released < WRITE_TIMEOUT + 5
     assert await metric(gateway, "shape_gateway_write_timeouts_total") == CLIENTS
+    assert await metric(gateway, "shape_gateway_upstream_requests_total") == upstreams
+    assert await metric(gateway, "shape_gateway_slow_reader_drops_total") == 0
+    assert len(electric.state.requests) == upstreams
     lines = [(e["reason"], e["status"]) for e in logs
              if e["event"] == "shape_request" and e["path"] == "/v1/shape"]  # fmt: skip
     assert lines == [("write_timeout", 499)] * CLIENTS
