@@ -10,8 +10,8 @@ seconds, through `shape-gateway serve` to the Electric imitation (tests/electric
 (DATABASE_URL, or the tests' default), while a row is inserted every `--interval` seconds.
 Every live request a client makes is noted with its query; it is joinable when another client's
 live request with the identical query (offset, handle, cursor and all) is in flight as it
-starts (until its client's next request) and no change came since that one started. Needs PostgreSQL and Node.js;
-not part of `make bench`.
+starts (until its client's next request) and no change came since that one started. Needs
+PostgreSQL and Node.js; not part of `make bench`.
 """
 
 from __future__ import annotations
