@@ -70,4 +70,5 @@ bench: install
 	$(PY) -m bench.planner
 	$(PY) -m bench.limits
 	$(PY) -m bench.compare
+	$(PY) -m bench.collapse
 	$(PY) -m bench.scale

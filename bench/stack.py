@@ -144,11 +144,14 @@ class Stack(contextlib.ExitStack):
 
     def upstream(
         self, work_us: float = 0.0, hold: float = 20.0, sse_hold: float = 60.0,
-        cpu: int | None = SERVER_CPU,
+        cpu: int | None = SERVER_CPU, *, snapshot_bytes: int = 1_300_000,
+        snapshot_delay: float = 0.0,
     ) -> Server:  # fmt: skip
         port = free_port()
         command = [sys.executable, "-m", "bench.upstream", "--port", str(port), "--work-us",
-                   str(work_us), "--hold", str(hold), "--sse-hold", str(sse_hold)]  # fmt: skip
+                   str(work_us), "--hold", str(hold), "--sse-hold", str(sse_hold),
+                   "--snapshot-bytes", str(snapshot_bytes),
+                   "--snapshot-delay", str(snapshot_delay)]  # fmt: skip
         return self._spawn("upstream", pinned(command, cpu), port, dict(os.environ))
 
     def nginx(self, upstream: Server) -> Server:

@@ -8,8 +8,11 @@ HTTP/1.1 keep-alive on a bare asyncio protocol. `GET /v1/shape`:
 - `live=true&live_sse=true`: SSE headers at once, then a stream kept open (a change is sent as
   events) until the client goes or `--sse-hold` seconds pass (Electric's 60 s);
 - otherwise a catch-up: one row and up-to-date.
-`GET /_stats` answers how many polls and streams are held. `--work-us` spends that much CPU on
-each shape request before answering, like a real server's per-request work: bench.compare's
+`GET /_stats` answers how many polls and streams are held, and how many shape requests of each
+kind (`snapshot`, `live`, `sse`, `catch_up`) came so far: what a proxy cost the upstream.
+`--snapshot-delay` holds each snapshot that long before answering, as Electric takes time to
+start one (a herd then arrives while the first is still in flight). `--work-us` spends that much
+CPU on each shape request before answering, like a real server's per-request work: bench.compare's
 default (40) makes going direct about as fast as the reference upstream of docs/performance.md
 (~18,500 catch-ups/s), so the ratios compare with its table; 0 measures against the fastest
 possible upstream.
@@ -67,8 +70,9 @@ def _snapshot(size: int) -> bytes:
 
 class Upstream:
     def __init__(
-        self, snapshot_bytes: int, hold: float, work_us: float = 0.0, sse_hold: float = 60.0
-    ) -> None:
+        self, snapshot_bytes: int, hold: float, work_us: float = 0.0, sse_hold: float = 60.0,
+        snapshot_delay: float = 0.0,
+    ) -> None:  # fmt: skip
         self.work_ns = int(work_us * 1000)
         self.snapshot = _snapshot(snapshot_bytes)
         self.catch_up = _response(
@@ -93,6 +97,8 @@ class Upstream:
         self.hold, self.sse_hold = hold, sse_hold
         self.held: set[asyncio.Transport] = set()
         self.streams: set[asyncio.Transport] = set()
+        self.snapshot_delay = snapshot_delay
+        self.requests = {"snapshot": 0, "live": 0, "sse": 0, "catch_up": 0}
 
     def answer(self, transport: asyncio.Transport, method: bytes, target: bytes) -> None:
         path, _, query = target.partition(b"?")
@@ -109,18 +115,31 @@ class Upstream:
             transport.write(_response(json.dumps({"released": len(released)}).encode(), "", ""))
         elif path == b"/_stats":
             count = len(self.held) + len(self.streams)
-            transport.write(_response(json.dumps({"held": count}).encode(), "", ""))
+            stats = {"held": count, "requests": self.requests}
+            transport.write(_response(json.dumps(stats).encode(), "", ""))
         elif b"live_sse=true" in query:
+            self.requests["sse"] += 1
             self.streams.add(transport)
             transport.write(self.sse_head)
             asyncio.get_running_loop().call_later(self.sse_hold, self._end, transport)
         elif b"live=true" in query:
+            self.requests["live"] += 1
             self.held.add(transport)
             asyncio.get_running_loop().call_later(self.hold, self._expire, transport)
         elif b"offset=-1" in query:
-            transport.write(self.snapshot)
+            self.requests["snapshot"] += 1
+            if self.snapshot_delay:
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.snapshot_delay, self._send_snapshot, transport)
+            else:
+                transport.write(self.snapshot)
         else:
+            self.requests["catch_up"] += 1
             transport.write(self.catch_up)
+
+    def _send_snapshot(self, transport: asyncio.Transport) -> None:
+        if not transport.is_closing():
+            transport.write(self.snapshot)
 
     def _expire(self, transport: asyncio.Transport) -> None:
         if transport in self.held:
@@ -162,8 +181,10 @@ class Connection(asyncio.Protocol):
             self.upstream.streams.discard(self.transport)
 
 
-async def serve(port: int, snapshot_bytes: int, hold: float, work_us: float, sse: float) -> None:
-    upstream = Upstream(snapshot_bytes, hold, work_us, sse)
+async def serve(
+    port: int, snapshot_bytes: int, hold: float, work_us: float, sse: float, *, delay: float
+) -> None:
+    upstream = Upstream(snapshot_bytes, hold, work_us, sse, delay)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Connection(upstream), "127.0.0.1", port, backlog=8192)
     async with server:
@@ -177,10 +198,12 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=20.0, help="long-poll timeout, seconds")
     parser.add_argument("--sse-hold", type=float, default=60.0, help="SSE lifetime, seconds")
     parser.add_argument("--work-us", type=float, default=0.0, help="CPU per shape request, µs")
+    parser.add_argument("--snapshot-delay", type=float, default=0.0, help="seconds to start one")
     args = parser.parse_args()
     import uvloop  # noqa: PLC0415 - the `speed` extra; the benchmark needs it
 
-    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold, args.work_us, args.sse_hold))
+    uvloop.run(serve(args.port, args.snapshot_bytes, args.hold, args.work_us, args.sse_hold,
+                     delay=args.snapshot_delay))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def render(prefix: Path, upstream: URL, front: Front) -> str:
     )
 
 
-async def _accepting(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
+async def accepting(port: int, process: asyncio.subprocess.Process, log: Path) -> None:
     async with asyncio.timeout(10):
         while True:
             if process.returncode is not None:
@@ -188,7 +188,7 @@ async def front_factory() -> AsyncIterator[FrontFactory]:
         processes.append(process)
         for url in (front.http, front.https, front.redirect):
             assert url.port is not None
-            await _accepting(url.port, process, log)
+            await accepting(url.port, process, log)
         return front
 
     yield start
