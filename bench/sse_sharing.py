@@ -6,7 +6,7 @@ collapsing gateway could serve with one upstream request, in SSE mode and with l
 
 The real @electric-sql/client (tests/client, `make npm`) runs `--clients` ShapeStreams, each
 for another member of one tenant (the same rewritten upstream request), started over `--spread`
-seconds, through `shape-gateway serve` to the Electric imitation (tests/electric) on PostgreSQL
+seconds, through `shape-gateway serve` to the Electric imitation (electric_imitation/) on PostgreSQL
 (DATABASE_URL, or the tests' default), while a row is inserted every `--interval` seconds.
 Every live request a client makes is noted with its query; it is joinable when another client's
 live request with the identical query (offset, handle, cursor and all) is in flight as it
@@ -198,7 +198,7 @@ async def _run(tmp: Path, schema: str, args: argparse.Namespace, live_sse: bool)
     electric_port, gateway_port = free_port(), free_port()
     rules = tmp / "rules.yaml"
     rules.write_text(RULES.format(schema=schema))
-    electric = [sys.executable, "-m", "tests.electric", "--port", str(electric_port),
+    electric = [sys.executable, "-m", "electric_imitation", "--port", str(electric_port),
                 "--dsn", DATABASE_URL, "--secret", ELECTRIC_SECRET,
                 "--sse-timeout", str(args.sse_timeout)]  # fmt: skip
     gateway = [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",

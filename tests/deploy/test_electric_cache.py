@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from electric_imitation.recorder import RecordedRequest
 from tests.deploy.cache_tier import CacheTier, CacheTierFactory, cache_tier_factory, nginx_t
 from tests.deploy.cache_tier import rendered as rendered_config
-from tests.electric.recorder import RecordedRequest
 from tests.factories import make_token
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, ElectricFactory, World
 from tests.gateway import Gateway, GatewayFactory
