@@ -302,34 +302,6 @@ def test_region_claim_naming_no_upstream_is_refused_not_sent_to_default() -> Non
     assert refusal(pairs, ROUTED, claims={"region": "us"}).code is Code.UPSTREAM_MISCONFIGURED
 
 
-def test_a_cached_plan_is_never_another_callers() -> None:
-    rules = make_rules()
-    query = [("table", "drafts"), ("offset", "-1")]
-    first = planned(query, rules, user="alice")
-    second = planned(query, rules, user="bob")
-    other_tenant = planned(query, rules, user="alice", tenant="globex")
-    assert (first.params, second.params, other_tenant.params) == (
-        ("acme", "alice"), ("acme", "bob"), ("globex", "alice"),
-    )  # fmt: skip
-    org = [("table", "org_notes"), ("offset", "-1")]
-    assert planned(org, rules, role="admin", claims={"org": "a"}).params[1] == "a"
-    assert planned(org, rules, role="admin", claims={"org": "b"}).params[1] == "b"
-
-
-def test_a_cached_plan_follows_the_clients_position_and_refusals_are_not_cached() -> None:
-    rules = make_rules()
-    base = [("table", "tasks"), ("handle", "1-2"), ("live", "true")]
-    one = planned([*base, ("offset", "1_0")], rules)
-    two = planned([*base, ("offset", "2_0"), ("cursor", "7")], rules)
-    assert ("offset", "1_0") in one.query
-    assert ("offset", "2_0") in two.query
-    assert ("cursor", "7") in two.query
-    assert one.where == two.where
-    bad = [("table", "tasks"), ("offset", "-1"), ("columns", "id,salary")]
-    for _ in range(2):
-        assert refusal(bad, rules).code is Code.COLUMN_NOT_ALLOWED
-
-
 @pytest.mark.parametrize(
     ("template", "tenant", "schema"),
     [
