@@ -66,7 +66,7 @@ async def _stream_body(
             held = chunk
     except (UpstreamBroken, TimeoutError) as error:
         log.warning("upstream_aborted_mid_body", reason=str(error))
-        record.reason = "upstream_aborted"
+        record.upstream_aborted()
         if not response.prepared:
             raise Refusal(
                 Code.UPSTREAM_UNAVAILABLE, "Electric broke off its answer; retry shortly"
