@@ -34,6 +34,8 @@ from gateway.sql.identifiers import (
 TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
 SHARED_SCHEMAS: Final = frozenset({"public", "information_schema"})  # and every pg_*
 SHAPE_PATH: Final = "/v1/shape"
+# What `quote(value, safe="")` leaves as it is, and ":" (which it writes %3A).
+_PLAIN_OR_COLON: Final = re.compile(r"[A-Za-z0-9_.~:-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,14 @@ def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """`name=value&...`, every name and value percent-encoded (nothing left as the client
     spelled it)."""
     return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in pairs)
+
+
+def _encode_position(position: list[tuple[str, str]]) -> str:
+    """`encode_query(position)`, the way a poll's offset, handle and cursor allow: checked
+    for plain characters at once (the names are), then only `:` needs encoding."""
+    if _PLAIN_OR_COLON.fullmatch("".join(value for _, value in position)):
+        return "&".join(f"{name}={value}" for name, value in position).replace(":", "%3A")
+    return encode_query(position)
 
 
 class Checks(Protocol):
@@ -265,7 +275,7 @@ def place(definition: Definition, query: ShapeQuery) -> UpstreamRequest:
         position += [("live_sse", "true"), ("experimental_live_sse", "true")]
     target = "&".join(
         part
-        for part in (definition.encoded_head, encode_query(position), definition.encoded_tail)
+        for part in (definition.encoded_head, _encode_position(position), definition.encoded_tail)
         if part
     )
     return UpstreamRequest(

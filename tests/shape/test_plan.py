@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from urllib.parse import quote
 
 import pytest
 
 from gateway.errors import Code, Refusal
 from gateway.rules.model import Rules
-from gateway.shape.params import parse_shape_query, parse_subset_body
+from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
 from tests.factories import make_identity, make_rules
 
@@ -348,3 +349,13 @@ def test_a_fixed_shared_schema_with_a_table_per_tenant_is_served() -> None:
     )
     request = planned([("table", "docs"), ("offset", "-1")], rules, tenant="public")
     assert request.table == "public.docs_public"
+
+
+@pytest.mark.parametrize("handle", ["1-2", "a:b", "x.y_z~", "a&secret=x", "é", "a b", "%41"])
+def test_the_position_is_percent_encoded_like_every_other_pair(handle: str) -> None:
+    """The upstream target is the query percent-encoded whole, a position that did not come
+    through `parse_shape_query` (and its alphabet checks) included."""
+    query = ShapeQuery(shape="tasks", offset="5_0", handle=handle, cursor="7", live=True)
+    request = plan_upstream_request(query, make_identity(), RULES)
+    encoded = "&".join(f"{quote(n, safe='')}={quote(v, safe='')}" for n, v in request.query)
+    assert request.target == encoded
