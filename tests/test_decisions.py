@@ -172,7 +172,8 @@ def test_a_rules_reload_never_serves_a_plan_made_under_the_old_rules() -> None:
     old = planned(kept, query, before)
     new = planned(kept, query, after)
     assert old.where != new.where
-    assert new.where is not None and "owner_id" in new.where
+    assert new.where is not None
+    assert "owner_id" in new.where
     assert planned(kept, query, before) == old  # and back: each under its own digest
 
 
