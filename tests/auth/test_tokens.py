@@ -32,6 +32,14 @@ RSA_PEM = (
 RSA_KEYS = StaticKeys((public_key(RSA_PEM),))
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's own now: tokens are made at call time, and the suite may reach this module
+    minutes after collection, past the leeway of a NOW fixed at import."""
+    global NOW  # noqa: PLW0603 (read by every test of this module)
+    NOW = time.time()
+
+
 def refused(token: str, keys: StaticKeys = HS_KEYS, policy: TokenPolicy = POLICY) -> Refusal:
     with pytest.raises(Refusal) as caught:
         verify_token(token, keys, policy, NOW)
