@@ -24,7 +24,6 @@ from gateway.web.keys import DECISIONS
 from tests.factories import SECRET, make_identity, make_rules, make_token
 from tests.gateway import GatewayFactory
 
-NOW = time.time()
 POLICY = TokenPolicy()
 
 
@@ -204,31 +203,34 @@ async def test_an_identity_is_kept_per_tenant_header_and_identity_mapping() -> N
 
 
 async def test_a_verified_token_is_kept_and_not_verified_again() -> None:
+    now = time.time()  # when the test runs (the suite may reach it late)
     kept = decisions()
-    token = make_token(iat=int(NOW), exp=int(NOW) + 60)
-    for at in (NOW, NOW + 30):
+    token = make_token(iat=int(now), exp=int(now) + 60)
+    for at in (now, now + 30):
         digest, claims = await kept.claims(token, at)
         assert (digest, claims["sub"]) == (token_digest(token), "alice")
     assert calls(kept) == 1
 
 
 async def test_a_token_past_its_exp_is_never_served_from_the_cache() -> None:
+    now = time.time()  # when the test runs (the suite may reach it late)
     kept = decisions()
-    token = make_token(iat=int(NOW), exp=int(NOW) + 60)
-    await kept.claims(token, NOW)
+    token = make_token(iat=int(now), exp=int(now) + 60)
+    await kept.claims(token, now)
     for _ in range(2):
         with pytest.raises(Refusal) as refused:
-            await kept.claims(token, NOW + 60 + POLICY.leeway + 1)
+            await kept.claims(token, now + 60 + POLICY.leeway + 1)
         assert refused.value.code is Code.TOKEN_EXPIRED
     assert calls(kept) == 2  # the expired entry was dropped; the token itself was refused
 
 
 async def test_a_refused_token_is_never_kept() -> None:
+    now = time.time()  # when the test runs (the suite may reach it late)
     kept = decisions()
     forged = make_token(key="another-secret-another-secret-0123456789")
     for _ in range(2):
         with pytest.raises(Refusal):
-            await kept.claims(forged, NOW)
+            await kept.claims(forged, now)
     assert calls(kept) == 2
     assert len(kept.cache) == 0
 
@@ -237,22 +239,24 @@ async def test_a_refused_token_is_never_kept() -> None:
 
 
 async def test_the_byte_bound_evicts_the_least_recently_used_decisions() -> None:
+    now = time.time()  # when the test runs (the suite may reach it late)
     kept = decisions(max_bytes=16 * 1024)
     tokens = [make_token(sub=f"user{n}") for n in range(100)]
     for token in tokens:
-        await kept.claims(token, NOW)
+        await kept.claims(token, now)
         assert kept.cache.bytes <= 16 * 1024
     assert 0 < len(kept.cache) < 100
-    await kept.claims(tokens[-1], NOW)
+    await kept.claims(tokens[-1], now)
     assert calls(kept) == 100  # the most recent is still kept
-    await kept.claims(tokens[0], NOW)
+    await kept.claims(tokens[0], now)
     assert calls(kept) == 101  # the oldest went
 
 
 async def test_the_entry_bound_holds_too() -> None:
+    now = time.time()  # when the test runs (the suite may reach it late)
     kept = decisions(max_entries=3)
     for n in range(5):
-        await kept.claims(make_token(sub=f"user{n}"), NOW)
+        await kept.claims(make_token(sub=f"user{n}"), now)
     assert len(kept.cache) == 3
 
 
