@@ -21,7 +21,7 @@ from gateway.shape import plan as planner
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import UpstreamRequest, plan_upstream_request
 from gateway.web.keys import DECISIONS
-from tests.factories import SECRET, make_identity, make_rules, make_token
+from tests.factories import RULES_YAML, SECRET, make_identity, make_rules, make_token
 from tests.gateway import GatewayFactory
 
 POLICY = TokenPolicy()
@@ -89,6 +89,33 @@ def test_the_definition_key_leaves_out_only_the_clients_position() -> None:
     moved = [("table", "tasks"), ("offset", "5_0"), ("handle", "1-2"), ("live", "true"),
              ("cursor", "7"), ("live_sse", "true"), ("cache-buster", "x")]  # fmt: skip
     assert definition_key(parse_shape_query(base)) == definition_key(parse_shape_query(moved))
+
+
+def test_a_plan_is_made_again_when_any_input_of_its_key_differs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[Any, ...]] = []
+    real = planner.plan_definition
+
+    def counted(*args: Any) -> Any:
+        made.append(args)
+        return real(*args)
+
+    monkeypatch.setattr("gateway.decisions.plan_definition", counted)
+    kept, rules = decisions(), make_rules()
+    other_rules = make_rules(RULES_YAML + "\n# the same rules, another digest\n")
+    assert other_rules.digest != rules.digest
+    query = [("table", "drafts"), ("offset", "-1")]
+    planned(kept, query, rules)
+    planned(kept, query, rules)
+    assert len(made) == 1
+    planned(kept, query, rules, caller("bob"))  # another token
+    planned(kept, query, rules, caller("alice", "acme"))  # a tenant header
+    planned(kept, query, other_rules)  # reloaded rules
+    planned(kept, [*query, ("columns", "id")], rules)  # another definition
+    assert len(made) == 5
+    planned(kept, [("table", "drafts"), ("offset", "7_0"), ("handle", "h")], rules)
+    assert len(made) == 5  # only the position moved
 
 
 def test_a_kept_plan_is_never_another_callers() -> None:
