@@ -3,9 +3,9 @@
 Pure: no I/O, no clock, no globals, no state. `shape-gateway explain`, the tests and the serving
 path all make the same decision (`plan_definition`, then `place` at the client's position; the
 serving path keeps each caller's definitions in `gateway/decisions.py`), so what ops inspect is
-exactly what traffic gets. The upstream
-query is rebuilt from scratch: the table, the rule's where and its bound values, the columns and
-the secret come from the rules; from the client only checked protocol values are carried over.
+exactly what traffic gets. The upstream query is rebuilt from scratch: the table, the rule's
+where and its bound values, the columns and the secret come from the rules; from the client only
+checked protocol values are carried over.
 """
 
 from __future__ import annotations
