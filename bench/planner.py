@@ -1,4 +1,5 @@
-"""Planner cost per request: token verification (cold and cached), identity, query parse, plan.
+"""Planner cost per request: token verification (cold and cached), identity, query parse, plan,
+and the upstream request's head.
 
 Run: `python -m bench.planner`. Prints microseconds per operation (median of 5 rounds), then the
 event-loop CPU of checking a client where seen for the first time (the check is cached after
@@ -22,12 +23,14 @@ from pglast.parser import scan
 
 from gateway.auth.identity import resolve_identity
 from gateway.auth.keys import KeyRing, StaticKeys, hmac_key
-from gateway.auth.tokens import TokenPolicy, TokenVerifier, verify_token
+from gateway.auth.tokens import TokenPolicy, TokenVerifier, token_digest, verify_token
+from gateway.decisions import Caller, Decisions
 from gateway.rules.load import load_rules
 from gateway.rules.model import Upstream
 from gateway.shape.client_where import MAX_WHERE_LENGTH, MAX_WHERE_TOKENS, check_client_where
 from gateway.shape.params import parse_shape_query
 from gateway.shape.plan import plan_upstream_request
+from gateway.upstream.client import _head
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 RULES = load_rules(
@@ -90,8 +93,7 @@ def where_check_ms() -> dict[str, tuple[float, float]]:
     for name, where in wheres.items():
 
         def check(where: str = where) -> None:
-            check_client_where.cache_clear()
-            check_client_where(where, allowed, 1)
+            check_client_where(where, allowed, 1)  # pure: the decisions cache is not asked
 
         check()  # accepted: a refusal would be cheaper and measure nothing
         tokens = len(scan(where))
@@ -106,8 +108,9 @@ def main() -> None:
     claims = {"sub": "alice", "tid": "acme", "role": "member", "iat": now, "exp": now + 3600}
     token = jwt.encode(claims, SECRET, algorithm="HS256")
     keys = StaticKeys((hmac_key(SECRET),))
-    verifier = TokenVerifier(KeyRing(keys), TokenPolicy())
+    decisions = Decisions(TokenVerifier(KeyRing(keys), TokenPolicy()))
     identity = resolve_identity(claims, RULES.identity)
+    caller = Caller(token_digest(token), None)
     live = [("table", "tasks"), ("offset", "26800584_4"), ("handle", "1-2"), ("live", "true"),
             ("cursor", "123"), ("log", "full")]  # fmt: skip
     with_where = [*live, ("where", "status = $1 AND project_id IN ($2, $3)"),
@@ -119,14 +122,28 @@ def main() -> None:
             lambda: verify_token(token, keys, TokenPolicy(), now), 5_000
         ),
         "verify token (cached)": per_call_us(
-            lambda: loop.run_until_complete(verifier.verify(token))
+            lambda: loop.run_until_complete(decisions.claims(token))
         ),
         "resolve identity": per_call_us(lambda: resolve_identity(claims, RULES.identity)),
-        "parse query + plan (live poll, no client where)": per_call_us(
+        "resolve identity (cached)": per_call_us(
+            lambda: decisions.identity(caller, claims, RULES.identity)
+        ),
+        "parse query + plan (live poll, no client where, uncached)": per_call_us(
             lambda: plan_upstream_request(parse_shape_query(live), identity, RULES)
         ),
+        "parse query + plan (live poll, no client where, cached)": per_call_us(
+            lambda: decisions.plan(parse_shape_query(live), caller, identity, RULES)
+        ),
         "parse query + plan (client where, cached)": per_call_us(
-            lambda: plan_upstream_request(parse_shape_query(with_where), identity, RULES)
+            lambda: decisions.plan(parse_shape_query(with_where), caller, identity, RULES)
+        ),
+        "encode the upstream request's head (client where, cached)": per_call_us(
+            lambda: _head(
+                decisions.plan(parse_shape_query(with_where), caller, identity, RULES),
+                "GET",
+                {},
+                None,
+            )
         ),
     }
     loop.close()

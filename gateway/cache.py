@@ -1,29 +1,25 @@
 """A least-recently-used cache bounded in bytes as well as in entries.
 
-The hot path caches what a client repeats on every poll (its verified token, identity, plan,
-checked where, encoded query pairs). Bounded by entries alone, a client that sends large
-distinct queries (30 KB each) grew a replica by hundreds of MB at the caps; so each cache also
-has a byte budget, and an entry larger than `max_bytes // 16` is not kept at all (computed
-again when asked, never flushing the cache of everyone else). Sizes are estimates from the text
-an entry holds, given by its owner, plus a fixed overhead: cheap, and proportional to what
-grows. Pure: no clock, no I/O.
+The hot path keeps what a client repeats on every poll in one such cache (gateway/decisions.py).
+Bounded by entries alone, a client that sends large distinct queries (30 KB each) grew a replica
+by hundreds of MB at the caps; so a cache also has a byte budget, and an entry larger than
+`max_bytes // 16` is not kept at all (computed again when asked, never flushing everyone
+else's). Sizes are estimates from the text an entry holds, given by its owner, plus a fixed
+overhead: cheap, and proportional to what grows. Pure: no clock, no I/O.
 
-Every cache registers itself by name, so `/metrics` can report their sizes
-(`shape_gateway_cache_bytes{cache}`) without knowing where each lives.
+Every cache registers itself by name, so `/metrics` can report its size
+(`shape_gateway_cache_bytes{cache}`) without knowing where it lives.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
-from functools import update_wrapper
-from typing import Any, Final, Generic, ParamSpec, TypeVar
+from collections.abc import Hashable, Mapping
+from typing import Any, Final, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-P = ParamSpec("P")
-R = TypeVar("R")
 
 ENTRY_OVERHEAD: Final = 200  # bytes: the entry's own objects (dict slot, tuple, small ints)
 
@@ -73,53 +69,16 @@ class BoundedCache(Generic[K, V]):
         self.bytes = 0
 
 
-def text_size(values: Iterable[object]) -> int:
-    """Bytes of the text among `values` (strings, and strings in tuples, one level deep)."""
-    total = 0
-    for value in values:
-        if isinstance(value, str | bytes):
-            total += len(value)
-        elif isinstance(value, tuple):
-            total += sum(len(v) for v in value if isinstance(v, str | bytes))
-    return total
-
-
-class CachedFunction(Generic[P, R]):
-    """A pure function of hashable arguments with its results kept in a `BoundedCache` (like
-    `functools.lru_cache`, `cache_clear()` included): an entry's size is the text of its
-    arguments plus `size(result)`. Exceptions are not kept."""
-
-    def __init__(
-        self, function: Callable[P, R], cache: BoundedCache[Hashable, R], size: Callable[[R], int]
-    ) -> None:
-        self.function = function
-        self.cache = cache
-        self.size = size
-        update_wrapper(self, function)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = (args, tuple(sorted(kwargs.items()))) if kwargs else args
-        found = self.cache.get(key)
-        if found is not None:
-            return found
-        result = self.function(*args, **kwargs)
-        held = text_size(args) + text_size(kwargs.values()) + self.size(result)
-        self.cache.put(key, result, held)
-        return result
-
-    def cache_clear(self) -> None:
-        self.cache.clear()
-
-
-def cached(
-    name: str, max_entries: int, max_bytes: int, size: Callable[[Any], int] = lambda _: 0
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
-    """Decorate a pure function as a `CachedFunction` bounded in entries and bytes."""
-
-    def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
-        return CachedFunction(function, BoundedCache(name, max_entries, max_bytes), size)
-
-    return decorate
+def text_size(value: object) -> int:
+    """Bytes of the text in `value`, through tuples, lists, sets and mappings: the part of an
+    entry that grows with what clients send."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, tuple | list | frozenset):
+        return sum(text_size(item) for item in value)
+    if isinstance(value, Mapping):
+        return sum(text_size(key) + text_size(item) for key, item in value.items())
+    return 0
 
 
 def cache_sizes() -> dict[str, int]:

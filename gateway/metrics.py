@@ -212,13 +212,13 @@ class Metrics:
 
 
 class _CacheBytes(Collector):
-    """`shape_gateway_cache_bytes{cache}`: each hot-path cache's estimated size, read when
-    scraped (their sum is what the caches hold; each is bounded, see gateway/cache.py)."""
+    """`shape_gateway_cache_bytes{cache}`: the hot path's cache's estimated size, read when
+    scraped (`decisions`, bounded: gateway/decisions.py)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "shape_gateway_cache_bytes",
-            "Estimated bytes held by each hot-path cache (tokens, identities, plans, ...).",
+            "Estimated bytes held by the hot path's decisions cache (tokens, identities, plans).",
             labels=["cache"],
         )
         for name, size in sorted(cache_sizes().items()):

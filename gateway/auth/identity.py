@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 from gateway.rules.model import IdentityMap
 
@@ -31,12 +30,6 @@ class Identity:
     issued_at: int = 0
     expires_at: int = 0
     session: str | None = None  # `sid`, else `jti`: what session.revoked names
-    # Everything a plan depends on, hashable: the planner caches plans by it.
-    plan_key: tuple[object, ...] = field(default=(), init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        claims = tuple(sorted(self.claims.items()))
-        object.__setattr__(self, "plan_key", (self.user, self.tenant, self.role, claims))
 
 
 def _is_text(value: str) -> bool:
@@ -117,26 +110,3 @@ def resolve_identity(
         expires_at=int(claims.get("exp", 0)),
         session=session if isinstance(session, str) else None,
     )
-
-
-class IdentityCache:
-    """Identities by (token, X-Tenant-Id, identity mapping): a client sends the same token on
-    every poll, and its identity is a pure function of these. Bounded in entries and bytes;
-    the least recently used go first. Verifying the token (expiry included) still happens on
-    every request."""
-
-    def __init__(self, size: int = 10_000, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self._entries: BoundedCache[tuple[str, str | None, IdentityMap], Identity] = BoundedCache(
-            "identities", size, max_bytes
-        )
-
-    def resolve(
-        self, token: str, claims: Mapping[str, Any], mapping: IdentityMap, header: str | None
-    ) -> Identity:
-        key = (token, header, mapping)
-        identity = self._entries.get(key)
-        if identity is None:
-            identity = resolve_identity(claims, mapping, header)  # raises; refusals not kept
-            # The key holds the token; the identity its claims (about the token's size again).
-            self._entries.put(key, identity, 2 * len(token) + len(header or ""))
-        return identity

@@ -1,7 +1,7 @@
 """Verify a JWT: size, algorithm allow-list by key type, signature, exp/iat/nbf, TTL, aud, iss.
 
-`verify_token` is pure (it takes the keys and `now`); `TokenVerifier` adds the bounded cache of
-verified tokens and the one JWKS refresh an unknown `kid` may trigger.
+`verify_token` is pure (it takes the keys and `now`); `TokenVerifier` adds the one JWKS refresh an
+unknown `kid` may trigger. Verified tokens are kept by `gateway/decisions.py`, never past `exp`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from typing import Any, Final
 import jwt
 
 from gateway.auth.keys import SUPPORTED_ALGORITHMS, KeyRing, KeySource, VerificationKey
-from gateway.cache import BoundedCache
 from gateway.errors import Code, Refusal
 
 MAX_TOKEN_BYTES: Final = 8192
-CACHE_SIZE: Final = 10_000
-CACHE_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,50 +133,24 @@ def verify_token_key(
 
 
 class TokenVerifier:
-    """`verify_token` with an LRU of verified tokens bounded in entries and bytes, each kept no
-    longer than its exp.
+    """`verify_token` against the configured keys, with the one JWKS refresh an unknown `kid`
+    (or a key replaced under its kid) may trigger.
 
-    A live client re-sends the same token on every long-poll; the cache makes that a dict
-    lookup. Revocation is checked separately on every request, so caching never outlives it.
-    Each entry remembers the fingerprint of the key material that verified it, and is used only
-    while that key is still trusted: a JWKS key replaced under the same `kid` and algorithm
-    ends the verifications made with the old one.
+    Keeps nothing: the verifications a live client repeats are kept by `gateway/decisions.py`,
+    each tied to the fingerprint of the key material that made it and to the key set's
+    `generation`.
     """
 
-    def __init__(
-        self,
-        keys: KeyRing,
-        policy: TokenPolicy,
-        size: int = CACHE_SIZE,
-        max_bytes: int = CACHE_BYTES,
-    ) -> None:
+    def __init__(self, keys: KeyRing, policy: TokenPolicy) -> None:
         self.keys = keys
         self.policy = policy
-        self._cache: BoundedCache[bytes, tuple[dict[str, Any], float, bytes]] = BoundedCache(
-            "tokens", size, max_bytes
-        )
-        self._generation = 0
 
-    def _lookup(self, digest: bytes, now: float) -> dict[str, Any] | None:
-        generation = self.keys.jwks.generation if self.keys.jwks else 0
-        if generation != self._generation:  # keys rotated: re-verify everything
-            self._cache.clear()
-            self._generation = generation
-        entry = self._cache.get(digest)
-        if entry is None:
-            return None
-        claims, expires, key = entry
-        if not self.keys.trusts(key):
-            self._cache.delete(digest)
-            return None
-        if now > expires + self.policy.leeway:
-            self._cache.delete(digest)
-            raise Refusal(Code.TOKEN_EXPIRED, "token has expired; refresh it and retry")
-        return claims
+    @property
+    def generation(self) -> int:
+        """Changes when the JWKS key set changes: verifications made before are not reused."""
+        return self.keys.jwks.generation if self.keys.jwks else 0
 
-    async def _verify_refreshing(
-        self, token: str, now: float
-    ) -> tuple[dict[str, Any], VerificationKey]:
+    async def verify_key(self, token: str, now: float) -> tuple[dict[str, Any], VerificationKey]:
         """Verify; a kid the JWKS lacks, or a signature its key under that kid does not
         verify (the key was replaced), triggers one rate-limited refresh and a second try."""
         try:
@@ -196,14 +167,10 @@ class TokenVerifier:
                 raise _invalid(f"no trusted key matches this token (kid {second.kid!r})") from None
 
     async def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
-        now = time.time() if now is None else now
-        if len(token) > MAX_TOKEN_BYTES:
-            raise _invalid(f"token is longer than {MAX_TOKEN_BYTES} bytes")
-        digest = hashlib.blake2b(token.encode(), digest_size=20).digest()
-        cached = self._lookup(digest, now)
-        if cached is not None:
-            return cached
-        claims, key = await self._verify_refreshing(token, now)
-        # The claims are the token's payload decoded: about its size again, as objects.
-        self._cache.put(digest, (claims, float(claims["exp"]), key.fingerprint), 2 * len(token))
-        return claims
+        """The verified claims of `token` (nothing kept)."""
+        return (await self.verify_key(token, time.time() if now is None else now))[0]
+
+
+def token_digest(token: str) -> bytes:
+    """What the decisions cache keys a token by: never the token itself."""
+    return hashlib.blake2b(token.encode(), digest_size=20).digest()

@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.cache import BoundedCache
 from gateway.sql.placeholders import CompiledWhere
-
-MAX_CACHED_PLANS = 10_000
-PLAN_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +84,6 @@ class Rules:
     routing: Routing = field(default_factory=Routing)
     limits: Limits = field(default_factory=Limits)
     path: str = ""
-    digest: str = ""  # sha256 of the file, first 12 hex digits: logged with every decision
-    # The planner's cache of plans made under these rules (gone with them at a reload).
-    plans: BoundedCache[object, object] = field(
-        default_factory=lambda: BoundedCache("plans", MAX_CACHED_PLANS, PLAN_CACHE_BYTES),
-        compare=False,
-        repr=False,
-    )
+    # sha256 of the file, first 12 hex digits: logged with every decision, and part of the key
+    # of every decision kept (gateway/decisions.py), so a reload never serves an old one
+    digest: str = ""

@@ -17,7 +17,6 @@ from typing import Final
 from pglast import ast, parse_sql
 from pglast.parser import ParseError, scan
 
-from gateway.cache import cached
 from gateway.errors import Code, Refusal
 from gateway.sql.electric.literals import literal_problem
 from gateway.sql.emit import emit_order_by, emit_where
@@ -82,7 +81,6 @@ def _parse(text: str, what: str) -> ast.Node:
         raise _invalid(f"{what} does not parse: {error.message}") from None
 
 
-@cached("client_wheres", 4096, 4 * 1024 * 1024, size=lambda checked: len(checked.sql))
 def check_client_where(
     text: str,
     allowed: frozenset[str],
@@ -92,9 +90,8 @@ def check_client_where(
 ) -> CheckedWhere:
     """Validate `text`; renumber its `$k` to `$k+shift`. Raises Refusal(invalid_where).
 
-    `types` are the column types the rules declare. Cached (bounded in entries and bytes): a
-    live client repeats the same where on every poll, and the result depends only on these
-    arguments.
+    `types` are the column types the rules declare. Pure: the result depends only on these
+    arguments, so `gateway/decisions.py` keeps it (a where costs up to tens of ms to check).
     """
     node = _parse(text, what)
     try:
@@ -144,7 +141,6 @@ def _sort_items(text: str, what: str) -> list[tuple[ast.SortBy, str]]:
     return items
 
 
-@cached("order_bys", 1024, 1024 * 1024, size=len)
 def check_order_by(text: str, readable: frozenset[str] | None) -> str:
     """`subset__order_by`: columns with ASC/DESC and NULLS FIRST/LAST only (#8 item 3).
 

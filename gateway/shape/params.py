@@ -67,23 +67,6 @@ class ShapeQuery:
     cache_buster: str | None = None
     subset: SubsetQuery | None = None
 
-    @property
-    def definition_key(self) -> tuple[object, ...]:
-        """Everything but the client's position in the log: what a plan depends on."""
-        subset = self.subset
-        return (
-            self.shape,
-            self.columns,
-            self.where,
-            tuple(sorted(self.params.items())),
-            self.replica,
-            self.log,
-            None
-            if subset is None
-            else (subset.where, tuple(sorted(subset.params.items())), subset.limit,
-                  subset.offset, subset.order_by),
-        )  # fmt: skip
-
 
 def _truthy(value: str) -> bool:
     """Electric's rule: anything but the literal `false` is true (a bare `live` included)."""

@@ -1,17 +1,21 @@
 """The core decision: (client query, identity, rules) -> UpstreamRequest, or a Refusal.
 
-Pure: no I/O, no clock, no globals. `shape-gateway explain`, the tests and the serving path all
-call `plan_upstream_request`, so what ops inspect is exactly what traffic gets. The upstream
-query is rebuilt from scratch: the table, the rule's where and its bound values, the columns and
-the secret come from the rules; from the client only checked protocol values are carried over.
+Pure: no I/O, no clock, no globals, no state. `shape-gateway explain`, the tests and the serving
+path all make the same decision (`plan_definition`, then `place` at the client's position; the
+serving path keeps each caller's definitions in `gateway/decisions.py`), so what ops inspect is
+exactly what traffic gets. The upstream query is rebuilt from scratch: the table, the rule's
+where and its bound values, the columns and the secret come from the rules; from the client only
+checked protocol values are carried over.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
+from urllib.parse import quote
 
 from yarl import URL
 
@@ -30,6 +34,9 @@ from gateway.sql.identifiers import (
 TENANT_IN_TABLE: Final = re.compile(r"[a-z0-9-]{1,48}")
 SHARED_SCHEMAS: Final = frozenset({"public", "information_schema"})  # and every pg_*
 SHAPE_PATH: Final = "/v1/shape"
+# What `quote(value, safe="")` leaves as it is; and that with ":" (which it writes %3A).
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_.~-]*")
+_PLAIN_OR_COLON: Final = re.compile(r"[A-Za-z0-9_.~:-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +55,69 @@ class UpstreamRequest:
     sse: bool
     subset: bool
     local_ttl: int | None = None  # the rule's `local_ttl` in seconds: a response header
+    # `query` percent-encoded (without the secret), when the planner made it; None: encoded
+    # when sent. A decision kept for a caller keeps its encoded parts, so a poll encodes only
+    # its position.
+    target: str | None = None
 
     def url(self, *, redact: bool = False) -> URL:
         query = list(self.query)
         if self.upstream.secret:
             query.append(("secret", "REDACTED" if redact else self.upstream.secret))
         return URL(self.upstream.url + SHAPE_PATH).with_query(query)
+
+
+def _quote(text: str) -> str:
+    """`quote(text, safe="")`, without its cost for text it would leave as it is."""
+    return text if _PLAIN.fullmatch(text) else quote(text, safe="")
+
+
+def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """`name=value&...`, every name and value percent-encoded (nothing left as the client
+    spelled it)."""
+    return "&".join(f"{_quote(name)}={_quote(value)}" for name, value in pairs)
+
+
+def _encode_position(position: list[tuple[str, str]]) -> str:
+    """`encode_query(position)`, the way a poll's offset, handle and cursor allow: checked
+    for plain characters at once (the names are), then only `:` needs encoding."""
+    if _PLAIN_OR_COLON.fullmatch("".join(value for _, value in position)):
+        return "&".join(f"{name}={value}" for name, value in position).replace(":", "%3A")
+    return encode_query(position)
+
+
+class Checks(Protocol):
+    """How the planner checks a client's where and order-by: the pure functions (`PLAIN`), or
+    the same with their results kept by the one decisions cache (`gateway/decisions.py`)."""
+
+    def client_where(
+        self,
+        text: str,
+        allowed: frozenset[str],
+        shift: int,
+        what: str,
+        types: frozenset[tuple[str, str]],
+    ) -> CheckedWhere: ...
+
+    def order_by(self, text: str, readable: frozenset[str] | None) -> str: ...
+
+
+class _Plain:
+    def client_where(
+        self,
+        text: str,
+        allowed: frozenset[str],
+        shift: int,
+        what: str,
+        types: frozenset[tuple[str, str]],
+    ) -> CheckedWhere:
+        return check_client_where(text, allowed, shift, what, types)
+
+    def order_by(self, text: str, readable: frozenset[str] | None) -> str:
+        return check_order_by(text, readable)
+
+
+PLAIN: Final[Checks] = _Plain()
 
 
 def _bind(binding: str, identity: Identity) -> str:
@@ -163,9 +227,9 @@ def _upstream(identity: Identity, rules: Rules) -> Upstream:
 
 
 @dataclass(frozen=True, slots=True)
-class _Definition:
-    """The part of a plan that does not depend on where the client is in the shape's log:
-    made once per (caller, shape definition) and reused for every poll that follows."""
+class Definition:
+    """The part of a plan that does not depend on where the client is in the shape's log: what
+    a caller's every poll of one shape definition shares (`gateway/decisions.py` keeps it)."""
 
     shape: str
     table: str
@@ -177,23 +241,29 @@ class _Definition:
     head: tuple[tuple[str, str], ...]  # table, where, params, columns, replica, log
     tail: tuple[tuple[str, str], ...]  # subset parameters
     local_ttl: int | None
+    encoded_head: str  # `head` and `tail` percent-encoded: sent on every poll
+    encoded_tail: str
+
+    @property
+    def size(self) -> int:
+        """Estimated bytes held: the text of its pairs, plain and encoded."""
+        text = sum(len(name) + len(value) for name, value in (*self.head, *self.tail))
+        return text + len(self.encoded_head) + len(self.encoded_tail)
 
 
-def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -> UpstreamRequest:
+def plan_upstream_request(
+    query: ShapeQuery, identity: Identity, rules: Rules, checks: Checks = PLAIN
+) -> UpstreamRequest:
     """Decide what `identity` may ask Electric for with `query`. Raises Refusal.
 
-    A client repeats its shape on every poll, only its position changing: the decision is
-    cached per (caller, shape definition) under the rules it was made with (a reload starts a
-    fresh cache), bounded in entries and bytes (`gateway/cache.py`). Refusals are never cached.
+    Pure and stateless: a decision a caller repeats is kept by `gateway/decisions.py`, which
+    calls `plan_definition` and `place` itself.
     """
-    key = (identity.plan_key, query.definition_key)
-    definition = rules.plans.get(key)
-    if definition is None:
-        definition = _definition(query, identity, rules)
-        # The key holds the client's text, the definition what it became: about twice it.
-        text = sum(len(name) + len(value) for name, value in (*definition.head, *definition.tail))
-        rules.plans.put(key, definition, 2 * text)
-    assert isinstance(definition, _Definition)
+    return place(plan_definition(query, identity, rules, checks), query)
+
+
+def place(definition: Definition, query: ShapeQuery) -> UpstreamRequest:
+    """The upstream request for `definition` at the client's position in the shape's log."""
     position: list[tuple[str, str]] = [
         (name, value)
         for name, value in (
@@ -209,6 +279,11 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
         position.append(("live", "true"))
     if query.sse:
         position += [("live_sse", "true"), ("experimental_live_sse", "true")]
+    target = "&".join(
+        part
+        for part in (definition.encoded_head, _encode_position(position), definition.encoded_tail)
+        if part
+    )
     return UpstreamRequest(
         shape=definition.shape,
         table=definition.table,
@@ -222,10 +297,14 @@ def plan_upstream_request(query: ShapeQuery, identity: Identity, rules: Rules) -
         sse=query.live and query.sse,
         subset=query.subset is not None,
         local_ttl=definition.local_ttl,
+        target=target,
     )
 
 
-def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definition:
+def plan_definition(
+    query: ShapeQuery, identity: Identity, rules: Rules, checks: Checks = PLAIN
+) -> Definition:
+    """The position-free part of the decision (`place` adds the position). Raises Refusal."""
     if identity.role not in rules.roles:
         raise Refusal(
             Code.UNKNOWN_ROLE,
@@ -253,12 +332,10 @@ def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definit
         sources += grant.where.bindings
     columns = _columns(query, grant)
     if query.where is not None:
-        checked = check_client_where(
-            query.where,
-            _client_columns(shape, "where"),
-            len(params),
-            types=shape.client_where_types,
-        )
+        checked = checks.client_where(
+            query.where, _client_columns(shape, "where"), len(params), "where",
+            shape.client_where_types,
+        )  # fmt: skip
         _check_params(checked, dict(query.params), "where", "params")
         where_parts.append(checked.sql)
         params += [query.params[n] for n in range(1, checked.param_count + 1)]
@@ -280,7 +357,8 @@ def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definit
     for name, value in (("replica", query.replica), ("log", query.log)):
         if value is not None:
             head.append((name, value))
-    return _Definition(
+    tail = tuple(_subset(query, shape, grant, checks)) if query.subset is not None else ()
+    return Definition(
         shape=shape.name,
         table=table,
         upstream=_upstream(identity, rules),
@@ -289,12 +367,16 @@ def _definition(query: ShapeQuery, identity: Identity, rules: Rules) -> _Definit
         sources=tuple(sources),
         columns=columns,
         head=tuple(head),
-        tail=tuple(_subset(query, shape, grant)) if query.subset is not None else (),
+        tail=tail,
         local_ttl=shape.local_ttl,
+        encoded_head=encode_query(head),
+        encoded_tail=encode_query(tail),
     )
 
 
-def _subset(query: ShapeQuery, shape: ShapeRule, grant: Grant) -> list[tuple[str, str]]:
+def _subset(
+    query: ShapeQuery, shape: ShapeRule, grant: Grant, checks: Checks
+) -> list[tuple[str, str]]:
     """Subset parameters: Electric ANDs them with the main where; we check them like `where`.
 
     `subset__order_by` may name any column the role can read (#8): TanStack DB's on-demand
@@ -305,7 +387,7 @@ def _subset(query: ShapeQuery, shape: ShapeRule, grant: Grant) -> list[tuple[str
     out: list[tuple[str, str]] = []
     if subset.where is not None:
         allowed = _client_columns(shape, "subset__where")
-        checked = check_client_where(
+        checked = checks.client_where(
             subset.where, allowed, 0, "subset__where", shape.client_where_types
         )
         _check_params(checked, dict(subset.params), "subset__where", "subset__params")
@@ -322,7 +404,7 @@ def _subset(query: ShapeQuery, shape: ShapeRule, grant: Grant) -> list[tuple[str
         out.append(("subset__offset", str(subset.offset)))
     if subset.order_by is not None:
         readable = frozenset(grant.columns) if grant.columns is not None else None
-        out.append(("subset__order_by", check_order_by(subset.order_by, readable)))
+        out.append(("subset__order_by", checks.order_by(subset.order_by, readable)))
     return out
 
 

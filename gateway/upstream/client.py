@@ -16,16 +16,15 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 
-from gateway.cache import cached
 from gateway.errors import Code, Refusal
-from gateway.shape.plan import SHAPE_PATH, UpstreamRequest
+from gateway.shape.plan import SHAPE_PATH, UpstreamRequest, encode_query
 from gateway.upstream.connection import Connection, UpstreamBroken
 
 log = structlog.get_logger(__name__)
@@ -144,13 +143,6 @@ class UpstreamResponse:
         self._connection.close()
 
 
-@cached("encoded_pairs", 16_384, 8 * 1024 * 1024, size=len)
-def _encoded(name: str, value: str) -> str:
-    """`name=value` percent-encoded; a caller's table, where and bound values repeat on every
-    poll (the plan is cached, so these are the very same strings), only its position changes."""
-    return f"{quote(name, safe='')}={quote(value, safe='')}"
-
-
 def forwarded_headers(incoming: Mapping[str, str]) -> dict[str, str]:
     return {name: incoming[name] for name in FORWARDED if name in incoming}
 
@@ -159,10 +151,10 @@ def _head(
     request: UpstreamRequest, method: str, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
     where = endpoint(request.upstream.url)
-    query = list(request.query)
+    target = request.target if request.target is not None else encode_query(request.query)
     if request.upstream.secret:
-        query.append(("secret", request.upstream.secret))
-    target = "&".join(_encoded(name, value) for name, value in query)
+        secret = encode_query((("secret", request.upstream.secret),))
+        target = f"{target}&{secret}" if target else secret
     lines = [
         f"{method} {where.base_path}{SHAPE_PATH}?{target} HTTP/1.1",
         f"Host: {where.host_header}",

@@ -21,9 +21,9 @@ from aiohttp import web
 from gateway.audit.client_events import AuditSink, LogSink, RedisSink
 from gateway.audit.security import SecurityEvents
 from gateway.audit.writer import AuditLog
-from gateway.auth.identity import IdentityCache
 from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
+from gateway.decisions import Decisions
 from gateway.errors import Code, Refusal
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
@@ -53,9 +53,9 @@ from gateway.web.keys import (
     ADMIN_FAILURES,
     AUDIT_LOG,
     AUDIT_SINK,
+    DECISIONS,
     EXCHANGES,
     FEED,
-    IDENTITIES,
     LIMITER,
     LIVE_ROUTES,
     METRICS,
@@ -72,7 +72,6 @@ from gateway.web.keys import (
     TASKS,
     TIMEOUTS,
     UPSTREAMS,
-    VERIFIER,
 )
 from gateway.web.recording import record_requests
 from gateway.web.refusals import render_refusals
@@ -120,8 +119,8 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
         jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
         await jwks.refresh(force=True)
         refresher = app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
-    app[VERIFIER] = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
-    app[IDENTITIES] = IdentityCache()
+    verifier = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
+    app[DECISIONS] = Decisions(verifier)
     probes = UpstreamProbes(app[RULES], session, app[OUTAGES], settings.upstream_probe_seconds)
     app[PROBES] = probes  # started by web/server.py once the gateway listens
     yield

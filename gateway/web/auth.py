@@ -25,6 +25,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from gateway.decisions import Caller
 from gateway.errors import Code, Refusal
 from gateway.settings import Settings
 from gateway.web.cors import allowed_origin
@@ -32,13 +33,13 @@ from gateway.web.keys import (
     ADMIN_FAILURES,
     ADMIN_PREFIX,
     AUDIT,
-    IDENTITIES,
+    CALLER,
+    DECISIONS,
     IDENTITY,
     METRICS,
     PUBLIC_PATHS,
     RULES,
     SETTINGS,
-    VERIFIER,
 )
 
 TENANT_HEADER: Final = "X-Tenant-Id"
@@ -160,11 +161,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         authenticate_admin(request, settings.admin_token)
         return await handler(request)
     token = bearer_token(request, settings)
-    app = request.app
-    claims = await app[VERIFIER].verify(token)
-    identity = app[IDENTITIES].resolve(
-        token, claims, app[RULES].rules.identity, _single(request, TENANT_HEADER)
-    )
-    request[IDENTITY] = identity
+    decisions = request.app[DECISIONS]
+    digest, claims = await decisions.claims(token)
+    caller = Caller(digest, _single(request, TENANT_HEADER))
+    identity = decisions.identity(caller, claims, request.app[RULES].rules.identity)
+    request[IDENTITY], request[CALLER] = identity, caller
     request[AUDIT].identity = identity
     return await handler(request)

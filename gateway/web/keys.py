@@ -12,8 +12,8 @@ from gateway.audit.client_events import AuditSink
 from gateway.audit.records import AuditRecord
 from gateway.audit.security import SecurityEvents
 from gateway.audit.writer import AuditLog
-from gateway.auth.identity import Identity, IdentityCache
-from gateway.auth.tokens import TokenVerifier
+from gateway.auth.identity import Identity
+from gateway.decisions import Caller, Decisions
 from gateway.limits import Limiter
 from gateway.metrics import Metrics
 from gateway.outages import Outages
@@ -31,8 +31,7 @@ from gateway.web.admin_guard import AdminFailures
 SETTINGS: Final = web.AppKey("settings", Settings)
 REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients
 RULES: Final = web.AppKey("rules", RulesHolder)
-VERIFIER: Final = web.AppKey("verifier", TokenVerifier)
-IDENTITIES: Final = web.AppKey("identities", IdentityCache)
+DECISIONS: Final = web.AppKey("decisions", Decisions)  # the hot path's one cache, and its verifier
 SESSION: Final = web.AppKey("session", aiohttp.ClientSession)  # JWKS fetches
 UPSTREAMS: Final = web.AppKey("upstreams", UpstreamPool)  # Electric
 EXCHANGES: Final = web.AppKey("exchanges", Exchanges)  # upstream requests in flight, shared
@@ -55,5 +54,6 @@ LIVE_ROUTES: Final = web.AppKey("live_routes", Mapping[str, Callable[[web.Reques
 ADMIN_PREFIX: Final = "/admin/"  # GATEWAY_ADMIN_TOKEN instead of a JWT; absent when unset
 
 IDENTITY: Final = web.RequestKey("identity", Identity)
+CALLER: Final = web.RequestKey("caller", Caller)  # what IDENTITY's decisions are kept under
 AUDIT: Final = web.RequestKey("audit", AuditRecord)
 STREAM: Final = web.RequestKey("stream", OpenStream)  # set by admission: stops and expiry

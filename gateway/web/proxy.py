@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 
-import structlog
 from aiohttp import hdrs, web
 
 from gateway.errors import Code, Refusal
@@ -27,8 +26,6 @@ from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.exchange import Dropped, Member
 from gateway.upstream.headers import LOCAL_TTL, client_headers
 from gateway.web.keys import AUDIT, EXCHANGES, STREAM
-
-log = structlog.get_logger(__name__)
 
 
 class FiniteResponse(web.StreamResponse):
@@ -61,7 +58,7 @@ async def _stream_body(
                 await response.write(held)
             held = chunk
     except (UpstreamBroken, TimeoutError):
-        record.reason = "upstream_aborted"
+        record.upstream_aborted()  # logged once by its exchange
         if not response.prepared:
             raise Refusal(
                 Code.UPSTREAM_UNAVAILABLE, "Electric broke off its answer; retry shortly"

@@ -99,7 +99,8 @@ def observe(request: web.Request, record: AuditRecord) -> None:
     shapes = app[RULES].rules.shapes
     name = record.shape or ""
     shape = name if name in shapes else ("unknown" if name else "-")
-    labels: tuple[str, ...] = (shape, record.decision, record.reason, str(record.status))
+    decision, reason = record.outcome()
+    labels: tuple[str, ...] = (shape, decision, reason, str(record.status))
     if metrics.tenant_labels:
         labels += (record.identity.tenant if record.identity else "-",)
     live = "true" if record.live else "false"
@@ -108,19 +109,19 @@ def observe(request: web.Request, record: AuditRecord) -> None:
         metrics.response_bytes.observe(record.bytes)
     if record.upstream_status:
         metrics.count_upstream(record.upstream_status)
-    if record.reason in UPSTREAM_REASONS:
-        metrics.upstream_errors.labels(record.reason.removeprefix("upstream_")).inc()
-    if record.reason in LIMIT_REASONS:
-        metrics.limited.labels(record.reason).inc()
-    if record.decision != "refused" or not 400 <= record.status < 500:
+    if reason in UPSTREAM_REASONS:
+        metrics.upstream_errors.labels(reason.removeprefix("upstream_")).inc()
+    if reason in LIMIT_REASONS:
+        metrics.limited.labels(reason).inc()
+    if decision != "refused" or not 400 <= record.status < 500:
         return
     identity = record.identity
     if identity is None:
-        metrics.unauthenticated_refusals.labels(record.reason).inc()
+        metrics.unauthenticated_refusals.labels(reason).inc()
         return
     app[SECURITY].record(
         {
-            "reason": record.reason,
+            "reason": reason,
             "status": str(record.status),
             "method": record.method,
             "path": record.path,

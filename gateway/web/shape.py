@@ -12,10 +12,10 @@ from aiohttp import hdrs, web
 
 from gateway.errors import Code, Refusal
 from gateway.shape.params import ShapeQuery, parse_shape_query, parse_subset_body
-from gateway.shape.plan import UpstreamRequest, plan_upstream_request
+from gateway.shape.plan import UpstreamRequest
 from gateway.web.admission import check_again
 from gateway.web.body import read_json
-from gateway.web.keys import AUDIT, IDENTITY, RULES
+from gateway.web.keys import AUDIT, CALLER, DECISIONS, IDENTITY, RULES
 from gateway.web.proxy import proxy
 
 MAX_BODY: Final = 64 * 1024
@@ -45,7 +45,8 @@ def _query_items(request: web.Request) -> Iterable[tuple[str, str]]:
 def _plan(request: web.Request, query: ShapeQuery) -> UpstreamRequest:
     record = request[AUDIT]
     record.shape = query.shape
-    planned = plan_upstream_request(query, request[IDENTITY], request.app[RULES].rules)
+    app = request.app
+    planned = app[DECISIONS].plan(query, request[CALLER], request[IDENTITY], app[RULES].rules)
     record.allow(planned)
     return planned
 
@@ -72,7 +73,9 @@ async def post_shape(request: web.Request) -> web.StreamResponse:
         subset["params"] = json.loads(subset["params"])
     body = json.dumps(subset).encode()
     planned = dataclasses.replace(
-        planned, query=tuple((k, v) for k, v in planned.query if not k.startswith("subset__"))
+        planned,
+        query=tuple((k, v) for k, v in planned.query if not k.startswith("subset__")),
+        target=None,  # encoded again from the query, without the subset
     )
     return await proxy(request, planned, hdrs.METH_POST, body)
 

@@ -24,6 +24,7 @@ from gateway.auth.keys import (
     public_key,
 )
 from gateway.auth.tokens import TokenPolicy, TokenVerifier
+from gateway.decisions import Decisions
 from gateway.errors import Refusal
 from tests.factories import make_claims
 
@@ -141,20 +142,20 @@ async def test_a_key_replaced_under_the_same_kid_ends_cached_verifications_made_
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         jwks = JwksKeys(str(server.make_url("/jwks")), session, min_refresh=0)
         assert await jwks.refresh(force=True)
-        verifier = TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy())
+        decisions = Decisions(TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy()))
         signed_old = jwt.encode(make_claims(), old, algorithm="RS256", headers={"kid": "k1"})
         signed_new = jwt.encode(make_claims(), new, algorithm="RS256", headers={"kid": "k1"})
-        assert (await verifier.verify(signed_old))["sub"] == "alice"  # verified, and cached
+        assert (await decisions.claims(signed_old))[1]["sub"] == "alice"  # verified, and cached
 
         server_state.document = {"keys": [_jwk(new, "k1")]}  # same kid, same algorithm
-        assert (await verifier.verify(signed_new))["sub"] == "alice"  # refreshed on failure
+        assert (await decisions.claims(signed_new))[1]["sub"] == "alice"  # refreshed on failure
         assert server_state.fetches == 2
         with pytest.raises(Refusal, match="signature does not verify"):
-            await verifier.verify(signed_old)
+            await decisions.claims(signed_old)
 
         assert await jwks.refresh(force=True) is False  # nothing changed since
         with pytest.raises(Refusal, match="signature does not verify"):
-            await verifier.verify(signed_old)
+            await decisions.claims(signed_old)
 
 
 async def test_a_periodic_refresh_that_replaces_a_key_under_its_kid_counts_as_a_change() -> None:
@@ -167,11 +168,11 @@ async def test_a_periodic_refresh_that_replaces_a_key_under_its_kid_counts_as_a_
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         jwks = JwksKeys(str(server.make_url("/jwks")), session, min_refresh=0)
         await jwks.refresh(force=True)
-        verifier = TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy())
+        decisions = Decisions(TokenVerifier(KeyRing(StaticKeys(()), jwks), TokenPolicy()))
         signed_old = jwt.encode(make_claims(), old, algorithm="RS256", headers={"kid": "k1"})
-        await verifier.verify(signed_old)
+        await decisions.claims(signed_old)
         server_state.document = {"keys": [_jwk(new, "k1")]}
         await jwks.refresh(force=True)  # what jwks.maintain() runs when the set is stale
         with pytest.raises(Refusal, match="signature does not verify"):
-            await verifier.verify(signed_old)
+            await decisions.claims(signed_old)
         assert jwks.generation == 2  # the replacement counted as a change

@@ -159,23 +159,6 @@ def test_numeric_claims_must_be_numbers() -> None:
     assert refused(make_token(exp="tomorrow")).code is Code.INVALID_TOKEN
 
 
-async def test_verifier_caches_verified_tokens_but_not_past_their_expiry() -> None:
-    verifier = TokenVerifier(KeyRing(HS_KEYS), POLICY)
-    token = make_token(iat=int(NOW), exp=int(NOW) + 60)
-    assert (await verifier.verify(token, NOW))["sub"] == "alice"
-    assert (await verifier.verify(token, NOW + 30))["sub"] == "alice"
-    with pytest.raises(Refusal) as caught:
-        await verifier.verify(token, NOW + 60 + POLICY.leeway + 1)
-    assert caught.value.code is Code.TOKEN_EXPIRED
-
-
-async def test_verifier_cache_is_bounded() -> None:
-    verifier = TokenVerifier(KeyRing(HS_KEYS), POLICY, size=3)
-    for n in range(5):
-        await verifier.verify(make_token(sub=f"user{n}"), NOW)
-    assert len(verifier._cache) == 3
-
-
 def test_unknown_kid_signals_a_key_refresh() -> None:
     keyed = StaticKeys((public_key(RSA_PEM),))
     token = jwt.encode(make_claims(), RSA_PRIVATE, algorithm="RS384", headers={"kid": "k9"})

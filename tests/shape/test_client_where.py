@@ -8,6 +8,9 @@ import pytest
 from pglast import parse_sql
 from pglast.parser import parse_sql_json
 
+from gateway.auth.keys import KeyRing, StaticKeys
+from gateway.auth.tokens import TokenPolicy, TokenVerifier
+from gateway.decisions import Decisions
 from gateway.errors import Code, Refusal
 from gateway.shape.client_where import (
     MAX_WHERE_LENGTH,
@@ -142,11 +145,11 @@ def test_a_where_is_parsed_into_a_tree_once_and_read_back_cheaply(
     monkeypatch.setattr("gateway.sql.expressions.parse_sql", tree)
     monkeypatch.setattr("gateway.sql.emit.parse_sql_json", json_text)
     where = "status = 'a' OR NOT (project_id IN (1, 2) AND status IS NOT TRUE)"
-    check_client_where.cache_clear()
-    check_client_where(where, ALLOWED, 1)
+    decisions = Decisions(TokenVerifier(KeyRing(StaticKeys(())), TokenPolicy()))
+    decisions.client_where(where, ALLOWED, 1, "where", frozenset())
     assert calls == ["tree", "json"]
-    check_client_where(where, ALLOWED, 1)
-    assert calls == ["tree", "json"]  # cached
+    decisions.client_where(where, ALLOWED, 1, "where", frozenset())
+    assert calls == ["tree", "json"]  # kept by the decisions cache
 
 
 def test_a_where_of_more_tokens_than_the_cap_is_refused_before_it_is_parsed() -> None:
