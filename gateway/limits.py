@@ -24,9 +24,9 @@ from redis.exceptions import RedisError
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.redis_batch import Batches, Script
-from gateway.redis_client import RedisClient
-from gateway.redis_keys import tenant_key, user_key
+from gateway.redis.batch import Batches, Script
+from gateway.redis.client import RedisClient
+from gateway.redis.keys import tenant_key, user_key
 from gateway.rules.model import LimitPlan
 
 log = structlog.get_logger(__name__)

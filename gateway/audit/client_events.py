@@ -34,9 +34,9 @@ import structlog
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.redis_batch import Batches, Script
-from gateway.redis_client import RedisClient
-from gateway.redis_keys import (
+from gateway.redis.batch import Batches, Script
+from gateway.redis.client import RedisClient
+from gateway.redis.keys import (
     audit_budget,
     audit_seen,
     audit_seen_member,

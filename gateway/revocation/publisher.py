@@ -35,9 +35,9 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import AskError, MovedError, ReadOnlyError, RedisError, ResponseError
 
-from gateway.redis_client import REDIS_ERRORS
-from gateway.redis_keys import revocation_event, revocation_stream
-from gateway.redis_node import KeyNode, Node, NodeChangedError
+from gateway.redis.client import REDIS_ERRORS
+from gateway.redis.keys import revocation_event, revocation_stream
+from gateway.redis.node import KeyNode, Node, NodeChangedError
 from gateway.revocation.events import EventRequest, RevocationEvent, event_from_entry
 from gateway.tasks import first_of
 

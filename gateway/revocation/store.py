@@ -35,10 +35,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.redis_client import REDIS_ERRORS
-from gateway.redis_keys import revocation_epoch, revocation_stream
-from gateway.redis_node import KeyNode, Node, NodeChangedError
-from gateway.redis_url import Topology
+from gateway.redis.client import REDIS_ERRORS
+from gateway.redis.keys import revocation_epoch, revocation_stream
+from gateway.redis.node import KeyNode, Node, NodeChangedError
+from gateway.redis.url import Topology
 from gateway.revocation.events import (
     EventError,
     EventRequest,

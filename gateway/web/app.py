@@ -29,10 +29,10 @@ from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
 from gateway.outages import Outages
-from gateway.redis_client import REDIS_JOBS, client_name, connect_redis, replica_name
-from gateway.redis_keys import revocation_stream
-from gateway.redis_node import KeyNode
-from gateway.redis_url import parse_redis_url
+from gateway.redis.client import REDIS_JOBS, client_name, connect_redis, replica_name
+from gateway.redis.keys import revocation_stream
+from gateway.redis.node import KeyNode
+from gateway.redis.url import parse_redis_url
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.feed import FeedHub
 from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
@@ -44,11 +44,6 @@ from gateway.tasks import TaskGroup, cancel
 from gateway.upstream.client import Timeouts, UpstreamPool, make_session
 from gateway.upstream.exchange import Exchanges
 from gateway.upstream.probe import UpstreamProbes
-from gateway.web import admin, audit_events, health, local_key, revocations, shape
-from gateway.web.admin_guard import AdminFailures
-from gateway.web.admission import admit
-from gateway.web.auth import authenticate
-from gateway.web.cors import answer_preflights
 from gateway.web.keys import (
     ADMIN_FAILURES,
     AUDIT_LOG,
@@ -73,9 +68,14 @@ from gateway.web.keys import (
     TIMEOUTS,
     UPSTREAMS,
 )
-from gateway.web.recording import record_requests
-from gateway.web.refusals import render_refusals
-from gateway.web.response_headers import finish_headers
+from gateway.web.middleware.admin_guard import AdminFailures
+from gateway.web.middleware.admission import admit
+from gateway.web.middleware.auth import authenticate
+from gateway.web.middleware.cors import answer_preflights
+from gateway.web.middleware.recording import record_requests
+from gateway.web.middleware.refusals import render_refusals
+from gateway.web.middleware.response_headers import finish_headers
+from gateway.web.routes import admin, audit_events, health, local_key, revocations, shape
 
 MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
 MAX_FIELD: Final = 16 * 1024
@@ -122,7 +122,7 @@ async def _client_context(app: web.Application) -> AsyncIterator[None]:
     verifier = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
     app[DECISIONS] = Decisions(verifier)
     probes = UpstreamProbes(app[RULES], session, app[OUTAGES], settings.upstream_probe_seconds)
-    app[PROBES] = probes  # started by web/server.py once the gateway listens
+    app[PROBES] = probes  # started by server/serve.py once the gateway listens
     yield
     await probes.stop()
     if refresher is not None:
