@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sql.electric.casts import cast_problem
-from gateway.sql.electric.literals import electric_reads, literal_problem
-from gateway.sql.electric.overloads import pick_overload
 from gateway.sql.expressions import ExpressionError, parse_expression
 from gateway.sql.subset import check_subset
 
@@ -127,63 +124,3 @@ def test_undeclared_columns_are_judged_by_form_alone_but_literal_casts_always() 
     with pytest.raises(ExpressionError) as refused:
         check_subset(parse_expression("x::timestamptz > '2024-03-01'"))
     assert "is not a timestamptz Electric reads" in refused.value.message
-
-
-@pytest.mark.parametrize(
-    ("text", "type_name", "fine"),
-    [
-        ("2024-03-01T10:00:00Z", "timestamptz", True),
-        ("2024-03-01 10:00:00-05", "timestamptz", True),
-        ("2024-03-01 10:00:00-00:00", "timestamptz", False),  # Elixir refuses -00:00
-        ("2024-03-01 24:00:00Z", "timestamptz", False),
-        ("2024-03-01", "timestamp", False),
-        ("epoch", "timestamp", True),
-        ("1", "bool", False),
-        ("tru", "bool", True),
-        ("+5", "int4", True),
-        ("2147483648", "int4", False),
-        ("1.", "float8", False),
-        (".5", "float8", False),
-        ("-1.5E3", "numeric", True),
-        ("550e8400e29b41d4a716446655440000", "uuid", False),
-        ("550e8400-e29b41d4-a716-4466-55440000", "uuid", False),  # Ecto.UUID: hyphens in place
-        ("\u0661\u0662", "int4", False),  # Elixir reads ASCII digits only
-        ("anything", "interval", True),
-    ],
-)
-def test_literals_read_as_electrics_parsers_read_them(
-    text: str, type_name: str, fine: bool
-) -> None:
-    assert (literal_problem(text, type_name) is None) is fine
-    assert electric_reads(text, type_name) is fine
-
-
-@pytest.mark.parametrize(
-    ("text", "type_name"),
-    [
-        ("+2024-03-01", "date"),
-        ("0000-01-01", "date"),
-        ("12:00:00 PM", "time"),
-        ("10:00:00,5", "time"),
-        ("2024-03-01 10:00:00,5+00", "timestamptz"),
-        ("-2024-03-01 10:00:00", "timestamp"),
-    ],
-)
-def test_spellings_electric_reads_but_postgresql_does_not_are_not_forwarded(
-    text: str, type_name: str
-) -> None:
-    # Electric's parsers take them (the imitation does too); PostgreSQL, which runs the clause
-    # for the snapshot, refuses all but the 12-hour clock, which the gateway keeps out as well.
-    assert electric_reads(text, type_name)
-    assert literal_problem(text, type_name) is not None
-
-
-def test_casts_and_overloads_follow_electrics_tables() -> None:
-    assert cast_problem("date", "timestamp") is None
-    assert cast_problem("timestamptz", "date") is not None
-    assert cast_problem("int4", "bool") is None
-    assert pick_overload("=", "int4", "int8") == "int8"
-    assert pick_overload("=", "varchar", "unknown") == "text"
-    assert pick_overload("=", "unknown", "unknown") == "text"
-    assert pick_overload("<", "float4", "numeric") == "float4"
-    assert pick_overload("=", "date", "timestamptz") is None
