@@ -1,6 +1,6 @@
 """Per-user and per-tenant request budgets, and per-user caps on live connections (counted
 over all of the user's tenants: a user with N memberships gets the cap once), shared by
-every replica through Redis (one atomic script call each, sent in batches: see redis_batch),
+every replica through Redis (one atomic script call each, sent in batches: see redis/batch.py),
 in-process without Redis.
 
 Budgets are token buckets refilled continuously at the plan's per-minute rate, using Redis's

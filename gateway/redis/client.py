@@ -1,10 +1,10 @@
 """Redis clients, one per job (limits, audit), for whichever Redis REDIS_URL names: one server,
-the master a majority of the sentinels names (redis_sentinel), or a Redis Cluster. (The
-revocation stream has connections of its own to the one node that holds it: redis_node.)
+the master a majority of the sentinels names (sentinel.py), or a Redis Cluster. (The
+revocation stream has connections of its own to the one node that holds it: node.py.)
 
 Connections are few and fixed: a client holds at most `connections` of them (per node, on a
 Cluster), and the gateway's own code never runs more commands at once than that (the limits and
-audit clients send everything through `redis_batch.Batches`). A single server's and a Sentinel
+audit clients send everything through `batch.Batches`). A single server's and a Sentinel
 master's pools also wait, rather than refuse, if that ever failed; a Cluster's slot-map reads
 use the nodes' own pools, so they count within the bound too. Each job keeps at most one
 connection to each sentinel. Each connection is named `shape-gateway:<host>-<pid>:<job>`

@@ -3,7 +3,7 @@ revocation stream's follower reads there and its publisher writes there, each on
 of its own.
 
 - one server: the URL's;
-- Sentinel: the master a majority of the sentinels names (redis_sentinel), confirmed again
+- Sentinel: the master a majority of the sentinels names (sentinel.py), confirmed again
   before a write is acknowledged, and watched while it is read (every `WATCH_SECONDS`), so a
   reader leaves a deposed master as soon as the failover is decided, not when the deposed one
   finally stops answering;
@@ -12,7 +12,7 @@ of its own.
   contacted, so one of them failing delays nothing here (redis-py's cluster client, asked to
   read the stream, stalled on the dead node's reconnections).
 
-Connections come without redis-py's resends (redis_client): a command that timed out may have
+Connections come without redis-py's resends (client.py): a command that timed out may have
 run, and only the caller knows whether sending it again is safe.
 """
 

@@ -7,8 +7,7 @@ from typing import Final
 from aiohttp import web
 
 from gateway.audit.client_events import MAX_BATCH_BYTES, parse_batch, record_batch
-from gateway.errors import Code, Refusal
-from gateway.redis.client import REDIS_ERRORS
+from gateway.errors import Code, Refusal, StoreUnavailableError
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, AUDIT_SINK, IDENTITY
 from gateway.web.middleware.admission import check_again
@@ -27,7 +26,7 @@ async def post_audit_events(request: web.Request) -> web.Response:
         outcome = await record_batch(
             request.app[AUDIT_SINK], request[IDENTITY], events, record.request_id
         )
-    except REDIS_ERRORS:
+    except StoreUnavailableError:
         raise Refusal(
             Code.UPSTREAM_UNAVAILABLE, "the audit store is unreachable; nothing was recorded, retry"
         ) from None

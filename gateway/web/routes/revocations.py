@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import Code, Refusal
-from gateway.redis.client import REDIS_ERRORS
+from gateway.errors import Code, Refusal, StoreUnavailableError
 from gateway.revocation.events import EventError, parse_event_request
 from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
 from gateway.revocation.publisher import NotReplicatedError, OutcomeUnknownError
@@ -81,7 +80,7 @@ async def post_revocation(request: web.Request) -> web.Response:
         raise Refusal(Code.REVOCATION_STATE_STALE, str(error)) from None
     except OutcomeUnknownError as error:
         raise Refusal(Code.REVOCATION_OUTCOME_UNKNOWN, str(error)) from None
-    except REDIS_ERRORS:
+    except StoreUnavailableError:
         raise Refusal(
             Code.REVOCATION_STATE_STALE,
             f"Redis is unreachable; the event (event_id {event_request.event_id}) was not "
