@@ -45,6 +45,7 @@ EXEMPT: dict[str, str] = {
     "upstream/probe.py": "tests/functional/test_upstream_probes.py",
     "web/body.py": "hostile bodies: tests/unit/web/test_app_hostile_input.py",
     "web/keys.py": "the app's typed keys: no behaviour of its own",
+    "web/sse.py": "the feed over HTTP: tests/functional/test_feed_admission.py, _revocation_*",
     "web/setups.py": "each concern's start and stop: tests/unit/web/test_app_lifecycle.py",
     "web/proxy.py": "tests/functional/test_shape_functional.py, test_slow_readers.py",
     "web/middleware/admission.py": f"{APP} (pipeline), tests/functional/test_feed_admission.py",

@@ -6,10 +6,11 @@ from aiohttp import web
 
 from gateway.errors import Code, Refusal, StoreUnavailableError
 from gateway.revocation.events import EventError, parse_event_request
-from gateway.revocation.feed import feed_response, last_event_id, replay, stream_events
+from gateway.revocation.feed import replay
 from gateway.revocation.publisher import NotReplicatedError, OutcomeUnknownError
 from gateway.web.body import read_json
 from gateway.web.keys import AUDIT, FEED, IDENTITY, REVOCATIONS, STREAM
+from gateway.web.sse import feed_response, last_event_id, stream_events
 
 
 async def get_events(request: web.Request) -> web.StreamResponse:
