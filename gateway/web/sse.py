@@ -13,6 +13,7 @@ from gateway.errors import Code, Refusal
 from gateway.revocation.events import RevocationEvent, stream_id_key
 from gateway.revocation.feed import FeedHub, Subscriber, encode, replay_end
 from gateway.streams import OpenStream
+from gateway.web.stops import end_stopped
 
 
 def last_event_id(request: web.Request) -> str | None:
@@ -61,11 +62,10 @@ async def stream_events(
     stream: OpenStream,
     hub: FeedHub,
     history: Callable[[], list[RevocationEvent]],
-) -> Refusal | None:
+) -> None:
     """Subscribe, take the history to replay (no await between: no gap), then stream the
     replay, its end (`replay_end`) and live events into `response`; an event in both is sent
-    once. Returns the reason the feed was stopped (after writing what was queued and ending
-    the stream), or None when it ended itself."""
+    once. A stopped feed writes what was queued for it, then ends (web/stops.py)."""
     subscriber = Subscriber(stream.identity)
     hub.subscribers.add(subscriber)
     missed = history()
@@ -94,17 +94,17 @@ async def stream_events(
                     break
                 await send(item)
         except asyncio.CancelledError:
-            if stream.reason is None or not response.prepared:
-                raise  # the client went away; or stopped before the headers: refused instead
-            reason = stream.stopped()
-            hub.subscribers.discard(subscriber)
-            while not subscriber.queue.empty():
-                queued = subscriber.queue.get_nowait()
-                if queued is not None:
-                    await send(queued)
-            await response.write_eof()
-            return reason
+            hub.subscribers.discard(subscriber)  # nothing more queued while the rest is written
+
+            async def write_queued() -> None:
+                while not subscriber.queue.empty():
+                    queued = subscriber.queue.get_nowait()
+                    if queued is not None:
+                        await send(queued)
+
+            if not await end_stopped(request, response, sse=True, before_end=write_queued):
+                raise  # the client went away, or the server is cancelling us
+            return
         await response.write_eof()
-        return None
     finally:
         hub.subscribers.discard(subscriber)

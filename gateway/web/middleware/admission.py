@@ -30,6 +30,7 @@ from gateway.web.keys import (
     STREAM,
     STREAMS,
 )
+from gateway.web.stops import end_stopped
 
 IsLive = Callable[[web.Request], bool]
 
@@ -88,8 +89,5 @@ async def _tracked(request: web.Request, handler: Handler, live: bool) -> web.St
         try:
             return await handler(request)
         except asyncio.CancelledError:
-            reason = stream.stopped()
-            if reason is None:
-                raise  # the client went away, or the server is cancelling us
-            request[AUDIT].stopped(reason.code.value)
-            raise reason from None
+            await end_stopped(request, None)  # a stop, nothing sent: raises its reason
+            raise  # not a stop: the client went away, or the server is cancelling us

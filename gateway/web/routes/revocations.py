@@ -23,7 +23,7 @@ async def get_events(request: web.Request) -> web.StreamResponse:
     record = request[AUDIT]
     response = feed_response()
     try:
-        reason = await stream_events(
+        await stream_events(
             request,
             response,
             request[STREAM],
@@ -32,9 +32,6 @@ async def get_events(request: web.Request) -> web.StreamResponse:
         )
     except ConnectionResetError:
         record.client_closed()
-    else:
-        if reason is not None:
-            record.stopped(reason.code.value)
     finally:
         record.bytes = response.sent  # the body bytes it wrote, however it ended
     return response
