@@ -47,7 +47,8 @@ EXEMPT: dict[str, str] = {
     "web/keys.py": "the app's typed keys: no behaviour of its own",
     "web/sse.py": "the feed over HTTP: tests/functional/test_feed_admission.py, _revocation_*",
     "web/setups.py": "each concern's start and stop: tests/unit/web/test_app_lifecycle.py",
-    "web/proxy.py": "tests/functional/test_shape_functional.py, test_slow_readers.py",
+    "web/proxy.py": "tests/functional/test_shape_functional.py, test_slow_readers.py, "
+    "test_collapse_functional.py",
     "web/middleware/admission.py": f"{APP} (pipeline), tests/functional/test_feed_admission.py",
     "web/middleware/cors.py": "tests/functional/test_cors.py",
     "web/middleware/recording.py": "every route's audit line: tests/unit/web/test_app_pipeline.py",
