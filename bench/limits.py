@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.auth.identity import Identity
 from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
-from gateway.redis_client import connect_redis
+from gateway.redis.client import connect_redis
 from gateway.rules.model import LimitPlan
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -43,13 +43,13 @@ from redis.typing import EncodableT, FieldT
 from bench.fanout import tokens
 from bench.stack import Server, Stack, cpu_seconds
 from gateway.auth.identity import Identity
-from gateway.garbage import NEVER
 from gateway.log_sink import SINK
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.revocation.enforcer import Revocations
 from gateway.revocation.events import EventType, RevocationEvent
 from gateway.revocation.store import MemoryStore
+from gateway.server.garbage import NEVER
 from gateway.streams import OpenStreams
 
 REDIS_URL: Final = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -310,7 +310,7 @@ async def benchmark(
             sampling = group.create_task(sample_connections(client, pids, stop))
             holding = await run.open_all(group)
             # This process's own full collections (10,000 connections' objects) would stop it
-            # observing the cuts: the replicas' policy (gateway/garbage.py) here too.
+            # observing the cuts: the replicas' policy (gateway/server/garbage.py) here too.
             gc.collect()
             gc.freeze()
             gc.set_threshold(*gc.get_threshold()[:2], NEVER)

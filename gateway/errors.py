@@ -90,6 +90,11 @@ REVOKED: Final = frozenset({Code.ACCESS_REVOKED, Code.TENANT_SUSPENDED, Code.SES
 CHALLENGED: Final = frozenset({Code.MISSING_TOKEN, Code.INVALID_TOKEN, Code.TOKEN_EXPIRED})
 
 
+class StoreUnavailableError(Exception):
+    """A store could not reach what holds its data (Redis): the write did not happen, or may not
+    have. Stores raise it in place of their client's errors, so callers need not know them."""
+
+
 class Refusal(Exception):  # noqa: N818 - a refusal is a decision, not an error of ours
     """A request the gateway will not serve: an error code and one sentence saying what to do."""
 

@@ -1,6 +1,6 @@
 """Per-user and per-tenant request budgets, and per-user caps on live connections (counted
 over all of the user's tenants: a user with N memberships gets the cap once), shared by
-every replica through Redis (one atomic script call each, sent in batches: see redis_batch),
+every replica through Redis (one atomic script call each, sent in batches: see redis/batch.py),
 in-process without Redis.
 
 Budgets are token buckets refilled continuously at the plan's per-minute rate, using Redis's
@@ -24,9 +24,9 @@ from redis.exceptions import RedisError
 
 from gateway.auth.identity import Identity
 from gateway.errors import Code, Refusal
-from gateway.redis_batch import Batches, Script
-from gateway.redis_client import RedisClient
-from gateway.redis_keys import tenant_key, user_key
+from gateway.redis.batch import Batches, Script
+from gateway.redis.client import RedisClient
+from gateway.redis.keys import tenant_key, user_key
 from gateway.rules.model import LimitPlan
 
 log = structlog.get_logger(__name__)

@@ -13,7 +13,7 @@ from typing import Final
 
 from gateway.auth.keys import MIN_HMAC_SECRET_BYTES as MIN_SECRET_BYTES
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
-from gateway.redis_url import RedisUrlError, parse_redis_url
+from gateway.redis.url import RedisUrlError, parse_redis_url
 
 _URL: Final = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _ORIGIN: Final = re.compile(r"\*|https?://[^\s/?#]+")

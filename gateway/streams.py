@@ -2,13 +2,13 @@
 to another replica), on revocation (every request of the revoked principal) and when the token
 that opened them expires.
 
-Every admitted request is tracked from admission to its answer (web/admission.py): a shape
-request, a subset POST still reading its body, an event feed. Stopping cancels the request's
-task with a reason; whoever holds the request sees its own reason (`OpenStream.stopped`),
-withdraws the cancellation, and answers with it (before headers) or ends the stream cleanly
-(after). The feed delivers the event that ended its caller's access before it ends: the event
-is queued to it before the stop (revocation/enforcer.py), and a stopped feed writes what is
-queued first (revocation/feed.py).
+Every admitted request is tracked from admission to its answer (web/middleware/admission.py): a
+shape request, a subset POST still reading its body, an event feed. Stopping cancels the request's
+task with a reason; whoever holds the request sees its own reason (`OpenStream.stopped`), withdraws
+the cancellation, and answers with it (before headers) or ends the stream cleanly (after). The feed
+delivers the event that ended its caller's access before it ends: the event is queued to it before
+the stop (revocation/enforcer.py), and a stopped feed writes what is queued first
+(revocation/feed.py).
 
 Streams are indexed by user and by (active) tenant, so a revocation looks only at the streams
 of the principal it names: its cost grows with the streams it affects, not with all those open.

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from gateway.server.serve import start
 from gateway.settings import Settings, load_settings
 from gateway.upstream.client import Timeouts
-from gateway.web.server import start
 from tests.factories import RULES_YAML, SECRET, make_token
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

@@ -158,7 +158,8 @@ def test_the_docs_agree_on_what_readiness_reflects(document: str) -> None:
 
 
 def test_operations_names_the_shape_label_of_routes_that_name_no_shape() -> None:
-    """The counter labels them `-` (tests/web/test_pipeline.py proves it); the doc says so."""
+    """The counter labels them `-` (tests/unit/web/test_app_pipeline.py proves it); the doc says
+    so."""
     operations = (ROOT / "docs" / "operations.md").read_text()
     row = next(line for line in operations.splitlines()
                if line.startswith("| `shape_gateway_requests_total`"))  # fmt: skip

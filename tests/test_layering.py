@@ -1,8 +1,9 @@
-"""The package graph has no cycles and the pure core stays pure: `sql` is a leaf, and the
-decision (`sql`, `rules`, `auth`'s identity, `shape`) imports no aiohttp, Redis or clock-bound I/O.
-The product imports none of the tools that test it (the Electric imitation, tests, benchmarks,
-the demo); the imitation uses the product's model of Electric's where (`gateway.sql`) and
-nothing else of it, so it stays a stand-in for Electric, not a second gateway.
+"""The package graph has no cycles, no layer imports one above it, and the pure core stays pure:
+`sql` is a leaf, and the decision (`sql`, `rules`, `auth`'s identity, `shape`) imports no
+aiohttp, Redis or clock-bound I/O. The product imports none of the tools that test it (the
+Electric imitation, tests, benchmarks, the demo); the imitation uses the product's model of
+Electric's where (`gateway.sql`) and nothing else of it, so it stays a stand-in for Electric, not
+a second gateway.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ PURE += tuple(
     if path.name not in ("proof.py", "schema.py")
 )
 IO_MODULES = ("aiohttp", "redis", "asyncio", "socket", "psycopg")
+# The house, top floor first: a package (or root module) imports only from its own floor or
+# the floors below. A new package or root module goes on a floor here, or this test fails.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__", "cli"),  # the commands
+    ("server",),  # serving: the socket, connections, workers, the loop; runs the app
+    ("web",),  # the app: setups, the pipeline's stages, the routes
+    # the concerns, and the one owner of the hot path's decisions
+    ("audit", "revocation", "limits", "upstream", "rulesops", "settings", "streams", "decisions"),
+    ("shape", "auth", "rules", "sql"),  # the decision: request + identity + rules
+    ("redis",),  # Redis's forms, clients, batching and keys
+    ("errors", "cache", "tasks", "outages", "metrics", "logs", "log_sink"),  # no one concern's
+)
+FLOOR = {unit: floor for floor, units in enumerate(LAYERS) for unit in units}
 
 
 def _unit(path: Path) -> str:
@@ -84,6 +98,21 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_gateway_packages_import_each_other_without_a_cycle() -> None:
     assert _cycle(_graph()) is None
+
+
+def test_every_package_and_root_module_has_a_floor() -> None:
+    units = {_unit(path) for path in GATEWAY.rglob("*.py")} - {"__init__"}
+    assert sorted(units - FLOOR.keys()) == []
+
+
+def test_no_package_imports_one_on_a_floor_above_it() -> None:
+    upward = [
+        f"{unit} (floor {FLOOR[unit]}) imports {target} (floor {FLOOR[target]})"
+        for unit, targets in sorted(_graph().items())
+        for target in sorted(targets)
+        if unit in FLOOR and target in FLOOR and FLOOR[target] < FLOOR[unit]
+    ]
+    assert upward == []
 
 
 def test_sql_is_a_leaf_package() -> None:

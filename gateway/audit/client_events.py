@@ -33,10 +33,10 @@ from typing import Any, Final, Protocol
 import structlog
 
 from gateway.auth.identity import Identity
-from gateway.errors import Code, Refusal
-from gateway.redis_batch import Batches, Script
-from gateway.redis_client import RedisClient
-from gateway.redis_keys import (
+from gateway.errors import Code, Refusal, StoreUnavailableError
+from gateway.redis.batch import Batches, Script
+from gateway.redis.client import REDIS_ERRORS, RedisClient
+from gateway.redis.keys import (
     audit_budget,
     audit_seen,
     audit_seen_member,
@@ -232,7 +232,7 @@ class LogSink:
 
 
 class RedisSink:
-    """Both streams in Redis, through batches (see redis_batch): a burst of audit posts and
+    """Both streams in Redis, through batches (see redis/batch.py): a burst of audit posts and
     security events shares the client's few connections."""
 
     def __init__(
@@ -254,7 +254,10 @@ class RedisSink:
         ]  # fmt: skip
         for event_id, entry in entries:
             args += [audit_seen_member(identity.tenant, identity.user, event_id), entry]
-        retry, *flags = await self.batches.script(APPEND, keys, args)
+        try:
+            retry, *flags = await self.batches.script(APPEND, keys, args)
+        except REDIS_ERRORS as error:
+            raise StoreUnavailableError(str(error)) from error
         if int(retry):
             raise budget_spent(int(retry), self.bytes_per_minute)
         return [bool(int(flag)) for flag in flags]

@@ -21,7 +21,7 @@ from gateway.rules.model import Rules
 from gateway.rulesops.proof import ProofUnavailableError
 from gateway.rulesops.schema import check_schema
 from gateway.settings import Settings, SettingsError, load_settings
-from gateway.web.app import static_keys
+from gateway.web.setups import static_keys
 
 NO_KEY_SOURCE = (
     "no JWT key source is configured; set JWT_SECRET (HS256), JWT_PUBLIC_KEY (PEM or path) "

@@ -26,9 +26,9 @@ from typing import Any, Final
 import aiohttp
 
 from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands, settings_or_report
-from gateway.redis_client import REDIS_ERRORS, client_name, replica_name
-from gateway.redis_keys import revocation_stream
-from gateway.redis_node import KeyNode
+from gateway.redis.client import REDIS_ERRORS, client_name, replica_name
+from gateway.redis.keys import revocation_stream
+from gateway.redis.node import KeyNode
 from gateway.revocation.events import EventError, EventRequest, EventType, parse_event_request
 from gateway.revocation.publisher import NotReplicatedError, OutcomeUnknownError, Publisher
 from gateway.settings import Settings

@@ -12,11 +12,11 @@ from gateway.cli.inputs import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, Commands
 from gateway.cli.preflight import report, run_preflight
 from gateway.logs import configure_logging
 from gateway.rules.load import RulesError
-from gateway.runtime import run_async
+from gateway.server.connections import raise_file_limit
+from gateway.server.runtime import run_async
+from gateway.server.serve import serve
+from gateway.server.workers import Supervisor
 from gateway.web.app import check_loadable
-from gateway.web.connections import raise_file_limit
-from gateway.web.server import serve
-from gateway.web.workers import Supervisor
 
 
 def register(commands: Commands) -> None:

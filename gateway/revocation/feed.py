@@ -1,4 +1,5 @@
-"""GET /v1/events: each revocation event, as SSE with `id:` lines, to the callers it concerns.
+"""GET /v1/events: each revocation event, as SSE with `id:` lines, to the callers it concerns
+(what each caller gets, encoded; web/sse.py writes it to the connection).
 
 An event naming a user goes to that user only; a tenant event goes to every caller whose
 token has that tenant. With `Last-Event-ID`, everything after it that concerns the caller is
@@ -23,16 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aiohttp import hdrs, web
-
 from gateway.auth.identity import Identity
-from gateway.errors import Code, Refusal
 from gateway.revocation.events import RevocationEvent, stream_id_key
-from gateway.streams import OpenStream
 
 HEARTBEAT_SECONDS: Final = 15.0
 QUEUE_LIMIT: Final = 256
@@ -75,24 +71,6 @@ class FeedHub:
                     subscriber.queue.put_nowait(None)  # tell it to disconnect
 
 
-def last_event_id(request: web.Request) -> str | None:
-    """The `Last-Event-ID` header (or `last_event_id` query parameter, for EventSource
-    polyfills that cannot set headers); a malformed one is refused, not silently ignored."""
-    values = request.headers.getall("Last-Event-ID", []) + request.query.getall("last_event_id", [])
-    if not values:
-        return None
-    if len(values) > 1:
-        raise Refusal(Code.DUPLICATE_PARAMETER, "send Last-Event-ID once")
-    try:
-        stream_id_key(values[0])
-    except ValueError:
-        raise Refusal(
-            Code.INVALID_PARAMETER,
-            "Last-Event-ID must be the id of an event this feed sent, like 1700000000000-0",
-        ) from None
-    return values[0]
-
-
 def replay(
     retained: list[RevocationEvent], identity: Identity, since: str | None
 ) -> list[RevocationEvent]:
@@ -106,80 +84,3 @@ def replay(
 def replay_end(count: int) -> bytes:
     """The comment that ends the replay of a connection: what follows it is live."""
     return f": replayed {count}\n\n".encode()
-
-
-class FeedResponse(web.StreamResponse):
-    """The event stream, counting the body bytes it writes (the audit line's `bytes`)."""
-
-    def __init__(self, *, headers: dict[str, str]) -> None:
-        super().__init__(headers=headers)
-        self.sent = 0
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.sent += len(data)
-        await super().write(data)
-
-
-def feed_response() -> FeedResponse:
-    return FeedResponse(
-        headers={
-            hdrs.CONTENT_TYPE: "text/event-stream",
-            hdrs.CACHE_CONTROL: "no-store",
-            "X-Accel-Buffering": "no",  # nginx: never buffer this stream
-        }
-    )
-
-
-async def stream_events(
-    request: web.Request,
-    response: web.StreamResponse,
-    stream: OpenStream,
-    hub: FeedHub,
-    history: Callable[[], list[RevocationEvent]],
-) -> Refusal | None:
-    """Subscribe, take the history to replay (no await between: no gap), then stream the
-    replay, its end (`replay_end`) and live events into `response`; an event in both is sent
-    once. Returns the reason the feed was stopped (after writing what was queued and ending
-    the stream), or None when it ended itself."""
-    subscriber = Subscriber(stream.identity)
-    hub.subscribers.add(subscriber)
-    missed = history()
-    sent: set[str] = set()
-
-    async def send(event: RevocationEvent) -> None:
-        if event.id not in sent:
-            sent.add(event.id)
-            await response.write(encode(event))
-
-    try:
-        try:
-            await response.prepare(request)
-            await response.write(b": connected\n\n")
-            for event in missed:
-                await send(event)
-            await response.write(replay_end(len(missed)))
-            while True:
-                try:
-                    async with asyncio.timeout(hub.heartbeat):
-                        item = await subscriber.queue.get()
-                except TimeoutError:
-                    await response.write(b": heartbeat\n\n")
-                    continue
-                if item is None:
-                    break
-                await send(item)
-        except asyncio.CancelledError:
-            if stream.reason is None or not response.prepared:
-                raise  # the client went away; or stopped before the headers: refused instead
-            reason = stream.stopped()
-            hub.subscribers.discard(subscriber)
-            while not subscriber.queue.empty():
-                queued = subscriber.queue.get_nowait()
-                if queued is not None:
-                    await send(queued)
-            await response.write_eof()
-            return reason
-        await response.write_eof()
-        return None
-    finally:
-        hub.subscribers.discard(subscriber)

@@ -1,7 +1,7 @@
 """Publishing a revocation event to the Redis stream, acknowledged only once it is on the master
 that holds the stream and, when that master has replicas, on one of them too.
 
-One connection, for one publish (or trim) at a time, to the node `redis_node` locates:
+One connection, for one publish (or trim) at a time, to the node redis/node.py locates:
 1. `ROLE`: a master (else the master is elsewhere now), and how many replicas it has;
 2. the PUBLISH script: the entry plus its event_id's key, or, for an event_id published
    before, nothing new and the entry it names: a publish repeated with its event_id adds
@@ -35,9 +35,9 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import AskError, MovedError, ReadOnlyError, RedisError, ResponseError
 
-from gateway.redis_client import REDIS_ERRORS
-from gateway.redis_keys import revocation_event, revocation_stream
-from gateway.redis_node import KeyNode, Node, NodeChangedError
+from gateway.redis.client import REDIS_ERRORS
+from gateway.redis.keys import revocation_event, revocation_stream
+from gateway.redis.node import KeyNode, Node, NodeChangedError
 from gateway.revocation.events import EventRequest, RevocationEvent, event_from_entry
 from gateway.tasks import first_of
 

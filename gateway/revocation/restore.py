@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from gateway.redis_keys import revocation_event, revocation_origins, revocation_stream
+from gateway.redis.keys import revocation_event, revocation_origins, revocation_stream
 from gateway.revocation.events import EventRequest, RevocationEvent
 
 CHUNK: Final = 200  # events per script call: each call blocks Redis for well under a ms

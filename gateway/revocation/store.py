@@ -10,7 +10,7 @@ snapshot: the last entry we read is gone) gets the events this replica holds bac
 restore.py), and the follower reads the stream again from its start, applying by original id,
 so nothing is applied twice.
 
-It reads from the one node that holds the stream (redis_node), on a connection of its own,
+It reads from the one node that holds the stream (redis/node.py), on a connection of its own,
 and with Sentinel only while a majority of the sentinels name that node master: it moves to a
 newly promoted master as soon as they do, even while the old one hangs. Every wait fits the
 stale limit: a read waits `BLOCK_MS` plus a margin, and reconnection attempts come at most
@@ -35,10 +35,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.redis_client import REDIS_ERRORS
-from gateway.redis_keys import revocation_epoch, revocation_stream
-from gateway.redis_node import KeyNode, Node, NodeChangedError
-from gateway.redis_url import Topology
+from gateway.errors import StoreUnavailableError
+from gateway.redis.client import REDIS_ERRORS
+from gateway.redis.keys import revocation_epoch, revocation_stream
+from gateway.redis.node import KeyNode, Node, NodeChangedError
+from gateway.redis.url import Topology
 from gateway.revocation.events import (
     EventError,
     EventRequest,
@@ -47,7 +48,7 @@ from gateway.revocation.events import (
     stream_id_key,
     stream_id_seconds,
 )
-from gateway.revocation.publisher import Publisher
+from gateway.revocation.publisher import NotReplicatedError, OutcomeUnknownError, Publisher
 from gateway.revocation.restore import restore_events
 from gateway.tasks import cancelling, first_of
 
@@ -155,8 +156,14 @@ class RedisStore:
         self._closing = False
 
     async def publish(self, request: EventRequest) -> RevocationEvent:
-        """See publisher.py: the event, or NotReplicatedError, OutcomeUnknownError, RedisError."""
-        return await self.publisher.publish(request)
+        """See publisher.py: the event, or NotReplicatedError, OutcomeUnknownError, or
+        StoreUnavailableError for any other Redis error."""
+        try:
+            return await self.publisher.publish(request)
+        except (NotReplicatedError, OutcomeUnknownError):
+            raise  # Redis's error types too, but each an answer of its own
+        except REDIS_ERRORS as error:
+            raise StoreUnavailableError(str(error)) from error
 
     def fresh(self, now: float) -> bool:
         return now - self._last_ok <= STALE_AFTER

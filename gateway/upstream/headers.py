@@ -84,5 +84,5 @@ def _passes(name: str) -> bool:
 
 def client_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """The upstream headers a client gets; caching, Vary and CORS are settled at prepare time
-    (web/response_headers.py), for proxied and own responses alike."""
+    (web/middleware/response_headers.py), for proxied and own responses alike."""
     return CIMultiDict([(name, value) for name, value in upstream.items() if _passes(name)])

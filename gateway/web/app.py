@@ -13,69 +13,37 @@ Pipeline for every request (outermost first), one job per middleware:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from gateway.audit.client_events import AuditSink, LogSink, RedisSink
-from gateway.audit.security import SecurityEvents
-from gateway.audit.writer import AuditLog
-from gateway.auth.keys import JwksKeys, KeyRing, StaticKeys, hmac_key, public_key
-from gateway.auth.tokens import TokenPolicy, TokenVerifier
-from gateway.decisions import Decisions
-from gateway.errors import Code, Refusal
-from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
-from gateway.logs import REDACTOR
-from gateway.metrics import Metrics
-from gateway.outages import Outages
-from gateway.redis_client import REDIS_JOBS, client_name, connect_redis, replica_name
-from gateway.redis_keys import revocation_stream
-from gateway.redis_node import KeyNode
-from gateway.redis_url import parse_redis_url
-from gateway.revocation.enforcer import Revocations
-from gateway.revocation.feed import FeedHub
-from gateway.revocation.store import MemoryStore, RedisStore, RevocationStore
+from gateway.redis.client import replica_name
 from gateway.rules.model import Upstream
-from gateway.rules.watch import ReloadResult, RulesHolder
+from gateway.rules.watch import RulesHolder
 from gateway.settings import Settings
-from gateway.streams import OpenStreams
-from gateway.tasks import TaskGroup, cancel
-from gateway.upstream.client import Timeouts, UpstreamPool, make_session
-from gateway.upstream.exchange import Exchanges
-from gateway.upstream.probe import UpstreamProbes
-from gateway.web import admin, audit_events, health, local_key, revocations, shape
-from gateway.web.admin_guard import AdminFailures
-from gateway.web.admission import admit
-from gateway.web.auth import authenticate
-from gateway.web.cors import answer_preflights
-from gateway.web.keys import (
-    ADMIN_FAILURES,
-    AUDIT_LOG,
-    AUDIT_SINK,
-    DECISIONS,
-    EXCHANGES,
-    FEED,
-    LIMITER,
-    LIVE_ROUTES,
-    METRICS,
-    OUTAGES,
-    PROBES,
-    PUBLIC_PATHS,
-    REPLICA,
-    REVOCATIONS,
-    RULES,
-    SECURITY,
-    SESSION,
-    SETTINGS,
-    STREAMS,
-    TASKS,
-    TIMEOUTS,
-    UPSTREAMS,
+from gateway.upstream.client import Timeouts
+from gateway.web.keys import LIVE_ROUTES, PUBLIC_PATHS, REPLICA, RULES, SETTINGS, TIMEOUTS
+from gateway.web.middleware.admission import admit
+from gateway.web.middleware.auth import authenticate
+from gateway.web.middleware.cors import answer_preflights
+from gateway.web.middleware.recording import record_requests
+from gateway.web.middleware.refusals import render_refusals
+from gateway.web.middleware.response_headers import finish_headers
+from gateway.web.routes import admin, audit_events, health, local_key, revocations, shape
+from gateway.web.setups import (
+    setup_admin,
+    setup_audit,
+    setup_limits_and_audit_stream,
+    setup_logs,
+    setup_metrics,
+    setup_revocation,
+    setup_streams,
+    setup_tasks,
+    setup_upstream_and_tokens,
+    static_keys,
 )
-from gateway.web.recording import record_requests
-from gateway.web.refusals import render_refusals
-from gateway.web.response_headers import finish_headers
 
 MAX_LINE: Final = 32 * 1024  # Electric where clauses travel in the query string
 MAX_FIELD: Final = 16 * 1024
@@ -83,159 +51,34 @@ MAX_FIELD: Final = 16 * 1024
 PUBLIC: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 # Routes whose requests may be held open; each takes a live slot while it lasts.
 LIVE: Final = {"/v1/shape": shape.is_live, "/v1/events": lambda request: True}
+
+# 1. Each concern's state, in order (a later setup uses what an earlier one set); the
+#    background tasks start, and stop in reverse order, with the app.
+SETUPS: Final = (
+    setup_logs, setup_metrics, setup_audit, setup_admin, setup_streams,
+    setup_tasks, setup_upstream_and_tokens, setup_revocation, setup_limits_and_audit_stream,
+)  # fmt: skip
+# 2. The pipeline, outermost first; finish_headers runs on every response as it is prepared.
 MIDDLEWARES: Final = (answer_preflights, record_requests, render_refusals, authenticate, admit)
-
-
-def static_keys(settings: Settings) -> StaticKeys:
-    """Keys known at start-up; raises KeyConfigError naming the variable at fault."""
-    keys = []
-    if settings.jwt_secret:
-        keys.append(hmac_key(settings.jwt_secret, settings.jwt_algorithms))
-    if settings.jwt_public_key:
-        keys.append(public_key(settings.jwt_public_key, settings.jwt_algorithms))
-    return StaticKeys(tuple(keys))
-
-
-def token_policy(settings: Settings) -> TokenPolicy:
-    return TokenPolicy(
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-        leeway=settings.jwt_leeway,
-        max_ttl=settings.jwt_max_ttl,
-    )
-
-
-async def _client_context(app: web.Application) -> AsyncIterator[None]:
-    """The upstream connections, JWKS keys and the token verifier live as long as the app."""
-    settings = app[SETTINGS]
-    session = make_session()
-    app[SESSION] = session
-    app[UPSTREAMS] = UpstreamPool()
-    app[EXCHANGES] = Exchanges(
-        app[UPSTREAMS], app[TIMEOUTS], app[METRICS], collapse=settings.collapse
-    )
-    jwks, refresher = None, None
-    if settings.jwt_jwks_url:
-        jwks = JwksKeys(settings.jwt_jwks_url, session, settings.jwt_algorithms)
-        await jwks.refresh(force=True)
-        refresher = app[TASKS].spawn(jwks.maintain(), "jwks-refresh")
-    verifier = TokenVerifier(KeyRing(static_keys(settings), jwks), token_policy(settings))
-    app[DECISIONS] = Decisions(verifier)
-    probes = UpstreamProbes(app[RULES], session, app[OUTAGES], settings.upstream_probe_seconds)
-    app[PROBES] = probes  # started by web/server.py once the gateway listens
-    yield
-    await probes.stop()
-    if refresher is not None:
-        await cancel(refresher)  # before the session it fetches with closes
-    await session.close()
-    await app[EXCHANGES].close()
-    app[UPSTREAMS].close()
-
-
-async def _tasks_context(app: web.Application) -> AsyncIterator[None]:
-    tasks = TaskGroup()
-    app[TASKS] = tasks
-    tasks.spawn(app[RULES].watch(), "rules-watch")
-    yield
-    await tasks.close()
-
-
-async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
-    """The revocation view: followed from Redis (or memory) for the app's whole life."""
-    settings = app[SETTINGS]
-    retention = settings.jwt_max_ttl + settings.jwt_leeway
-    store: RevocationStore = MemoryStore()
-    if settings.redis_url:
-        nodes = KeyNode(
-            settings.redis_url, revocation_stream(settings.redis_prefix),
-            client_name(app[REPLICA], "revocations"), job="revocations", outages=app[OUTAGES],
-        )  # fmt: skip
-        store = RedisStore(nodes, settings.redis_prefix, settings.revocation_wait_ms, retention)
-    revocations = Revocations(
-        store,
-        retention=retention,
-        streams=app[STREAMS],
-        metrics=app[METRICS],
-        fail_closed=settings.fail_mode == "closed",
-    )
-    revocations.listeners.append(app[FEED].publish)
-    app[REVOCATIONS] = revocations
-    follower = app[TASKS].spawn(revocations.run(), "revocations")
-    yield
-    await cancel(follower)  # before its Redis client closes under it
-    await store.close()
-
-
-async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]:
-    """Rate limits, live caps and the audit stream: shared through Redis, else in-process."""
-    settings = app[SETTINGS]
-    limiter: Limiter
-    sink: AuditSink
-    if settings.redis_url:
-        url, replica, size = settings.redis_url, app[REPLICA], settings.redis_pool_size
-        outages = app[OUTAGES]
-        limiter = RedisLimiter(
-            connect_redis(url, "limits", replica=replica, connections=size, outages=outages),
-            settings.redis_prefix,
-            settings.live_lease_seconds,
-        )
-        sink = RedisSink(
-            connect_redis(url, "audit", replica=replica, connections=size, outages=outages),
-            settings.redis_prefix,
-            settings.audit_bytes_per_minute,
-        )
-    else:
-        limiter, sink = MemoryLimiter(), LogSink(settings.audit_bytes_per_minute)
-    app[LIMITER], app[AUDIT_SINK] = limiter, sink
-    security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
-    app[SECURITY] = security
-    renewer = app[TASKS].spawn(limiter.run(), "live-lease-renewal")
-    writer = app[TASKS].spawn(security.run(), "security-events")
-    yield
-    await cancel(renewer)  # the tasks first, then the clients they use
-    await cancel(writer)
-    await limiter.close()
-    await sink.close()
-
-
-def _observe_rules(app: web.Application) -> None:
-    """Metrics for the active rules, and their upstream secrets masked in logs, at start-up
-    and after every reload (a reload may add an upstream and its secret)."""
-    metrics, holder = app[METRICS], app[RULES]
-    metrics.set_rules(holder.rules.digest)
-    for upstream in holder.rules.upstreams.values():
-        REDACTOR.add_secret(upstream.secret)
-
-    def observe(result: ReloadResult) -> None:
-        if not result.ok:
-            metrics.rules_reload_failures.inc()
-        elif result.changed:
-            metrics.rules_reloads.inc()
-            metrics.set_rules(result.digest)
-            for upstream in holder.rules.upstreams.values():
-                REDACTOR.add_secret(upstream.secret)
-
-    holder.observers.append(observe)
-
-
-def _outages(metrics: Metrics, settings: Settings) -> Outages:
-    """Failing dependencies, each also a `shape_gateway_dependency_up` series."""
-    outages = Outages()
-    outages.listeners.append(
-        lambda kind, name, up: metrics.dependency_up.labels(kind, name).set(1 if up else 0)
-    )
-    for job in REDIS_JOBS if settings.redis_url else ():
-        metrics.dependency_up.labels("redis", job).set(1)
-    return outages
-
-
-async def _end_live_streams(app: web.Application) -> None:
-    """On shutdown: end held long-polls and SSE streams so clients reconnect elsewhere; let
-    snapshots in flight finish within the runner's grace period."""
-    app[STREAMS].stop_where(
-        lambda s: s.live,
-        Refusal(Code.UPSTREAM_UNAVAILABLE, "this gateway instance is shutting down; retry"),
-    )
+# 3. The routes: method, path, handler, and the setting without which the route does not exist
+#    (404): the local key without its secret, the admin API without its token.
+ALWAYS: Final = None
+ROUTES: Final[tuple[tuple[str, str, Handler, Callable[[Settings], object] | None], ...]] = (
+    ("GET", "/v1/shape", shape.get_shape, ALWAYS),  # HEAD too
+    ("POST", "/v1/shape", shape.post_shape, ALWAYS),
+    ("DELETE", "/v1/shape", shape.delete_shape, ALWAYS),
+    ("GET", "/v1/events", revocations.get_events, ALWAYS),
+    ("GET", "/v1/memberships", revocations.get_memberships, ALWAYS),
+    ("POST", "/v1/audit-events", audit_events.post_audit_events, ALWAYS),
+    ("GET", "/v1/local-key", local_key.get_local_key, lambda s: s.local_key_secret),
+    ("GET", "/healthz", health.healthz, ALWAYS),
+    ("GET", "/readyz", health.readyz, ALWAYS),
+    ("GET", "/metrics", health.metrics, ALWAYS),
+    ("GET", "/admin/status", admin.get_status, lambda s: s.admin_token),
+    ("GET", "/admin/rules", admin.get_rules, lambda s: s.admin_token),
+    ("POST", "/admin/reload", admin.reload_rules, lambda s: s.admin_token),
+    ("POST", "/admin/revocations", revocations.post_revocation, lambda s: s.admin_token),
+)
 
 
 def check_loadable(settings: Settings, env: Mapping[str, str]) -> RulesHolder:
@@ -251,15 +94,6 @@ def make_app(
 ) -> web.Application:
     """Build the app; raises RulesError or KeyConfigError for the caller to report."""
     holder = check_loadable(settings, env)
-    for secret in (
-        settings.electric_secret, settings.jwt_secret, settings.admin_token,
-        settings.local_key_secret,
-    ):  # fmt: skip
-        REDACTOR.add_secret(secret)
-    if settings.redis_url:
-        for secret in parse_redis_url(settings.redis_url).secrets:
-            REDACTOR.add_secret(secret)
-
     app = web.Application(
         middlewares=MIDDLEWARES,
         handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
@@ -269,36 +103,14 @@ def make_app(
     app[REPLICA] = replica_name()
     app[PUBLIC_PATHS] = PUBLIC
     app[LIVE_ROUTES] = LIVE
-    app[AUDIT_LOG] = AuditLog()
-    app[ADMIN_FAILURES] = AdminFailures()
     app[RULES] = holder
-    app[STREAMS] = OpenStreams(leeway=settings.jwt_leeway)
     app[TIMEOUTS] = timeouts or Timeouts()
-    app[METRICS] = Metrics(tenant_labels=settings.metrics_tenant_labels)
-    _observe_rules(app)
-    app[OUTAGES] = _outages(app[METRICS], settings)
-    app[FEED] = FeedHub()
-    app.cleanup_ctx.append(_tasks_context)
-    app.cleanup_ctx.append(_client_context)
-    app.cleanup_ctx.append(_revocation_context)
-    app.cleanup_ctx.append(_limits_and_audit_context)
+    for setup in SETUPS:
+        setup(app)
     app.on_response_prepare.append(finish_headers)
-    app.on_shutdown.append(_end_live_streams)
-
-    app.router.add_get("/v1/shape", shape.get_shape)  # HEAD too
-    app.router.add_post("/v1/shape", shape.post_shape)
-    app.router.add_delete("/v1/shape", shape.delete_shape)
-    app.router.add_get("/v1/events", revocations.get_events)
-    app.router.add_get("/v1/memberships", revocations.get_memberships)
-    app.router.add_post("/v1/audit-events", audit_events.post_audit_events)
-    if settings.local_key_secret:  # without it the route does not exist (404)
-        app.router.add_get("/v1/local-key", local_key.get_local_key)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
-    if settings.admin_token:
-        app.router.add_get("/admin/status", admin.get_status)
-        app.router.add_get("/admin/rules", admin.get_rules)
-        app.router.add_post("/admin/reload", admin.reload_rules)
-        app.router.add_post("/admin/revocations", revocations.post_revocation)
+    add = {"GET": app.router.add_get, "POST": app.router.add_post,
+           "DELETE": app.router.add_delete}  # fmt: skip
+    for method, path, handler, when in ROUTES:
+        if when is ALWAYS or when(settings):
+            add[method](path, handler)
     return app

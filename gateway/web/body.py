@@ -6,7 +6,7 @@ the headers), and the body as a whole at MIN_BODY_RATE bytes a second on average
 first grace has passed. A declared `Content-Length` buys no time: a client that declares 2 MB
 and sends nothing is refused (408) after the header timeout, and one that trickles a byte at a
 time falls behind the rate; either way it cannot hold a connection (and its descriptor) for
-long. The 408 closes the connection (web/refusals.py). JSON nested deeper than Python's
+long. The 408 closes the connection (web/middleware/refusals.py). JSON nested deeper than Python's
 recursion limit is refused, not a crash.
 """
 

@@ -26,7 +26,7 @@ from gateway.tasks import TaskGroup
 from gateway.upstream.client import Timeouts, UpstreamPool
 from gateway.upstream.exchange import Exchanges
 from gateway.upstream.probe import UpstreamProbes
-from gateway.web.admin_guard import AdminFailures
+from gateway.web.middleware.admin_guard import AdminFailures
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 REPLICA: Final = web.AppKey("replica", str)  # this app among the replicas: names its Redis clients

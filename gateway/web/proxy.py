@@ -10,7 +10,8 @@ handler_cancellation), or makes a write fail if it hangs up just as we write: ei
 leaves its exchange, and the last to leave closes the upstream connection at once (electric PR
 #4768: an abandoned long-poll otherwise pins Electric ~20 s); the audit line says 499
 `client_closed`. A stream stopped on purpose (shutdown, revocation, its token's expiry:
-gateway/streams.py) answers with its reason if nothing was sent yet, or ends cleanly if it was.
+gateway/streams.py) answers with its reason if nothing was sent yet, or ends cleanly if it was
+(web/stops.py).
 A client that falls a whole buffer behind the others of its exchange is cut (499 `slow_reader`).
 """
 
@@ -25,7 +26,8 @@ from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.exchange import Dropped, Member
 from gateway.upstream.headers import LOCAL_TTL, client_headers
-from gateway.web.keys import AUDIT, EXCHANGES, STREAM
+from gateway.web.keys import AUDIT, EXCHANGES
+from gateway.web.stops import end_stopped
 
 
 class FiniteResponse(web.StreamResponse):
@@ -78,7 +80,6 @@ async def proxy(
 ) -> web.StreamResponse:
     """Send `planned` upstream (or join it there) and stream the answer back; raises Refusal
     before any byte."""
-    stream = request[STREAM]
     record = request[AUDIT]
     response: web.StreamResponse | None = None
     member = request.app[EXCHANGES].join(planned, method, request.headers, body)
@@ -113,16 +114,9 @@ async def proxy(
         record.client_closed()  # the client hung up as we wrote (often the last chunk)
         return response
     except asyncio.CancelledError:
-        reason = stream.stopped()
-        if reason is None:
+        if not await end_stopped(request, response, sse=planned.sse):
             raise  # the client went away, or the server is cancelling us
-        record.stopped(reason.code.value)
-        if response is None or not response.prepared:
-            raise reason from None
-        if planned.sse:
-            await response.write_eof()  # SSE ends cleanly; the client reconnects
-        elif request.transport is not None:
-            request.transport.close()  # a cut body must not look complete
+        assert response is not None  # ended, not refused: it was sent
         return response
     finally:
         member.leave()  # the last to leave closes the upstream request

@@ -17,8 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.server.serve import GRACE
 from gateway.settings import Settings
-from gateway.web.server import GRACE
 from tests.deploy.files import (
     DEPLOY,
     K8S,

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audit.client_events import RedisSink
 from gateway.auth.identity import Identity
-from gateway.redis_client import connect_redis
-from gateway.redis_keys import audit_seen, audit_stream, security_stream
+from gateway.redis.client import connect_redis
+from gateway.redis.keys import audit_seen, audit_stream, security_stream
 from gateway.web.keys import RULES
 from tests.factories import make_token
 from tests.functional.conftest import Electric, World

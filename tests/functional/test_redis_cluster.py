@@ -18,7 +18,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gateway.redis_keys import audit_stream, revocation_stream, tenant_key
+from gateway.redis.keys import audit_stream, revocation_stream, tenant_key
 from tests.factories import RULES_YAML, make_token
 from tests.functional.enforcement import (
     PROMISE,

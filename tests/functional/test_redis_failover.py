@@ -22,7 +22,7 @@ from typing import cast
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.redis_keys import revocation_stream
+from gateway.redis.keys import revocation_stream
 from tests.factories import make_token
 from tests.functional.conftest import ElectricFactory, World
 from tests.functional.enforcement import until

@@ -19,7 +19,7 @@ from typing import cast
 
 import pytest
 
-from gateway.redis_keys import revocation_stream
+from gateway.redis.keys import revocation_stream
 from tests.functional.conftest import ELECTRIC_SECRET, Electric, World
 from tests.functional.enforcement import (
     PROMISE,

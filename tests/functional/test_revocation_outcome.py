@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.redis_keys import revocation_stream
+from gateway.redis.keys import revocation_stream
 from gateway.web.keys import REVOCATIONS
 from tests.functional.enforcement import refused_everywhere
 from tests.functional.test_redis_failover import applied_total

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from gateway.redis_keys import revocation_epoch, revocation_event, revocation_stream
+from gateway.redis.keys import revocation_epoch, revocation_event, revocation_stream
 from tests.functional.test_redis_failover import (
     Entries,
     applied_total,

@@ -1,0 +1,2 @@
+"""Redis: REDIS_URL's forms, named clients per job, batching, keys, the node holding a key,
+Sentinel's majority."""
