@@ -8,9 +8,14 @@ Every target proxies the same in-memory Electric-like upstream (bench/upstream.p
 - direct: wrk straight to the upstream (no proxy at all);
 - nginx: `proxy_pass` with buffering off and an upstream keep-alive pool;
 - bare aiohttp: JWT verification and where injection, nothing else (bench/bare_proxy.py);
-- shape-gateway: the product, audit line and all;
+- shape-gateway: the product, audit line and all, with GATEWAY_COLLAPSE=off: every wrk
+  connection sends the same URL with the same token, and that catch-up is publicly cacheable, so
+  with collapsing on most answers would be replays of a lingering exchange and the row would
+  stop measuring proxying;
 - shape-gateway + Redis: the same with REDIS_URL (shared limits and revocation), when Redis
-  answers at $REDIS_URL or 127.0.0.1:6379.
+  answers at $REDIS_URL or 127.0.0.1:6379;
+- shape-gateway, collapsed: the same load with collapsing on (the default), for comparison
+  only: the targets are the per-request cost, measured with it off.
 `CPU/req` is the target's own CPU time (psutil) over a catch-up run, per request: the proxy's
 (nginx: its worker's), or for direct the upstream's. Each figure is the median over the rounds;
 rounds alternate the order of the targets. A benchmark reports; it never passes or fails.
@@ -34,6 +39,13 @@ from bench.wrk import Load, run_wrk
 
 SMALL = "/v1/shape?table={table}&offset=1_0&handle=1795968529-1"
 LARGE = "/v1/shape?table={table}&offset=-1"
+# Every wrk connection sends one URL with one token: with collapsing on, the gateway would
+# replay a lingering exchange instead of proxying, so the per-request rows measure it off.
+NO_COLLAPSE = {"GATEWAY_COLLAPSE": "off"}
+GATEWAY = "shape-gateway (collapse off)"
+GATEWAY_REDIS = "shape-gateway + Redis (collapse off)"
+COLLAPSED = "shape-gateway, collapsed"
+NAME_WIDTH = 38
 
 
 @dataclass
@@ -72,13 +84,14 @@ def run(rounds: int, seconds: float, held: int, work_us: float) -> list[Row]:
             "direct": (upstream, "x", None),
             "nginx": (stack.nginx(upstream), "x", None),
             "bare aiohttp": (stack.bare(upstream), "x", token),
-            "shape-gateway": (stack.gateway(upstream), "items", token),
+            GATEWAY: (stack.gateway(upstream, env=NO_COLLAPSE), "items", token),
         }
         redis_url = _redis_url()
         if redis_url:
-            servers["shape-gateway + Redis"] = (
-                stack.gateway(upstream, redis_url=redis_url), "items", token,
+            servers[GATEWAY_REDIS] = (
+                stack.gateway(upstream, redis_url=redis_url, env=NO_COLLAPSE), "items", token,
             )  # fmt: skip
+        servers[COLLAPSED] = (stack.gateway(upstream), "items", token)
         rows = {name: Row(name) for name in servers}
         for round_number in range(rounds):
             order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
@@ -93,7 +106,7 @@ def run(rounds: int, seconds: float, held: int, work_us: float) -> list[Row]:
                     run_wrk(server.url + LARGE.format(table=table), 8, seconds, key)
                 )
             print(f"round {round_number + 1}/{rounds} done", file=sys.stderr)
-        for name in ("nginx", "shape-gateway"):
+        for name in ("nginx", GATEWAY):
             server, table, _ = servers[name]
             rows[name].fanout = measure(server, upstream, held, table)
         return list(rows.values())
@@ -105,15 +118,20 @@ def _met(ok: bool) -> str:
 
 def render(rows: list[Row], held: int) -> str:
     by_name = {row.name: row for row in rows}
-    nginx, gateway = by_name["nginx"], by_name["shape-gateway"]
-    lines = [f"{'target':<24}{'catch-up req/s':>16}{'x nginx':>9}{'CPU/req':>9}"
-             f"{'snapshot MB/s':>15}{'x nginx':>9}{'RSS/held':>11}{'fan-out p99':>13}"]  # fmt: skip
+    nginx, gateway = by_name["nginx"], by_name[GATEWAY]
+    lines = [
+        "shape-gateway rows run with GATEWAY_COLLAPSE=off unless marked collapsed: every request "
+        "is the same URL with the same token, which collapsing answers from a lingering exchange",
+        f"{'target':<{NAME_WIDTH}}{'catch-up req/s':>16}{'x nginx':>9}{'CPU/req':>9}"
+        f"{'snapshot MB/s':>15}{'x nginx':>9}{'RSS/held':>11}{'fan-out p99':>13}",
+    ]
     for row in rows:
         fan = row.fanout
         rss = f"{fan.rss_per_held / 1024:.1f} KB" if fan else "-"
         p99 = f"{fan.p99 * 1000:.0f} ms" if fan else "-"
         mb = row.throughput()
-        lines.append(f"{row.name:<24}{row.rate():>16,.0f}{row.rate() / nginx.rate():>9.2f}"
+        lines.append(f"{row.name:<{NAME_WIDTH}}{row.rate():>16,.0f}"
+                     f"{row.rate() / nginx.rate():>9.2f}"
                      f"{row.cpu():>6,.0f} µs{mb:>15,.0f}{mb / nginx.throughput():>9.2f}"
                      f"{rss:>11}{p99:>13}")  # fmt: skip
     small, large = gateway.rate() / nginx.rate(), gateway.throughput() / nginx.throughput()
@@ -132,10 +150,15 @@ def render(rows: list[Row], held: int) -> str:
             f"  fan-out: p50 {fan.p50 * 1000:.0f} ms, p99 {fan.p99 * 1000:.0f} ms, max "
             f"{fan.max * 1000:.0f} ms after the change (target p99 1 s): {_met(fan.p99 <= 1.0)}",
         ]
-    if redis_row := by_name.get("shape-gateway + Redis"):
+    if redis_row := by_name.get(GATEWAY_REDIS):
         ratio = redis_row.rate() / gateway.rate()
         lines.append(f"  with REDIS_URL: {ratio:.3f}x the gateway without (target 0.90x): "
                      f"{_met(ratio >= 0.9)}")  # fmt: skip
+    if collapsed := by_name.get(COLLAPSED):
+        lines.append(f"  collapsed (GATEWAY_COLLAPSE=on, one URL and token for every request, "
+                     f"answers replayed): {collapsed.rate() / nginx.rate():.3f}x nginx, "
+                     f"{collapsed.rate() / gateway.rate():.2f}x the gateway with it off; "
+                     "not a target")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -10,8 +10,10 @@ seconds, through `shape-gateway serve` to the Electric imitation (electric_imita
 (DATABASE_URL, or the tests' default), while a row is inserted every `--interval` seconds.
 Every live request a client makes is noted with its query; it is joinable when another client's
 live request with the identical query (offset, handle, cursor and all) is in flight as it
-starts (until its client's next request) and no change came since that one started. Needs
-PostgreSQL and Node.js; not part of `make bench`.
+starts (until its client's next request) and no change came since that one started. The
+gateway runs with its defaults (collapsing on); what it did is read from its /metrics at the end:
+the client requests it answered through an upstream exchange (snapshots included), the upstream
+requests it sent, and the joins. Needs PostgreSQL and Node.js; not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import aiohttp
 import jwt
 import psycopg
 
@@ -66,6 +69,9 @@ class Sharing:
     joinable: int  # another client's identical request was in flight as it started
     distinct: int  # distinct queries among the requests
     distinct_offsets: int
+    through: int  # the gateway's client requests answered through an exchange (all, not live only)
+    sent: int  # the upstream requests it sent
+    joins: int  # the client requests that joined another's exchange
 
     @property
     def upstream_if_joined(self) -> int:
@@ -109,6 +115,24 @@ async def _serving(port: int, process: asyncio.subprocess.Process) -> None:
                 continue
             writer.close()
             return
+
+
+COUNTERS: Final = {
+    "through": "shape_gateway_upstream_client_requests_total",
+    "sent": "shape_gateway_upstream_requests_total",
+    "joins": "shape_gateway_upstream_joins_total",
+}
+
+
+async def _counters(url: str) -> dict[str, int]:
+    """The gateway's exchange counters, from its /metrics (0 for one it does not report)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        values[name] = value
+    return {field: int(float(values.get(name, "0"))) for field, name in COUNTERS.items()}
 
 
 @contextlib.asynccontextmanager
@@ -222,6 +246,7 @@ async def _run(tmp: Path, schema: str, args: argparse.Namespace, live_sse: bool)
             *(_client(n, url, live_sse=live_sse, delay=spread.uniform(0, args.spread),
                       until=until, requests=requests) for n in range(args.clients)),
         )  # fmt: skip
+        counters = await _counters(url)
     if os.environ.get("SSE_SHARING_DUMP"):
         for r in sorted(requests, key=lambda r: r.started):
             print(r.client, round(r.started - until, 2), dict(r.key), file=sys.stderr)
@@ -231,6 +256,7 @@ async def _run(tmp: Path, schema: str, args: argparse.Namespace, live_sse: bool)
         joinable=joinable(requests, changes, until),
         distinct=len({r.key for r in requests}),
         distinct_offsets=len({r.offset for r in requests}),
+        **counters,
     )
 
 
@@ -246,6 +272,9 @@ def render(results: list[Sharing], args: argparse.Namespace) -> str:
         share = r.joinable / r.requests if r.requests else 0.0
         lines.append(f"{r.mode:<11}{r.requests:>15}{r.joinable:>10}{share:>8.0%}{r.distinct:>18}"
                      f"{r.distinct_offsets:>9}{r.upstream_if_joined:>20}")  # fmt: skip
+    lines.append("the gateway (collapsing on), every request (snapshots too):")
+    lines += [f"  {r.mode}: {r.through} client requests through an upstream exchange, "
+              f"{r.sent} sent upstream, {r.joins} joined another's" for r in results]  # fmt: skip
     return "\n".join(lines)
 
 
