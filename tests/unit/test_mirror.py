@@ -34,8 +34,6 @@ EXEMPT: dict[str, str] = {
     "revocation/feed.py": "the feed over HTTP: tests/functional/test_feed_admission.py",
     "revocation/publisher.py": "tests/functional/test_revocation_outcome.py (real Redis)",
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
-    "rules/model.py": "value types, built by loading: tests/unit/rules/test_load.py",
-    "rules/nodes.py": "line numbers of problems: tests/unit/rules/test_load.py",
     "rules/sections.py": "each section's reader: tests/unit/rules/test_load.py",
     "rulesops/model.py": "value types of the rule tests: tests/unit/rulesops/test_cases.py",
     "rulesops/nodes.py": "line numbers of cases: tests/unit/rulesops/test_cases.py",
