@@ -34,7 +34,6 @@ EXEMPT: dict[str, str] = {
     "revocation/feed.py": "the feed over HTTP: tests/functional/test_feed_admission.py",
     "revocation/publisher.py": "tests/functional/test_revocation_outcome.py (real Redis)",
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
-    "rules/sections.py": "each section's reader: tests/unit/rules/test_load.py",
     "rulesops/model.py": "value types of the rule tests: tests/unit/rulesops/test_cases.py",
     "rulesops/nodes.py": "line numbers of cases: tests/unit/rulesops/test_cases.py",
     "server/serve.py": "a real process: tests/unit/cli/test_serve_process.py",
