@@ -98,9 +98,10 @@ def test_upstreams_add_to_the_default_trimmed_and_without_an_empty_secret() -> N
     read = reader(US_SECRET="")
     upstreams = read_upstreams(
         read,
-        node(
-            "eu: {url: 'https://eu.example/electric/', secret: x}\nus: {url: 'http://us', secret: '${US_SECRET}'}\n"
-        ),
+        node("""\
+            eu: {url: 'https://eu.example/electric/', secret: x}
+            us: {url: 'http://us', secret: '${US_SECRET}'}
+            """),
         DEFAULT,
     )
     assert upstreams == {
