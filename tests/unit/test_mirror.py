@@ -34,8 +34,6 @@ EXEMPT: dict[str, str] = {
     "revocation/feed.py": "the feed over HTTP: tests/functional/test_feed_admission.py",
     "revocation/publisher.py": "tests/functional/test_revocation_outcome.py (real Redis)",
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
-    "rulesops/model.py": "value types of the rule tests: tests/unit/rulesops/test_cases.py",
-    "rulesops/nodes.py": "line numbers of cases: tests/unit/rulesops/test_cases.py",
     "server/serve.py": "a real process: tests/unit/cli/test_serve_process.py",
     "upstream/client.py": "against the imitation: tests/functional/test_upstream_failures.py",
     "upstream/errors.py": "Electric's failures: tests/functional/test_upstream_failures.py",
