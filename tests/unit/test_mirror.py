@@ -30,7 +30,6 @@ EXEMPT: dict[str, str] = {
     "redis/client.py": "real servers: tests/functional/test_redis_connections.py, _tls, _cluster",
     "redis/node.py": "real failovers: tests/functional/test_redis_failover.py, _hung_master",
     "revocation/enforcer.py": "tests/functional/test_revocation_functional.py, _ends",
-    "revocation/events.py": "parsed by the route: tests/functional/test_revocation_functional.py",
     "revocation/feed.py": "the feed over HTTP: tests/functional/test_feed_admission.py",
     "revocation/publisher.py": "tests/functional/test_revocation_outcome.py (real Redis)",
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
