@@ -35,7 +35,6 @@ EXEMPT: dict[str, str] = {
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
     "server/serve.py": "a real process: tests/unit/cli/test_serve_process.py",
     "upstream/client.py": "against the imitation: tests/functional/test_upstream_failures.py",
-    "upstream/errors.py": "Electric's failures: tests/functional/test_upstream_failures.py",
     "upstream/probe.py": "tests/functional/test_upstream_probes.py",
     "web/body.py": "hostile bodies: tests/unit/web/test_app_hostile_input.py",
     "web/keys.py": "the app's typed keys: no behaviour of its own",
