@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -36,7 +38,7 @@ async def answered(answer: bytes) -> tuple[UpstreamResponse, UpstreamPool, async
     return response, pool, server
 
 
-async def judged(answer: bytes) -> tuple[Refusal | None, list[dict[str, object]]]:
+async def judged(answer: bytes) -> tuple[Refusal | None, list[MutableMapping[str, Any]]]:
     """The refusal the answer is replaced with (None: passed through), and what was logged."""
     response, pool, server = await answered(answer)
     refusal = None
