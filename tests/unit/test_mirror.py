@@ -43,7 +43,6 @@ EXEMPT: dict[str, str] = {
     "web/proxy.py": "tests/functional/test_shape_functional.py, test_slow_readers.py, "
     "test_collapse_functional.py",
     "web/middleware/admission.py": f"{APP} (pipeline), tests/functional/test_feed_admission.py",
-    "web/middleware/cors.py": "tests/functional/test_cors.py",
     "web/middleware/recording.py": "every route's audit line: tests/unit/web/test_app_pipeline.py",
     "web/middleware/refusals.py": f"every refusal's JSON {APP}",
     "web/middleware/response_headers.py": f"caching and Vary on every answer {APP}",
