@@ -45,7 +45,6 @@ EXEMPT: dict[str, str] = {
     "web/middleware/admission.py": f"{APP} (pipeline), tests/functional/test_feed_admission.py",
     "web/middleware/recording.py": "every route's audit line: tests/unit/web/test_app_pipeline.py",
     "web/middleware/refusals.py": f"every refusal's JSON {APP}",
-    "web/middleware/response_headers.py": f"caching and Vary on every answer {APP}",
     "web/routes/admin.py": "tests/functional/test_operations.py",
     "web/routes/audit_events.py": "tests/functional/test_audit_functional.py",
     "web/routes/health.py": "tests/functional/test_operations.py, test_redis_outages.py",
