@@ -36,7 +36,6 @@ EXEMPT: dict[str, str] = {
     "server/serve.py": "a real process: tests/unit/cli/test_serve_process.py",
     "upstream/client.py": "against the imitation: tests/functional/test_upstream_failures.py",
     "upstream/probe.py": "tests/functional/test_upstream_probes.py",
-    "web/body.py": "hostile bodies: tests/unit/web/test_app_hostile_input.py",
     "web/keys.py": "the app's typed keys: no behaviour of its own",
     "web/sse.py": "the feed over HTTP: tests/functional/test_feed_admission.py, _revocation_*",
     "web/setups.py": "each concern's start and stop: tests/unit/web/test_app_lifecycle.py",
