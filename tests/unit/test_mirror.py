@@ -34,7 +34,6 @@ EXEMPT: dict[str, str] = {
     "revocation/restore.py": "tests/functional/test_revocation_restore.py (real Redis)",
     "server/serve.py": "a real process: tests/unit/cli/test_serve_process.py",
     "upstream/client.py": "against the imitation: tests/functional/test_upstream_failures.py",
-    "upstream/probe.py": "tests/functional/test_upstream_probes.py",
     "web/keys.py": "the app's typed keys: no behaviour of its own",
     "web/sse.py": "the feed over HTTP: tests/functional/test_feed_admission.py, _revocation_*",
     "web/setups.py": "each concern's start and stop: tests/unit/web/test_app_lifecycle.py",
