@@ -16,35 +16,22 @@ REQUEST = ("tasks", "allowed", "-", "200")
 
 def test_requests_are_counted_under_their_labels_and_timed_by_decision_and_liveness() -> None:
     metrics = Metrics()
+    refused = ("tasks", "refused", "shape_not_allowed", "403")
     metrics.count_request(REQUEST, "false", 0.003)
     metrics.count_request(REQUEST, "false", 0.2)
-    metrics.count_request(("tasks", "refused", "shape_not_allowed", "403"), "true", 0.001)
-    metrics.count_request(("tasks", "refused", "shape_not_allowed", "403"), "false", 0.001)
+    metrics.count_request(refused, "true", 0.001)
+    metrics.count_request(refused, "false", 0.001)
     value = metrics.registry.get_sample_value
-    labels = dict(zip(("shape", "decision", "reason", "status"), REQUEST, strict=True))
-    assert value("shape_gateway_requests_total", labels) == 2
-    assert (
-        value(
-            "shape_gateway_requests_total",
-            {
-                "shape": "tasks",
-                "decision": "refused",
-                "reason": "shape_not_allowed",
-                "status": "403",
-            },
-        )
-        == 1
-    )
+    names = ("shape", "decision", "reason", "status")
+    assert value("shape_gateway_requests_total", dict(zip(names, REQUEST, strict=True))) == 2
+    assert value("shape_gateway_requests_total", dict(zip(names, refused, strict=True))) == 2
     timed = {"decision": "allowed", "live": "false"}
     assert value("shape_gateway_request_duration_seconds_count", timed) == 2
     assert value("shape_gateway_request_duration_seconds_sum", timed) == pytest.approx(0.203)
     assert value("shape_gateway_request_duration_seconds_bucket", {**timed, "le": "0.005"}) == 1
-    assert (
-        value(
-            "shape_gateway_request_duration_seconds_count", {"decision": "refused", "live": "true"}
-        )
-        == 1
-    )
+    for live in ("true", "false"):
+        held = {"decision": "refused", "live": live}
+        assert value("shape_gateway_request_duration_seconds_count", held) == 1
 
 
 def test_two_apps_never_share_a_counter() -> None:
