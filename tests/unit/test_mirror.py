@@ -18,7 +18,6 @@ UNIT = ROOT / "tests" / "unit"
 # Module (relative to gateway/) -> why it has no mirror, and where it is proved instead.
 APP = "through the assembled app: tests/unit/web/test_app_*.py"
 EXEMPT: dict[str, str] = {
-    "audit/client_events.py": "Redis-backed sink: tests/functional/test_audit_functional.py",
     "audit/writer.py": f"the line sink and sampling, {APP} (broken sink: test_app_pipeline)",
     "cli/check.py": "the command as ops run it: tests/unit/test_cli.py",
     "cli/dev_token.py": "the command as ops run it: tests/unit/test_cli.py",
