@@ -27,7 +27,6 @@ EXEMPT: dict[str, str] = {
     "cli/revoke.py": "needs Redis and a gateway: tests/functional/test_revoke_cli.py",
     "log_sink.py": "a broken sink: tests/unit/web/test_app_pipeline.py",
     "metrics.py": f"every counter is read back {APP} and in tests/functional/",
-    "redis/client.py": "real servers: tests/functional/test_redis_connections.py, _tls, _cluster",
     "redis/node.py": "real failovers: tests/functional/test_redis_failover.py, _hung_master",
     "revocation/enforcer.py": "tests/functional/test_revocation_functional.py, _ends",
     "revocation/events.py": "parsed by the route: tests/functional/test_revocation_functional.py",
