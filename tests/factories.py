@@ -67,6 +67,11 @@ def make_identity(**overrides: Any) -> Identity:
     return Identity(**values)
 
 
+# Tokens made at collection (module constants, parametrize lists) must outlive the whole suite,
+# which takes more than ten minutes on a loaded machine.
+DEFAULT_LIFETIME = 3 * 3600
+
+
 def make_claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -74,7 +79,7 @@ def make_claims(**overrides: Any) -> dict[str, Any]:
         "tid": "acme",
         "role": "member",
         "iat": now,
-        "exp": now + 600,
+        "exp": now + DEFAULT_LIFETIME,
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}

@@ -18,6 +18,7 @@ publish whose answer was lost may have been applied, and only the publisher can 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import socket
@@ -96,6 +97,16 @@ class RedisClient:
     def report(self, error: BaseException | None) -> None:
         """The outcome of one attempt at this job's work (None: it worked)."""
         report(self.outages, self.job, self.address, error)
+
+    async def warm(self) -> None:
+        """Open this job's connections now, at start-up: opened lazily, they are opened during
+        the first burst of requests, when a busy event loop can take longer than the connect
+        timeout to finish the handshake, and the job then fails open (rate limits) for want of
+        a connection. A Cluster's are opened per node as its slots are used."""
+        if isinstance(self.redis, RedisCluster):
+            return
+        pings = [self.redis.ping() for _ in range(self.connections)]  # each holds its own
+        await asyncio.gather(*pings, return_exceptions=True)  # failures are reported on use
 
     async def aclose(self) -> None:
         await self.redis.aclose()

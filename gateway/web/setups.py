@@ -5,6 +5,7 @@ life. web/app.py lists them in order; the later ones use what the earlier ones s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from gateway.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.logs import REDACTOR
 from gateway.metrics import Metrics
 from gateway.outages import Outages
-from gateway.redis.client import REDIS_JOBS, client_name, connect_redis
+from gateway.redis.client import REDIS_JOBS, RedisClient, client_name, connect_redis
 from gateway.redis.keys import revocation_stream
 from gateway.redis.node import KeyNode
 from gateway.redis.url import parse_redis_url
@@ -139,6 +140,10 @@ async def _revocation_context(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _warm(clients: list[RedisClient]) -> None:
+    await asyncio.gather(*(client.warm() for client in clients))
+
+
 async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]:
     """Rate limits, live caps and the audit stream: shared through Redis, else in-process."""
     settings = app[SETTINGS]
@@ -147,25 +152,23 @@ async def _limits_and_audit_context(app: web.Application) -> AsyncIterator[None]
     if settings.redis_url:
         url, replica, size = settings.redis_url, app[REPLICA], settings.redis_pool_size
         outages = app[OUTAGES]
-        limiter = RedisLimiter(
-            connect_redis(url, "limits", replica=replica, connections=size, outages=outages),
-            settings.redis_prefix,
-            settings.live_lease_seconds,
-        )
-        sink = RedisSink(
-            connect_redis(url, "audit", replica=replica, connections=size, outages=outages),
-            settings.redis_prefix,
-            settings.audit_bytes_per_minute,
-        )
+        limits = connect_redis(url, "limits", replica=replica, connections=size, outages=outages)
+        audit = connect_redis(url, "audit", replica=replica, connections=size, outages=outages)
+        limiter = RedisLimiter(limits, settings.redis_prefix, settings.live_lease_seconds)
+        sink = RedisSink(audit, settings.redis_prefix, settings.audit_bytes_per_minute)
+        warming = [limits, audit]  # their connections opened before the first burst
     else:
         limiter, sink = MemoryLimiter(), LogSink(settings.audit_bytes_per_minute)
+        warming = []
     app[LIMITER], app[AUDIT_SINK] = limiter, sink
     security = SecurityEvents(sink, app[METRICS].security_events_dropped.inc)
     app[SECURITY] = security
+    warm = app[TASKS].spawn(_warm(warming), "redis-warm-up")
     renewer = app[TASKS].spawn(limiter.run(), "live-lease-renewal")
     writer = app[TASKS].spawn(security.run(), "security-events")
     yield
-    await cancel(renewer)  # the tasks first, then the clients they use
+    await cancel(warm)  # the tasks first, then the clients they use
+    await cancel(renewer)
     await cancel(writer)
     await limiter.close()
     await sink.close()

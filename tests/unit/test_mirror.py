@@ -24,7 +24,6 @@ EXEMPT: dict[str, str] = {
     "cli/inputs.py": "shared by every command: tests/unit/test_cli.py, cli/test_diff.py",
     "cli/preflight.py": "serve's and check's start-up checks: tests/unit/cli/test_serve_process.py",
     "cli/revoke.py": "needs Redis and a gateway: tests/functional/test_revoke_cli.py",
-    "redis/client.py": "real servers: tests/functional/test_redis_connections.py, _tls, _cluster",
     "redis/node.py": "real failovers: tests/functional/test_redis_failover.py, _hung_master",
     "revocation/enforcer.py": "tests/functional/test_revocation_functional.py, _ends",
     "revocation/feed.py": "the feed over HTTP: tests/functional/test_feed_admission.py",
