@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from gateway.errors import Code, Refusal
 from gateway.shape.plan import UpstreamRequest
 from gateway.upstream.connection import UpstreamBroken
 from gateway.upstream.exchange import Dropped, Member
-from gateway.upstream.headers import LOCAL_TTL, client_headers
+from gateway.upstream.headers import LOCAL_TTL
 from gateway.web.keys import AUDIT, EXCHANGES
 from gateway.web.stops import end_stopped
 
@@ -95,7 +96,7 @@ async def proxy(
         head = await member.head()
         record.upstream_answered(head.status)
         kind = web.StreamResponse if planned.sse else FiniteResponse
-        response = kind(status=head.status, headers=client_headers(head.headers))
+        response = kind(status=head.status, headers=CIMultiDict(head.passed))
         if planned.local_ttl is not None:
             response.headers[LOCAL_TTL] = str(planned.local_ttl)
         length = head.headers.get(hdrs.CONTENT_LENGTH)
