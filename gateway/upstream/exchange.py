@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import structlog
@@ -49,6 +49,7 @@ from gateway.upstream.errors import (
     refuse_unless_electric_answered,
     rejection_details,
 )
+from gateway.upstream.headers import client_headers
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,12 @@ class Dropped(Exception):  # noqa: N818 - a decision about the client, like Refu
 class Head:
     status: int
     headers: CIMultiDictProxy[str]
+    # What of `headers` a client gets (client_headers), filtered once per exchange rather
+    # than once per client: each response copies it (fan-out to thousands of held polls).
+    passed: CIMultiDictProxy[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", CIMultiDictProxy(client_headers(self.headers)))
 
 
 def _shared_cacheable(headers: Mapping[str, str]) -> bool:
