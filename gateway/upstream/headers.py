@@ -51,27 +51,9 @@ REVALIDATE: Final = "private, no-cache"
 NEVER_STORE: Final = "private, no-cache, no-store"
 
 
-# Settled once per distinct input, not per response (every response is prepared through these:
-# thousands at once when one change answers the held polls): a handful of distinct inputs,
-# bounded anyway, like _VERDICTS below.
-_POLICIES: dict[tuple[str | None, bool], str] = {}
-_VARIES: dict[tuple[str, tuple[str, ...]], str] = {}
-MEMO: Final = 1024
-
-
 def private_cache_control(value: str | None, status: int = 200) -> str:
     """Any upstream policy -> `private, no-cache`; an error (status >= 400), `no-store` or no
     policy at all -> also `no-store`."""
-    key = (value, status >= 400)
-    policy = _POLICIES.get(key)
-    if policy is None:
-        policy = _private_cache_control(value, status)
-        if len(_POLICIES) < MEMO:
-            _POLICIES[key] = policy
-    return policy
-
-
-def _private_cache_control(value: str | None, status: int) -> str:
     if not value or status >= 400:
         return NEVER_STORE
     directives = {d.split("=", 1)[0].strip().lower() for d in value.split(",")}
@@ -79,21 +61,10 @@ def _private_cache_control(value: str | None, status: int) -> str:
 
 
 def add_vary(headers: CIMultiDict[str], names: Iterable[str]) -> None:
-    names = tuple(names)
-    key = (headers.get(hdrs.VARY, ""), names)
-    vary = _VARIES.get(key)
-    if vary is None:
-        vary = _joined_vary(*key)
-        if len(_VARIES) < MEMO:
-            _VARIES[key] = vary
-    headers[hdrs.VARY] = vary
-
-
-def _joined_vary(current: str, names: tuple[str, ...]) -> str:
-    present = [v.strip() for v in current.split(",") if v.strip()]
+    present = [v.strip() for v in headers.get(hdrs.VARY, "").split(",") if v.strip()]
     lower = {v.lower() for v in present}
     present += [n for n in names if n.lower() not in lower]
-    return ", ".join(present)
+    headers[hdrs.VARY] = ", ".join(present)
 
 
 _VERDICTS: dict[str, bool] = {}  # header name as Electric spells it -> whether it passes
