@@ -81,14 +81,8 @@ async def _let_the_others_write() -> None:
     chunk. Its bookkeeping (untracking, the live slot, the audit line, metrics) waits one loop
     turn, so each of thousands of answers of one change leaves before the next client's
     bookkeeping rather than after all of it (fan-out latency, docs/performance.md). A cancel
-    meanwhile (the client hung up after its answer, or shutdown) cuts nothing: it is absorbed,
-    and the request is recorded as answered."""
-    try:
-        await asyncio.sleep(0)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+    meanwhile (the client hung up, a revocation, shutdown) takes the usual paths below."""
+    await asyncio.sleep(0)
 
 
 async def proxy(
